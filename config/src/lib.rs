@@ -1,0 +1,129 @@
+//! sitecar-config: the sitecontainers spec of Azure App Service, read as-is and checked by every
+//! platform rule before anything runs.
+//!
+//! Three inputs are accepted and told apart automatically: the Azure CLI spec file (an array of
+//! `{name, properties}`), an ARM template with `Microsoft.Web/sites/sitecontainers` resources, and a
+//! sitecar document that adds app settings and the front door's settings. [`load`] returns either an
+//! immutable [`Spec`] or every problem at once, each with its JSON path and a hint.
+//!
+//! # Layout
+//! - [`model`]: the validated [`Spec`] and its settings, with documented defaults.
+//! - `json`: a path-tracking, case-insensitive reader over JSON values.
+//! - `parse`: the three input forms and a container's properties.
+//! - `sections`: the sitecar-only sections (`proxy`, `health`, `cache`, `offload`, `admin`, `local`).
+//! - `validate`: the rules that span containers (one main, ports, names, app-setting references).
+//! - [`env`]: the environment a container receives, as App Service builds it.
+//! - [`error`]: [`Problem`] and [`LoadError`].
+
+pub mod env;
+pub mod error;
+mod json;
+pub mod model;
+mod parse;
+mod sections;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use error::{LoadError, Problem};
+pub use model::*;
+pub use sections::parse_listen;
+pub use validate::valid_container_name;
+
+/// What a load takes besides the document: settings handed in from outside it.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// App settings from the environment (`APPSETTING_<name>`) or the command line; they win over
+    /// the document's, as the platform's settings would.
+    pub app_settings: BTreeMap<String, String>,
+    /// Connection strings from the environment (`SQLCONNSTR_<name>`, ...).
+    pub connection_strings: BTreeMap<String, ConnectionString>,
+}
+
+/// Reads and validates a spec file.
+pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Spec, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Unreadable { path: path.to_owned(), source })?;
+    load_str(&text, options)
+}
+
+/// Validates a spec given as text.
+pub fn load_str(text: &str, options: &LoadOptions) -> Result<Spec, LoadError> {
+    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: syntax_message(&e),
+    })?;
+    load(&root, options)
+}
+
+fn syntax_message(e: &serde_json::Error) -> String {
+    // serde_json appends " at line L column C"; we report those separately.
+    let full = e.to_string();
+    match full.rfind(" at line ") {
+        Some(i) => full[..i].to_owned(),
+        None => full,
+    }
+}
+
+/// Validates a parsed JSON document.
+pub fn load(root: &serde_json::Value, options: &LoadOptions) -> Result<Spec, LoadError> {
+    let mut p = json::Problems::default();
+    let spec = read(&mut p, root, options);
+    match spec {
+        Some(spec) if p.0.is_empty() => Ok(spec),
+        _ => Err(LoadError::Invalid { problems: p.0 }),
+    }
+}
+
+fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions) -> Option<Spec> {
+    let format = parse::detect(p, root)?;
+    let mut app_settings = BTreeMap::new();
+    let mut connection_strings = BTreeMap::new();
+    let mut parts = validate::Parts {
+        format,
+        containers_path: "$".into(),
+        drafts: Vec::new(),
+        app_settings: BTreeMap::new(),
+        app_settings_path: "$.appSettings".into(),
+        connection_strings: BTreeMap::new(),
+        proxy: ProxySettings::default(),
+        health: HealthSettings::default(),
+        health_names: Vec::new(),
+        cache: CacheSettings::default(),
+        offload: Vec::new(),
+        admin: AdminSettings::default(),
+        local: sections::LocalDraft::default(),
+    };
+    match format {
+        SpecFormat::AzureCli => parts.drafts = parse::cli_array(p, root, "$"),
+        SpecFormat::ArmTemplate => {
+            let (drafts, settings) = parse::arm_template(p, root);
+            parts.containers_path = "$.resources".into();
+            parts.drafts = drafts;
+            app_settings.extend(settings);
+        }
+        SpecFormat::Sitecar => {
+            let mut doc = json::Obj::new(p, root, "$")?;
+            if let Some((containers, path)) = doc.get("sitecontainers") {
+                parts.drafts = parse::cli_array(p, containers, &path);
+                parts.containers_path = path;
+            }
+            app_settings.extend(doc.string_map(p, "appSettings"));
+            connection_strings = sections::connection_strings(p, &mut doc);
+            parts.proxy = sections::proxy(p, &mut doc);
+            (parts.health, parts.health_names) = sections::health(p, &mut doc);
+            parts.cache = sections::cache(p, &mut doc);
+            parts.offload = sections::offload(p, &mut doc);
+            parts.admin = sections::admin(p, &mut doc);
+            parts.local = sections::local(p, &mut doc);
+            doc.ignore(&["$schema"]);
+            doc.finish(p);
+        }
+    }
+    app_settings.extend(options.app_settings.clone());
+    connection_strings.extend(options.connection_strings.clone());
+    parts.app_settings = app_settings;
+    parts.connection_strings = connection_strings;
+    validate::build(p, parts)
+}
