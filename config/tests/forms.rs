@@ -1,5 +1,7 @@
 //! The three accepted inputs load into the same validated spec, with Azure's defaults.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

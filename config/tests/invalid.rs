@@ -1,5 +1,7 @@
 //! Every bad spec is refused with all of its problems at once, each at its exact JSON path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use sitecar_config::*;
 
 /// (path, message) of every problem, in report order.

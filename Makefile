@@ -1,0 +1,55 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    start the embedded demo stack behind the front door (http://localhost:8080)
+#   make test   install what the tests need, then lint and run the whole test suite
+# Prerequisites are checked and installed here (Debian/apt as root); where that cannot be done,
+# the message says what to install by hand.
+
+CARGO ?= cargo
+SPEC ?=
+
+.PHONY: run test prereqs test-prereqs lint build release loadtest
+
+run: prereqs
+	$(CARGO) run --release -- up $(SPEC)
+
+test: prereqs test-prereqs lint
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build: prereqs
+	$(CARGO) build --workspace
+
+release: prereqs
+	$(CARGO) build --release
+
+loadtest: prereqs release
+	$(CARGO) run --release -p sitecar-loadtest -- $(ARGS)
+
+# Build prerequisites: a Rust toolchain, a C compiler, and cmake (pingora-core's zlib-ng).
+prereqs:
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "make: cargo not found: install Rust from rustup.rs first" >&2; exit 1; }
+	@$(MAKE) --no-print-directory apt-install CMDS="cmake cc" PKGS="cmake gcc"
+
+# Test prerequisites: tools the end-to-end tests drive for real.
+test-prereqs:
+	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare" PKGS="curl python3 util-linux"
+
+# Installs the Debian packages PKGS when any command of CMDS is missing.
+apt-install:
+	@missing=""; for c in $(CMDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make: missing:$$missing; installing $(PKGS)"; \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS) >/dev/null; \
+		elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+			sudo apt-get update -qq; sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS) >/dev/null; \
+		else \
+			echo "make: cannot install$$missing here: install the packages '$(PKGS)' with your package manager" >&2; exit 1; \
+		fi; \
+	fi

@@ -1,0 +1,151 @@
+//! Command-line definitions (clap). Each subcommand explains itself in one line of `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sitecar", version, about = "Run an App Service sidecar stack on one host: a front door on 80/8080 and a supervisor for main and its sidecars")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec and list every problem with its JSON path (exit 0 valid, 1 invalid, 2 unreadable).
+    Validate(ValidateArgs),
+    /// Start the stack of a spec (or the embedded demo stack when none is given) behind the front door.
+    Up(UpArgs),
+    /// Run the front door alone in front of an app that is already running.
+    Proxy(ProxyArgs),
+    /// Show the containers of a running sitecar, like `docker compose ps`.
+    Status(AdminArgs),
+    /// Print the log lines of a running sitecar's containers, with compose-style prefixes.
+    Logs(LogsArgs),
+    /// Ask a running sitecar to re-read its spec.
+    Reload(AdminArgs),
+    /// Write the spec for another platform (kubernetes, azure).
+    Export(ExportArgs),
+    /// Turn another format (compose) into a sitecar spec.
+    Import(ImportArgs),
+    /// Print shell completions (bash, zsh, fish).
+    Completions(CompletionsArgs),
+    /// Demo main app of the embedded stack (used by `sitecar up` without a spec).
+    #[command(hide = true)]
+    DemoApp(DemoArgs),
+    /// Demo sidecar of the embedded stack: a small counter service.
+    #[command(hide = true)]
+    DemoSidecar(DemoArgs),
+}
+
+/// App settings handed in from outside the spec.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SettingArgs {
+    /// An app setting, NAME=VALUE (repeatable); wins over the spec's own and the environment's.
+    #[arg(long = "setting", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got \"{s}\"")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The spec: an az sitecontainers spec file, an ARM template, or a sitecar document.
+    pub file: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub settings: SettingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The spec; without one, the embedded demo stack runs.
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingArgs,
+    /// Front-door listen addresses, replacing the spec's (repeatable).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Admin API address, replacing the spec's.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The running app to forward to, e.g. 127.0.0.1:3000.
+    #[arg(long, value_name = "ADDR")]
+    pub to: SocketAddr,
+    /// Listen addresses (repeatable; default 0.0.0.0:8080).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A sitecar document whose proxy, cache, offload and admin sections apply.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Access log format: common, json or off.
+    #[arg(long, value_name = "FORMAT")]
+    pub access_log: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin API of the running instance.
+    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
+    pub admin: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Containers to show (default: all).
+    pub names: Vec<String>,
+    /// Keep following new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Admin API of the running instance.
+    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
+    pub admin: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Target: kubernetes or azure.
+    pub target: String,
+    /// The spec to export.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Source format: compose.
+    pub format: String,
+    /// The file to import.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh or fish.
+    pub shell: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Port to listen on (default: $PORT).
+    #[arg(long, env = "PORT")]
+    pub port: u16,
+}
