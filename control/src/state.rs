@@ -1,0 +1,452 @@
+//! The supervisor core: a pure state machine. [`Core::on_event`] takes an [`Event`] and the time,
+//! and returns the [`Action`]s to carry out; it never sleeps, spawns or signals by itself, so every
+//! rule here (start order, backoff, liveness, stop order) is tested without processes.
+//!
+//! Events carry the *generation* of the container run they concern: a probe result or timer from
+//! an earlier run of a container that has since restarted is ignored.
+
+use std::time::{Duration, Instant};
+
+use sitecar_config::{RestartPolicy, Spec};
+
+/// What the front door sees of main.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MainState {
+    /// First start: not yet answering its warmup path.
+    Starting,
+    /// Answering; the front door forwards to it.
+    Ready,
+    /// Running, but its liveness probe fails; it will be restarted.
+    Unhealthy,
+    /// Exited or killed, coming back after a backoff.
+    Restarting,
+    /// Stopped for good (shutdown).
+    Stopped,
+}
+
+/// Where one container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Not started yet: waiting for its turn in the start order.
+    Waiting,
+    /// Spawned; its startup probe has not passed yet.
+    Starting,
+    /// Started and not failing its probes.
+    Running,
+    /// Running, but failing its probes past the failure threshold.
+    Unhealthy,
+    /// Exited; waiting out the backoff before the next start.
+    BackingOff,
+    /// Signalled to stop; waiting for it to exit.
+    Stopping,
+    /// Not running and not coming back.
+    Stopped,
+}
+
+/// How a container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: a code as is, a signal as 128 + its number.
+    pub fn as_code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Index of a container in spec order.
+pub type Unit = usize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Start the stack: sidecars in spec order, then main.
+    Up,
+    Spawned { unit: Unit, gen: u64, pid: Option<u32> },
+    SpawnFailed { unit: Unit, gen: u64, error: String },
+    /// The startup probe passed (for main: the warmup path answered).
+    Started { unit: Unit, gen: u64 },
+    /// The startup probe did not pass within the start time limit.
+    StartTimedOut { unit: Unit, gen: u64 },
+    Exited { unit: Unit, gen: u64, exit: Exit },
+    /// One periodic probe result.
+    Probe { unit: Unit, gen: u64, ok: bool },
+    BackoffElapsed { unit: Unit, gen: u64 },
+    /// The grace period after SIGTERM is over.
+    GraceElapsed { unit: Unit, gen: u64 },
+    /// Restart one container now (admin API).
+    Restart { unit: Unit },
+    /// Stop everything: main first, then sidecars in reverse order.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Spawn { unit: Unit, gen: u64 },
+    /// Run the startup probe; report `Started` or `StartTimedOut`.
+    WatchStartup { unit: Unit, gen: u64 },
+    /// Run the periodic probes; report each as `Probe`.
+    WatchHealth { unit: Unit, gen: u64 },
+    /// SIGTERM (or SIGKILL when `kill`) to the container's whole process group.
+    Signal { unit: Unit, gen: u64, kill: bool },
+    /// Deliver `event` after `after`.
+    Timer { after: Duration, event: Event },
+    PublishMain(MainState),
+    /// A transition worth a log line and a counter.
+    Note { unit: Unit, what: Note },
+    /// Everything has stopped: exit with this code (main's).
+    Exit(i32),
+}
+
+/// Transitions the runner logs and counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Starting { attempt: u32 },
+    Started,
+    Exited(Exit),
+    SpawnFailed(String),
+    StartTimedOut,
+    Unhealthy,
+    Healthy,
+    RestartIn(Duration),
+    Stopping,
+    Killed,
+    Stopped,
+}
+
+/// One container's supervision state.
+#[derive(Debug, Clone)]
+pub struct UnitState {
+    pub name: String,
+    pub is_main: bool,
+    pub phase: Phase,
+    pub gen: u64,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<Exit>,
+    /// When the current run passed its startup probe.
+    pub started_at: Option<Instant>,
+    /// Last probe verdict after thresholds (none before the first probe).
+    pub healthy: Option<bool>,
+    /// A failing liveness probe restarts the container.
+    liveness: bool,
+    failure_threshold: u32,
+    success_threshold: u32,
+    ok_streak: u32,
+    fail_streak: u32,
+    /// Delay before the next restart.
+    backoff: Duration,
+    /// Restart without backoff when the current run ends (admin restart).
+    restart_now: bool,
+}
+
+/// The whole stack.
+#[derive(Debug)]
+pub struct Core {
+    pub units: Vec<UnitState>,
+    policy: RestartPolicy,
+    /// Start order: sidecars in spec order, then main.
+    order: Vec<Unit>,
+    /// Next position in `order` to start while booting; `order.len()` once all started.
+    boot: usize,
+    shutting_down: bool,
+    main: Unit,
+    grace: Duration,
+    main_state: MainState,
+}
+
+impl Core {
+    pub fn new(spec: &Spec) -> Self {
+        let units: Vec<UnitState> = spec
+            .containers
+            .iter()
+            .map(|c| {
+                let probe = spec.health.for_container(&c.name);
+                let liveness = if c.is_main {
+                    spec.platform.healthcheck_path.is_some() || spec.health.containers.contains_key(&c.name)
+                } else {
+                    spec.health.containers.contains_key(&c.name)
+                };
+                UnitState {
+                    name: c.name.clone(),
+                    is_main: c.is_main,
+                    phase: Phase::Waiting,
+                    gen: 0,
+                    pid: None,
+                    restarts: 0,
+                    last_exit: None,
+                    started_at: None,
+                    healthy: None,
+                    liveness,
+                    failure_threshold: probe.failure_threshold,
+                    success_threshold: probe.success_threshold,
+                    ok_streak: 0,
+                    fail_streak: 0,
+                    backoff: spec.local.restart.initial,
+                    restart_now: false,
+                }
+            })
+            .collect();
+        let main = units.iter().position(|u| u.is_main).unwrap_or(0);
+        let mut order: Vec<Unit> = (0..units.len()).filter(|&i| i != main).collect();
+        order.push(main);
+        Self { units, policy: spec.local.restart.clone(), order, boot: 0, shutting_down: false, main, grace: spec.local.grace_period, main_state: MainState::Starting }
+    }
+
+    pub fn main_state(&self) -> MainState {
+        self.main_state
+    }
+
+    pub fn on_event(&mut self, now: Instant, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Up => {
+                out.push(Action::PublishMain(MainState::Starting));
+                self.boot_next(&mut out);
+            }
+            Event::Shutdown => {
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    self.stop_next(&mut out);
+                }
+            }
+            Event::Restart { unit } => {
+                if let Some(u) = self.units.get_mut(unit) {
+                    if matches!(u.phase, Phase::Starting | Phase::Running | Phase::Unhealthy) && !self.shutting_down {
+                        u.restart_now = true;
+                        self.terminate(unit, &mut out);
+                    } else if u.phase == Phase::BackingOff && !self.shutting_down {
+                        self.spawn(unit, &mut out);
+                    }
+                }
+            }
+            other => self.on_unit_event(now, other, &mut out),
+        }
+        out
+    }
+
+    fn on_unit_event(&mut self, now: Instant, event: Event, out: &mut Vec<Action>) {
+        let (unit, gen) = match &event {
+            Event::Spawned { unit, gen, .. }
+            | Event::SpawnFailed { unit, gen, .. }
+            | Event::Started { unit, gen }
+            | Event::StartTimedOut { unit, gen }
+            | Event::Exited { unit, gen, .. }
+            | Event::Probe { unit, gen, .. }
+            | Event::BackoffElapsed { unit, gen }
+            | Event::GraceElapsed { unit, gen } => (*unit, *gen),
+            _ => return,
+        };
+        let Some(u) = self.units.get(unit) else { return };
+        if u.gen != gen {
+            return; // from an earlier run
+        }
+        match event {
+            Event::Spawned { pid, .. } => {
+                let u = &mut self.units[unit];
+                u.pid = pid;
+                if u.phase == Phase::Starting {
+                    out.push(Action::WatchStartup { unit, gen });
+                }
+            }
+            Event::SpawnFailed { error, .. } => {
+                out.push(Action::Note { unit, what: Note::SpawnFailed(error) });
+                self.ended(now, unit, Exit::Code(127), out);
+            }
+            Event::Exited { exit, .. } => {
+                out.push(Action::Note { unit, what: Note::Exited(exit) });
+                self.ended(now, unit, exit, out);
+            }
+            Event::Started { .. } => {
+                let u = &mut self.units[unit];
+                if u.phase != Phase::Starting {
+                    return;
+                }
+                u.phase = Phase::Running;
+                u.started_at = Some(now);
+                u.healthy = None;
+                out.push(Action::Note { unit, what: Note::Started });
+                out.push(Action::WatchHealth { unit, gen });
+                if unit == self.main {
+                    self.publish(MainState::Ready, out);
+                }
+                if self.boot < self.order.len() && self.order[self.boot] == unit {
+                    self.boot += 1;
+                    self.boot_next(out);
+                }
+            }
+            Event::StartTimedOut { .. } => {
+                if self.units[unit].phase == Phase::Starting {
+                    out.push(Action::Note { unit, what: Note::StartTimedOut });
+                    self.terminate(unit, out);
+                }
+            }
+            Event::Probe { ok, .. } => self.probe(unit, ok, out),
+            Event::BackoffElapsed { .. } => {
+                if self.units[unit].phase == Phase::BackingOff && !self.shutting_down {
+                    self.spawn(unit, out);
+                }
+            }
+            Event::GraceElapsed { .. } => {
+                if self.units[unit].phase == Phase::Stopping {
+                    out.push(Action::Note { unit, what: Note::Killed });
+                    out.push(Action::Signal { unit, gen, kill: true });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn probe(&mut self, unit: Unit, ok: bool, out: &mut Vec<Action>) {
+        let u = &mut self.units[unit];
+        if !matches!(u.phase, Phase::Running | Phase::Unhealthy) {
+            return;
+        }
+        if ok {
+            u.ok_streak += 1;
+            u.fail_streak = 0;
+        } else {
+            u.fail_streak += 1;
+            u.ok_streak = 0;
+        }
+        if ok && u.ok_streak >= u.success_threshold && u.healthy != Some(true) {
+            u.healthy = Some(true);
+            if u.phase == Phase::Unhealthy {
+                u.phase = Phase::Running;
+                out.push(Action::Note { unit, what: Note::Healthy });
+                if unit == self.main {
+                    self.publish(MainState::Ready, out);
+                }
+            }
+        } else if !ok && u.fail_streak >= u.failure_threshold && u.healthy != Some(false) {
+            u.healthy = Some(false);
+            out.push(Action::Note { unit, what: Note::Unhealthy });
+            if u.liveness {
+                u.phase = Phase::Unhealthy;
+                if unit == self.main {
+                    self.publish(MainState::Unhealthy, out);
+                }
+                self.terminate(unit, out);
+            }
+        }
+    }
+
+    /// A run ended (exit or failed spawn): restart after the backoff, or carry on stopping.
+    fn ended(&mut self, now: Instant, unit: Unit, exit: Exit, out: &mut Vec<Action>) {
+        let policy = self.policy.clone();
+        let u = &mut self.units[unit];
+        u.last_exit = Some(exit);
+        u.pid = None;
+        u.healthy = None;
+        if self.shutting_down {
+            u.phase = Phase::Stopped;
+            out.push(Action::Note { unit, what: Note::Stopped });
+            if unit == self.main {
+                self.publish(MainState::Stopped, out);
+            }
+            self.stop_next(out);
+            return;
+        }
+        // A long healthy run earns a fresh backoff.
+        if u.started_at.is_some_and(|t| now.saturating_duration_since(t) >= policy.reset_after) {
+            u.backoff = policy.initial;
+        }
+        u.started_at = None;
+        u.restarts += 1;
+        u.phase = Phase::BackingOff;
+        let delay = if std::mem::take(&mut u.restart_now) { Duration::ZERO } else { u.backoff };
+        u.backoff = (u.backoff * 2).min(policy.max);
+        let gen = u.gen;
+        out.push(Action::Note { unit, what: Note::RestartIn(delay) });
+        out.push(Action::Timer { after: delay, event: Event::BackoffElapsed { unit, gen } });
+        if unit == self.main {
+            self.publish(MainState::Restarting, out);
+        }
+    }
+
+    fn spawn(&mut self, unit: Unit, out: &mut Vec<Action>) {
+        let u = &mut self.units[unit];
+        u.gen += 1;
+        u.phase = Phase::Starting;
+        u.ok_streak = 0;
+        u.fail_streak = 0;
+        out.push(Action::Note { unit, what: Note::Starting { attempt: u.restarts + 1 } });
+        out.push(Action::Spawn { unit, gen: u.gen });
+    }
+
+    fn boot_next(&mut self, out: &mut Vec<Action>) {
+        if self.shutting_down {
+            return;
+        }
+        if let Some(&unit) = self.order.get(self.boot) {
+            if self.units[unit].phase == Phase::Waiting {
+                self.spawn(unit, out);
+            }
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after the grace period.
+    fn terminate(&mut self, unit: Unit, out: &mut Vec<Action>) {
+        let grace = self.grace;
+        let u = &mut self.units[unit];
+        u.phase = Phase::Stopping;
+        out.push(Action::Note { unit, what: Note::Stopping });
+        out.push(Action::Signal { unit, gen: u.gen, kill: false });
+        out.push(Action::Timer { after: grace, event: Event::GraceElapsed { unit, gen: u.gen } });
+    }
+
+    /// Stops the next container in stop order (main, then sidecars in reverse), or exits.
+    fn stop_next(&mut self, out: &mut Vec<Action>) {
+        let stop_order: Vec<Unit> = self.order.iter().rev().copied().collect();
+        for unit in stop_order {
+            match self.units[unit].phase {
+                Phase::Stopped => continue,
+                Phase::Waiting | Phase::BackingOff => {
+                    self.units[unit].phase = Phase::Stopped;
+                    if unit == self.main {
+                        self.publish(MainState::Stopped, out);
+                    }
+                    continue;
+                }
+                Phase::Stopping => return,
+                Phase::Starting | Phase::Running | Phase::Unhealthy => {
+                    if unit == self.main {
+                        self.publish(MainState::Stopped, out);
+                    }
+                    self.terminate(unit, out);
+                    return;
+                }
+            }
+        }
+        let code = self.units[self.main].last_exit.map_or(0, Exit::as_code);
+        out.push(Action::Exit(code));
+    }
+
+    fn publish(&mut self, state: MainState, out: &mut Vec<Action>) {
+        if self.main_state != state {
+            self.main_state = state;
+            out.push(Action::PublishMain(state));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,227 @@
+use super::*;
+
+use sitecar_config::{load_str, LoadOptions};
+
+fn spec(extra: &str) -> Spec {
+    let text = format!(
+        r#"{{"sitecontainers": [
+          {{"name": "redis", "properties": {{"image": "r", "isMain": false, "targetPort": "6379", "startUpCommand": "r"}}}},
+          {{"name": "web", "properties": {{"image": "w", "isMain": true, "targetPort": "3000", "startUpCommand": "w"}}}},
+          {{"name": "otel", "properties": {{"image": "o", "isMain": false, "targetPort": "4318", "startUpCommand": "o"}}}}
+        ]{extra}}}"#
+    );
+    load_str(&text, &LoadOptions::default()).unwrap()
+}
+
+const REDIS: Unit = 0;
+const WEB: Unit = 1;
+const OTEL: Unit = 2;
+
+fn spawns(actions: &[Action]) -> Vec<(Unit, u64)> {
+    actions.iter().filter_map(|a| if let Action::Spawn { unit, gen } = a { Some((*unit, *gen)) } else { None }).collect()
+}
+
+fn signals(actions: &[Action]) -> Vec<(Unit, bool)> {
+    actions.iter().filter_map(|a| if let Action::Signal { unit, kill, .. } = a { Some((*unit, *kill)) } else { None }).collect()
+}
+
+fn timer(actions: &[Action]) -> Option<(Duration, Event)> {
+    actions.iter().find_map(|a| if let Action::Timer { after, event } = a { Some((*after, event.clone())) } else { None })
+}
+
+/// Boots the stack: every container spawned and started in order.
+fn booted(core: &mut Core, t: Instant) {
+    core.on_event(t, Event::Up);
+    for unit in [REDIS, OTEL, WEB] {
+        core.on_event(t, Event::Spawned { unit, gen: 1, pid: Some(100 + unit as u32) });
+        core.on_event(t, Event::Started { unit, gen: 1 });
+    }
+}
+
+#[test]
+fn sidecars_start_in_spec_order_each_waited_for_then_main() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    let a = core.on_event(t, Event::Up);
+    assert_eq!(spawns(&a), [(REDIS, 1)]);
+    assert!(a.contains(&Action::PublishMain(MainState::Starting)));
+    // Spawned is not started: the next waits for the startup probe.
+    let a = core.on_event(t, Event::Spawned { unit: REDIS, gen: 1, pid: Some(10) });
+    assert_eq!(a, [Action::WatchStartup { unit: REDIS, gen: 1 }]);
+    let a = core.on_event(t, Event::Started { unit: REDIS, gen: 1 });
+    assert_eq!(spawns(&a), [(OTEL, 1)]);
+    core.on_event(t, Event::Spawned { unit: OTEL, gen: 1, pid: Some(11) });
+    let a = core.on_event(t, Event::Started { unit: OTEL, gen: 1 });
+    assert_eq!(spawns(&a), [(WEB, 1)], "main starts last");
+    core.on_event(t, Event::Spawned { unit: WEB, gen: 1, pid: Some(12) });
+    assert_eq!(core.main_state(), MainState::Starting);
+    let a = core.on_event(t, Event::Started { unit: WEB, gen: 1 });
+    assert!(a.contains(&Action::PublishMain(MainState::Ready)));
+    assert!(a.contains(&Action::WatchHealth { unit: WEB, gen: 1 }));
+}
+
+#[test]
+fn a_sidecar_that_never_starts_holds_back_main() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    core.on_event(t, Event::Up);
+    core.on_event(t, Event::Spawned { unit: REDIS, gen: 1, pid: None });
+    let a = core.on_event(t, Event::StartTimedOut { unit: REDIS, gen: 1 });
+    assert_eq!(signals(&a), [(REDIS, false)]);
+    let a = core.on_event(t, Event::Exited { unit: REDIS, gen: 1, exit: Exit::Signal(15) });
+    assert!(spawns(&a).is_empty());
+    assert_eq!(core.units[WEB].phase, Phase::Waiting);
+    // After the backoff it is tried again, and main still waits for it.
+    let a = core.on_event(t, Event::BackoffElapsed { unit: REDIS, gen: 1 });
+    assert_eq!(spawns(&a), [(REDIS, 2)]);
+    let a = core.on_event(t, Event::Started { unit: REDIS, gen: 2 });
+    assert_eq!(spawns(&a), [(OTEL, 1)]);
+}
+
+#[test]
+fn backoff_doubles_to_the_cap_and_resets_after_a_long_healthy_run() {
+    let mut core = Core::new(&spec(r#", "local": {"restart": {"initialBackoffSeconds": 1, "maxBackoffSeconds": 4, "resetAfterSeconds": 600}}"#));
+    let mut t = Instant::now();
+    booted(&mut core, t);
+    let mut delays = Vec::new();
+    for gen in 1..=4 {
+        let a = core.on_event(t, Event::Exited { unit: REDIS, gen, exit: Exit::Code(1) });
+        let (after, event) = timer(&a).unwrap();
+        delays.push(after.as_secs());
+        assert_eq!(event, Event::BackoffElapsed { unit: REDIS, gen });
+        core.on_event(t, event);
+        core.on_event(t, Event::Started { unit: REDIS, gen: gen + 1 });
+    }
+    assert_eq!(delays, [1, 2, 4, 4]);
+    assert_eq!(core.units[REDIS].restarts, 4);
+    // Ten minutes of running resets the backoff.
+    t += Duration::from_secs(601);
+    let a = core.on_event(t, Event::Exited { unit: REDIS, gen: 5, exit: Exit::Code(1) });
+    assert_eq!(timer(&a).unwrap().0, Duration::from_secs(1));
+}
+
+#[test]
+fn a_sidecar_crash_never_touches_main() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Signal(9) });
+    assert!(signals(&a).is_empty());
+    assert!(!a.iter().any(|x| matches!(x, Action::PublishMain(_))));
+    assert_eq!(core.main_state(), MainState::Ready);
+    assert_eq!(core.units[OTEL].last_exit, Some(Exit::Signal(9)));
+}
+
+#[test]
+fn main_crash_is_published_and_restarted() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    let a = core.on_event(t, Event::Exited { unit: WEB, gen: 1, exit: Exit::Signal(9) });
+    assert!(a.contains(&Action::PublishMain(MainState::Restarting)));
+    let (_, ev) = timer(&a).unwrap();
+    let a = core.on_event(t, ev);
+    assert_eq!(spawns(&a), [(WEB, 2)]);
+    let a = core.on_event(t, Event::Started { unit: WEB, gen: 2 });
+    assert!(a.contains(&Action::PublishMain(MainState::Ready)));
+}
+
+#[test]
+fn events_of_an_earlier_run_are_ignored() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    core.on_event(t, Event::Exited { unit: WEB, gen: 1, exit: Exit::Code(1) });
+    core.on_event(t, Event::BackoffElapsed { unit: WEB, gen: 1 });
+    assert!(core.on_event(t, Event::Started { unit: WEB, gen: 1 }).is_empty());
+    assert!(core.on_event(t, Event::Probe { unit: WEB, gen: 1, ok: false }).is_empty());
+    assert!(core.on_event(t, Event::GraceElapsed { unit: WEB, gen: 1 }).is_empty());
+}
+
+#[test]
+fn failing_liveness_restarts_only_with_a_health_check_path() {
+    // Without WEBSITE_HEALTHCHECK_PATH probe failures are reported, not acted on.
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    for _ in 0..3 {
+        assert!(signals(&core.on_event(t, Event::Probe { unit: WEB, gen: 1, ok: false })).is_empty());
+    }
+    assert_eq!(core.units[WEB].healthy, Some(false));
+    assert_eq!(core.main_state(), MainState::Ready);
+
+    let mut core = Core::new(&spec(r#", "appSettings": {"WEBSITE_HEALTHCHECK_PATH": "/health"}"#));
+    booted(&mut core, t);
+    assert!(signals(&core.on_event(t, Event::Probe { unit: WEB, gen: 1, ok: false })).is_empty());
+    assert!(signals(&core.on_event(t, Event::Probe { unit: WEB, gen: 1, ok: false })).is_empty());
+    let a = core.on_event(t, Event::Probe { unit: WEB, gen: 1, ok: false });
+    assert_eq!(signals(&a), [(WEB, false)], "third consecutive failure (failureThreshold 3)");
+    assert!(a.contains(&Action::PublishMain(MainState::Unhealthy)));
+    // Ignoring SIGTERM earns SIGKILL after the grace period.
+    let (after, ev) = timer(&a).unwrap();
+    assert_eq!(after, Duration::from_secs(30));
+    assert_eq!(signals(&core.on_event(t, ev)), [(WEB, true)]);
+}
+
+#[test]
+fn a_success_resets_the_failure_streak() {
+    let mut core = Core::new(&spec(r#", "health": {"containers": {"redis": {"failureThreshold": 2}}}"#));
+    let t = Instant::now();
+    booted(&mut core, t);
+    for ok in [false, true, false, true, false] {
+        assert!(signals(&core.on_event(t, Event::Probe { unit: REDIS, gen: 1, ok })).is_empty());
+    }
+    assert_eq!(signals(&core.on_event(t, Event::Probe { unit: REDIS, gen: 1, ok: false })), [(REDIS, false)]);
+}
+
+#[test]
+fn shutdown_stops_main_first_then_sidecars_in_reverse_one_at_a_time() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    let a = core.on_event(t, Event::Shutdown);
+    assert_eq!(signals(&a), [(WEB, false)]);
+    assert!(a.contains(&Action::PublishMain(MainState::Stopped)));
+    let a = core.on_event(t, Event::Exited { unit: WEB, gen: 1, exit: Exit::Code(0) });
+    assert_eq!(signals(&a), [(OTEL, false)], "the last sidecar in spec order stops first");
+    let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Signal(15) });
+    assert_eq!(signals(&a), [(REDIS, false)]);
+    let a = core.on_event(t, Event::Exited { unit: REDIS, gen: 1, exit: Exit::Code(0) });
+    assert_eq!(a.last(), Some(&Action::Exit(0)), "exit with main's status");
+}
+
+#[test]
+fn shutdown_exit_code_is_mains() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    core.on_event(t, Event::Shutdown);
+    core.on_event(t, Event::Exited { unit: WEB, gen: 1, exit: Exit::Code(3) });
+    core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Code(0) });
+    let a = core.on_event(t, Event::Exited { unit: REDIS, gen: 1, exit: Exit::Code(0) });
+    assert_eq!(a.last(), Some(&Action::Exit(3)));
+}
+
+#[test]
+fn shutdown_during_boot_skips_what_never_started_and_crashes_are_not_restarted() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    core.on_event(t, Event::Up);
+    core.on_event(t, Event::Spawned { unit: REDIS, gen: 1, pid: Some(1) });
+    let a = core.on_event(t, Event::Shutdown);
+    assert_eq!(signals(&a), [(REDIS, false)], "only redis runs");
+    let a = core.on_event(t, Event::Exited { unit: REDIS, gen: 1, exit: Exit::Code(0) });
+    assert!(spawns(&a).is_empty());
+    assert_eq!(a.last(), Some(&Action::Exit(0)));
+}
+
+#[test]
+fn admin_restart_skips_the_backoff() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    let a = core.on_event(t, Event::Restart { unit: OTEL });
+    assert_eq!(signals(&a), [(OTEL, false)]);
+    let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Signal(15) });
+    assert_eq!(timer(&a).unwrap().0, Duration::ZERO);
+}
