@@ -1,6 +1,7 @@
 //! sitecar: parse the command line, then hand over to the library crates. Wiring only.
 
 mod cli;
+mod up;
 mod validate;
 
 use std::process::ExitCode;
@@ -11,8 +12,10 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     match cli.command {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
+        Command::Up(a) => up::run(a),
         other => not_yet(&other),
     }
 }
@@ -23,4 +26,11 @@ fn not_yet(command: &Command) -> ExitCode {
     let name = name.split(['(', ' ']).next().unwrap_or("this command").to_ascii_lowercase();
     eprintln!("sitecar {name}: not yet available in this build");
     ExitCode::from(2)
+}
+
+/// sitecar's own structured log on stderr; `RUST_LOG` tunes it (default: warnings, since the log
+/// stream already shows every container event).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

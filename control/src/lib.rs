@@ -1,5 +1,29 @@
-//! sitecar-control: the supervisor that runs the main container and its sidecars.
+//! sitecar-control: the supervisor that runs the main container and its sidecars, as App
+//! Service does: sidecars first in spec order, then main, gated on its warmup path; probes,
+//! restarts with backoff, PID 1 duties, a compose-style log stream, and an orderly stop.
+//!
+//! Main's state goes out on a `tokio::sync::watch` channel ([`Handle::main`]); the binary hands it
+//! to the front door.
 //!
 //! # Layout
 //! - [`state`]: the pure core, events in and actions out (start order, backoff, liveness, stop order).
+//! - [`supervisor`]: the runner that carries out the actions; [`Supervisor`] and its [`Handle`].
+//! - [`runtime`]: process and OCI (docker/podman) runtimes.
+//! - [`probe`]: TCP and HTTP probes on pingora-load-balancing's health checks.
+//! - [`logs`]: the log stream (console prefixes, per-container rings, App Service log files).
+//! - [`storage`]: the shared home, `LogFiles` and volume directories.
+//! - [`reaper`]: PID 1 duties: adopting and reaping orphans.
+//! - [`error`]: [`Error`].
+
+pub mod error;
+pub mod logs;
+pub mod probe;
+pub mod reaper;
+pub mod runtime;
 pub mod state;
+pub mod storage;
+pub mod supervisor;
+
+pub use error::Error;
+pub use state::{Exit, MainState, Phase};
+pub use supervisor::{ContainerStatus, Handle, Options, Supervisor};

@@ -1,0 +1,443 @@
+//! The runner: carries out the core's actions with real processes, probes and timers, and
+//! publishes main's state and every container's status on watch channels.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sitecar_config::env::{container_env, HostFacts};
+use sitecar_config::{Runtime as RuntimeKind, Spec};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::logs::{LogOptions, LogStream, Stream};
+use crate::probe::{Accept, Probe};
+use crate::reaper::{self, Tracked};
+use crate::runtime::{Launch, Oci, Runtime};
+use crate::state::{Action, Core, Event, Exit, MainState, Note, Phase, Unit};
+use crate::storage::{absolute, Storage};
+
+/// How the supervisor runs besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Relative paths of the spec (storage root, working dirs) are taken from here.
+    pub base_dir: PathBuf,
+    /// Print the log stream to stdout.
+    pub console: bool,
+    pub colour: bool,
+    /// PID 1 duties: adopt and reap orphans, kill leftovers at the end. Only for a process that
+    /// owns its children alone (the binary), never inside a test harness.
+    pub adopt_orphans: bool,
+}
+
+/// One container as `/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub image: String,
+    pub is_main: bool,
+    pub phase: Phase,
+    pub pid: Option<u32>,
+    /// Where sitecar reaches it.
+    pub addr: Option<SocketAddr>,
+    pub restarts: u32,
+    pub last_exit: Option<Exit>,
+    /// Milliseconds since the epoch when the current run passed its startup probe.
+    pub started_at_ms: Option<u64>,
+    pub healthy: Option<bool>,
+}
+
+/// What other parts of the program (the front door, the admin API) hold of a running stack.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub main: watch::Receiver<MainState>,
+    /// Where the front door forwards: main's port on loopback.
+    pub main_addr: SocketAddr,
+    pub status: watch::Receiver<Vec<ContainerStatus>>,
+    pub logs: LogStream,
+    events: mpsc::UnboundedSender<Event>,
+    names: Arc<Vec<String>>,
+}
+
+impl Handle {
+    /// Restarts one container by name; false when there is none.
+    pub fn restart(&self, name: &str) -> bool {
+        match self.names.iter().position(|n| n == name) {
+            Some(unit) => self.events.send(Event::Restart { unit }).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// A prepared stack: storage created, ports chosen, environments built; nothing runs yet.
+pub struct Supervisor {
+    spec: Arc<Spec>,
+    runtime: Runtime,
+    launches: Vec<Launch>,
+    logs: LogStream,
+    options: Options,
+    main_unit: Unit,
+    /// Why main listens where it does, for the error when it never answers.
+    port_note: Option<String>,
+    main_tx: watch::Sender<MainState>,
+    status_tx: watch::Sender<Vec<ContainerStatus>>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    handle: Handle,
+}
+
+fn free_port() -> Result<u16, Error> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::NoPort)?;
+    Ok(l.local_addr().map_err(Error::NoPort)?.port())
+}
+
+impl Supervisor {
+    pub fn prepare(spec: Arc<Spec>, options: Options) -> Result<Self, Error> {
+        let storage = Storage::prepare(&spec, &options.base_dir)?;
+        let runtime = match spec.runtime {
+            RuntimeKind::Process => Runtime::Process,
+            RuntimeKind::Oci => Runtime::Oci(Oci::detect(spec.local.engine.as_deref(), &spec.local.site_name).ok_or(Error::NoEngine)?),
+        };
+        let main = spec.main();
+        let main_unit = spec.containers.iter().position(|c| c.is_main).unwrap_or(0);
+        let front: Vec<u16> = spec.proxy.listen.iter().map(|a| a.port()).chain(spec.proxy.tls.iter().map(|t| t.listen.port())).collect();
+
+        // Main's port: its targetPort, unless the front door owns that port on this host.
+        let target = main.target_port.unwrap_or(80);
+        let (main_host_port, port_note) = if front.contains(&target) {
+            let port = match main.local.as_ref().and_then(|l| l.port) {
+                Some(p) => p,
+                None => free_port()?,
+            };
+            let note = format!(
+                "main's targetPort {target} is a front-door port, so main listens on internal port {port} (PORT and WEBSITES_PORT say so); pin it with local.containers.{}.port",
+                main.name
+            );
+            (port, Some(note))
+        } else {
+            (target, None)
+        };
+
+        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+        let basics = HostFacts::basics_from(std::env::vars());
+        let launches = spec
+            .containers
+            .iter()
+            .map(|c| {
+                let host = HostFacts { basics: basics.clone(), home: storage.home(c), instance_id: hostname.clone() };
+                let inner_port = if c.is_main && matches!(runtime, Runtime::Process) { Some(main_host_port) } else { c.target_port };
+                let addr = if c.is_main {
+                    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, main_host_port)))
+                } else if matches!(runtime, Runtime::Process) {
+                    c.target_port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+                } else {
+                    None // OCI sidecars listen inside the stack's namespace only
+                };
+                let mut env = container_env(&spec, c, inner_port, &host);
+                if matches!(runtime, Runtime::Oci(_)) {
+                    env.insert("HOME".into(), "/home".into());
+                }
+                Launch {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    command: match runtime {
+                        Runtime::Process => c.process_command().map(str::to_owned),
+                        Runtime::Oci(_) => c.startup_command.clone(),
+                    },
+                    working_dir: c.local.as_ref().and_then(|l| l.working_dir.as_ref()).map(|d| absolute(&options.base_dir, d)),
+                    env,
+                    addr,
+                    port: inner_port,
+                    mounts: c.volume_mounts.iter().map(|m| (storage.volume(&m.volume_sub_path), m.container_mount_path.clone(), m.read_only)).collect(),
+                }
+            })
+            .collect::<Vec<_>>();
+
+        let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+        let logs = LogStream::new(
+            &names,
+            LogOptions { console: options.console, colour: options.colour, dir: Some(storage.log_dir()), host: hostname },
+        );
+        let (main_tx, main_rx) = watch::channel(MainState::Starting);
+        let (status_tx, status_rx) = watch::channel(Vec::new());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let handle = Handle {
+            main: main_rx,
+            main_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, main_host_port)),
+            status: status_rx,
+            logs: logs.clone(),
+            events: events_tx.clone(),
+            names: Arc::new(names),
+        };
+        Ok(Self { spec, runtime, launches, logs, options, main_unit, port_note, main_tx, status_tx, events_tx, events_rx, handle })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the stack until `shutdown` is cancelled and everything has stopped; returns the exit
+    /// code for the process (main's).
+    pub async fn run(mut self, shutdown: CancellationToken) -> i32 {
+        let tracked: Tracked = Arc::default();
+        let reaper_stop = CancellationToken::new();
+        if self.options.adopt_orphans {
+            reaper::become_subreaper();
+            tokio::spawn(reaper::run(tracked.clone(), reaper_stop.clone()));
+        }
+        if let Some(note) = &self.port_note {
+            self.logs.event(&self.spec.main().name, note);
+        }
+        for c in &self.spec.containers {
+            if matches!(self.runtime, Runtime::Process) {
+                for m in &c.volume_mounts {
+                    let dir = self.launches.iter().find(|l| l.name == c.name).and_then(|l| l.mounts.iter().find(|x| x.1 == m.container_mount_path)).map(|x| x.0.display().to_string()).unwrap_or_default();
+                    self.logs.event(&c.name, &format!("volume {} is the directory {dir} (process mode cannot mount it at {}{})", m.volume_sub_path, m.container_mount_path, if m.read_only { ", nor make it read-only" } else { "" }));
+                }
+            }
+        }
+        if let Runtime::Oci(oci) = &self.runtime {
+            let main = &self.launches[self.main_unit];
+            let publish = main.port.zip(main.addr.map(|a| a.port())).map(|(inner, host)| (host, inner));
+            let status = tokio::process::Command::new(&oci.engine).args(oci.pod_args(publish)).status().await;
+            if !matches!(status, Ok(s) if s.success()) {
+                self.logs.event("sitecar", &format!("cannot create the shared network namespace with {} ({status:?})", oci.engine));
+            }
+        }
+
+        let mut core = Core::new(&self.spec);
+        let gens: Arc<Vec<AtomicU64>> = Arc::new(self.spec.containers.iter().map(|_| AtomicU64::new(0)).collect());
+        let mut pids: HashMap<Unit, (u64, u32)> = HashMap::new();
+        let mut started_wall: HashMap<Unit, u64> = HashMap::new();
+        let mut pending = vec![Event::Up];
+        let mut shutdown_sent = false;
+        let code = 'outer: loop {
+            for event in pending.drain(..) {
+                let now = Instant::now();
+                for action in core.on_event(now, event) {
+                    if let Some(code) = self.act(action, &gens, &mut pids, &mut started_wall, &tracked) {
+                        break 'outer code;
+                    }
+                }
+            }
+            self.publish_status(&core, &started_wall);
+            tokio::select! {
+                _ = shutdown.cancelled(), if !shutdown_sent => {
+                    shutdown_sent = true;
+                    pending.push(Event::Shutdown);
+                }
+                Some(ev) = self.events_rx.recv() => pending.push(ev),
+            }
+        };
+        self.publish_status(&core, &started_wall);
+        if let Runtime::Oci(oci) = &self.runtime {
+            let _ = tokio::process::Command::new(&oci.engine).args(oci.cleanup_args()).status().await;
+        }
+        reaper_stop.cancel();
+        if self.options.adopt_orphans {
+            reaper::kill_leftovers(&tracked);
+        }
+        code
+    }
+
+    fn publish_status(&self, core: &Core, started_wall: &HashMap<Unit, u64>) {
+        let list = core
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| ContainerStatus {
+                name: u.name.clone(),
+                image: self.launches[i].image.clone(),
+                is_main: u.is_main,
+                phase: u.phase,
+                pid: u.pid,
+                addr: self.launches[i].addr,
+                restarts: u.restarts,
+                last_exit: u.last_exit,
+                started_at_ms: started_wall.get(&i).copied().filter(|_| u.started_at.is_some()),
+                healthy: u.healthy,
+            })
+            .collect();
+        self.status_tx.send_replace(list);
+    }
+
+    /// Carries out one action; `Some(code)` when the stack has stopped.
+    fn act(&self, action: Action, gens: &Arc<Vec<AtomicU64>>, pids: &mut HashMap<Unit, (u64, u32)>, started_wall: &mut HashMap<Unit, u64>, tracked: &Tracked) -> Option<i32> {
+        match action {
+            Action::Spawn { unit, gen } => {
+                gens[unit].store(gen, Ordering::SeqCst);
+                let launch = &self.launches[unit];
+                match self.runtime.command(launch).spawn() {
+                    Ok(mut child) => {
+                        let pid = child.id();
+                        if let Some(pid) = pid {
+                            pids.insert(unit, (gen, pid));
+                            if let Ok(mut t) = tracked.lock() {
+                                t.insert(pid);
+                            }
+                        }
+                        let name: Arc<str> = launch.name.as_str().into();
+                        if let Some(out) = child.stdout.take() {
+                            tokio::spawn(self.logs.clone().pump(name.clone(), Stream::Stdout, out));
+                        }
+                        if let Some(err) = child.stderr.take() {
+                            tokio::spawn(self.logs.clone().pump(name, Stream::Stderr, err));
+                        }
+                        let tx = self.events_tx.clone();
+                        let tracked = tracked.clone();
+                        tokio::spawn(async move {
+                            let exit = match child.wait().await {
+                                Ok(s) => s.code().map(Exit::Code).or(s.signal().map(Exit::Signal)).unwrap_or(Exit::Code(-1)),
+                                Err(_) => Exit::Code(-1),
+                            };
+                            if let (Some(pid), Ok(mut t)) = (pid, tracked.lock()) {
+                                t.remove(&pid);
+                            }
+                            let _ = tx.send(Event::Exited { unit, gen, exit });
+                        });
+                        let _ = self.events_tx.send(Event::Spawned { unit, gen, pid });
+                    }
+                    Err(e) => {
+                        let _ = self.events_tx.send(Event::SpawnFailed { unit, gen, error: e.to_string() });
+                    }
+                }
+            }
+            Action::WatchStartup { unit, gen } => self.watch_startup(unit, gen, gens.clone()),
+            Action::WatchHealth { unit, gen } => {
+                started_wall.insert(unit, SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
+                self.watch_health(unit, gen, gens.clone());
+            }
+            Action::Signal { unit, gen, kill } => {
+                if let Some(&(g, pid)) = pids.get(&unit) {
+                    if g == gen {
+                        let runtime = self.runtime.clone();
+                        let name = self.launches[unit].name.clone();
+                        tokio::spawn(async move { runtime.signal(&name, pid, kill).await });
+                    }
+                }
+            }
+            Action::Timer { after, event } => {
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(event);
+                });
+            }
+            Action::PublishMain(state) => {
+                self.main_tx.send_replace(state);
+            }
+            Action::Note { unit, what } => self.note(unit, what),
+            Action::Exit(code) => return Some(code),
+        }
+        None
+    }
+
+    fn note(&self, unit: Unit, what: Note) {
+        let name = &self.launches[unit].name;
+        let text = match &what {
+            Note::Starting { attempt: 1 } => "starting".to_string(),
+            Note::Starting { attempt } => format!("starting (attempt {attempt})"),
+            Note::Started => match self.launches[unit].addr {
+                Some(a) => format!("started, answering on {a}"),
+                None => "started".into(),
+            },
+            Note::Exited(exit) => format!("exited with {exit}"),
+            Note::SpawnFailed(e) => format!("cannot start: {e}"),
+            Note::StartTimedOut => {
+                let limit = self.spec.platform.start_time_limit.as_secs();
+                let mut t = match self.launches[unit].addr {
+                    Some(a) if unit == self.main_unit => format!("did not answer GET {} on {a} within {limit} s (WEBSITES_CONTAINER_START_TIME_LIMIT)", self.spec.platform.warmup_path),
+                    Some(a) => format!("did not accept connections on {a} within {limit} s"),
+                    None => format!("did not start within {limit} s"),
+                };
+                if let (Some(n), true) = (&self.port_note, unit == self.main_unit) {
+                    t.push_str("; ");
+                    t.push_str(n);
+                }
+                t
+            }
+            Note::Unhealthy => "unhealthy: probes are failing".into(),
+            Note::Healthy => "healthy again".into(),
+            Note::RestartIn(d) => format!("restarting in {:.1} s", d.as_secs_f64()),
+            Note::Stopping => "stopping (SIGTERM)".into(),
+            Note::Killed => format!("still running after the {} s grace period: SIGKILL", self.spec.local.grace_period.as_secs()),
+            Note::Stopped => "stopped".into(),
+        };
+        tracing::info!(container = %name, "{text}");
+        self.logs.event(name, &text);
+    }
+
+    /// Startup probe: main's warmup path, a sidecar's port, or nothing; fast at first.
+    fn watch_startup(&self, unit: Unit, gen: u64, gens: Arc<Vec<AtomicU64>>) {
+        let launch = &self.launches[unit];
+        let limit = self.spec.platform.start_time_limit;
+        let probe = match (launch.addr, unit == self.main_unit) {
+            (Some(addr), true) => {
+                let accept = if self.spec.platform.warmup_statuses.is_empty() { Accept::Any } else { Accept::Codes(self.spec.platform.warmup_statuses.clone()) };
+                Some(Probe::http(addr, &self.spec.platform.warmup_path, accept, Duration::from_secs(2)))
+            }
+            (Some(addr), false) => Some(Probe::tcp(addr, Duration::from_secs(1))),
+            (None, _) => None,
+        };
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let Some(probe) = probe else {
+                let _ = tx.send(Event::Started { unit, gen });
+                return;
+            };
+            let deadline = Instant::now() + limit;
+            let mut interval = Duration::from_millis(50);
+            while gens[unit].load(Ordering::SeqCst) == gen {
+                if probe.check().await {
+                    let _ = tx.send(Event::Started { unit, gen });
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    let _ = tx.send(Event::StartTimedOut { unit, gen });
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+                // ~100 ms probing for the first seconds, then easing off to 1 s.
+                interval = (interval + Duration::from_millis(10)).min(Duration::from_secs(1));
+            }
+        });
+    }
+
+    /// Periodic probes with the container's settings, until the run ends.
+    fn watch_health(&self, unit: Unit, gen: u64, gens: Arc<Vec<AtomicU64>>) {
+        let launch = &self.launches[unit];
+        let Some(addr) = launch.addr else { return };
+        let settings = self.spec.health.for_container(&launch.name).clone();
+        let path = if unit == self.main_unit { self.spec.platform.healthcheck_path.clone().or(settings.path.clone()) } else { settings.path.clone() };
+        let probe = match path {
+            Some(p) => Probe::http(addr, &p, Accept::Success, settings.timeout),
+            None => Probe::tcp(addr, settings.timeout),
+        };
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(settings.initial_delay).await;
+            while gens[unit].load(Ordering::SeqCst) == gen {
+                tokio::time::sleep(jitter(settings.period)).await;
+                if gens[unit].load(Ordering::SeqCst) != gen {
+                    break;
+                }
+                let ok = probe.check().await;
+                if tx.send(Event::Probe { unit, gen, ok }).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// `period` ± 10 %, so probes of many containers do not line up.
+fn jitter(period: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let spread = period.as_secs_f64() * 0.2 * (f64::from(nanos % 1000) / 1000.0 - 0.5);
+    Duration::from_secs_f64((period.as_secs_f64() + spread).max(0.01))
+}
