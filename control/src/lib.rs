@@ -13,7 +13,7 @@
 //! - [`logs`]: the log stream (console prefixes, per-container rings, App Service log files).
 //! - [`storage`]: the shared home, `LogFiles` and volume directories.
 //! - [`reaper`]: PID 1 duties: adopting and reaping orphans.
-//! - [`error`]: [`Error`].
+//! - [`error`]: the crate's [`Error`] type.
 
 pub mod error;
 pub mod logs;

@@ -59,7 +59,7 @@ pub async fn run(tracked: Tracked, stop: tokio_util::sync::CancellationToken) {
             let ours = tracked.lock().map(|t| t.contains(&pid)).unwrap_or(true);
             // Our own children lead their process groups; a zombie that is not a group leader, or
             // one untracked for two scans in a row, is an adopted orphan.
-            if (pgrp != pid || !ours && seen_before.contains(&pid)) && !ours {
+            if !ours && (pgrp != pid || seen_before.contains(&pid)) {
                 let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
                 tracing::debug!(pid, "reaped an orphaned zombie");
             } else {

@@ -292,23 +292,17 @@ impl Core {
                     self.boot_next(out);
                 }
             }
-            Event::StartTimedOut { .. } => {
-                if self.units[unit].phase == Phase::Starting {
-                    out.push(Action::Note { unit, what: Note::StartTimedOut });
-                    self.terminate(unit, out);
-                }
+            Event::StartTimedOut { .. } if self.units[unit].phase == Phase::Starting => {
+                out.push(Action::Note { unit, what: Note::StartTimedOut });
+                self.terminate(unit, out);
             }
             Event::Probe { ok, .. } => self.probe(unit, ok, out),
-            Event::BackoffElapsed { .. } => {
-                if self.units[unit].phase == Phase::BackingOff && !self.shutting_down {
-                    self.spawn(unit, out);
-                }
+            Event::BackoffElapsed { .. } if self.units[unit].phase == Phase::BackingOff && !self.shutting_down => {
+                self.spawn(unit, out);
             }
-            Event::GraceElapsed { .. } => {
-                if self.units[unit].phase == Phase::Stopping {
-                    out.push(Action::Note { unit, what: Note::Killed });
-                    out.push(Action::Signal { unit, gen, kill: true });
-                }
+            Event::GraceElapsed { .. } if self.units[unit].phase == Phase::Stopping => {
+                out.push(Action::Note { unit, what: Note::Killed });
+                out.push(Action::Signal { unit, gen, kill: true });
             }
             _ => {}
         }
