@@ -1,6 +1,8 @@
 //! sitecar: parse the command line, then hand over to the library crates. Wiring only.
 
 mod cli;
+mod demo;
+mod front;
 mod up;
 mod validate;
 
@@ -15,7 +17,10 @@ fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
-        Command::Up(a) => up::run(a),
+        Command::Up(a) => up::up(a),
+        Command::Proxy(a) => up::proxy(a),
+        Command::DemoApp(a) => demo_main(demo::app(a.port)),
+        Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
         other => not_yet(&other),
     }
 }
@@ -33,4 +38,21 @@ fn not_yet(command: &Command) -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn demo_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,39 +1,71 @@
-//! `sitecar up`: load the spec, start the supervisor, turn signals into an orderly stop, and
+//! `sitecar up` and `sitecar proxy`: load the spec, start the supervisor and the front door,
+//! turn signals into an orderly stop (front door drains first, then main, then sidecars), and
 //! exit with main's status.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use sitecar_config::{LoadError, Spec};
-use sitecar_control::{Options, Supervisor};
+use sitecar_config::{LoadError, LoadOptions, Spec};
+use sitecar_control::{MainState, Options, Supervisor};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::UpArgs;
+use crate::cli::{ProxyArgs, UpArgs};
 
-pub fn run(args: UpArgs) -> ExitCode {
-    let (spec, base_dir) = match &args.file {
-        Some(file) => match sitecar_config::load_file(file, &crate::validate::load_options(&args.settings)) {
-            Ok(spec) => (spec, file.parent().map(Path::to_path_buf).unwrap_or_default()),
-            Err(e) => return refuse(file, &e),
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n);
+    }
+    Ok(b.enable_all().build()?)
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+pub fn up(args: UpArgs) -> ExitCode {
+    let options = crate::validate::load_options(&args.settings);
+    let loaded = match &args.file {
+        Some(file) => sitecar_config::load_file(file, &options).map(|s| (s, file.parent().map(Path::to_path_buf).unwrap_or_default())),
+        None => match crate::demo::spec() {
+            Ok(doc) => sitecar_config::load(&doc, &options).map(|s| (s, PathBuf::new())),
+            Err(e) => {
+                eprintln!("sitecar up: cannot build the demo stack: {e}");
+                return ExitCode::from(1);
+            }
         },
-        None => {
-            eprintln!("sitecar up: the embedded demo stack is not available in this build; give a spec file");
-            return ExitCode::from(2);
-        }
     };
+    let (mut spec, base_dir) = match loaded {
+        Ok(x) => x,
+        Err(e) => return refuse(args.file.as_deref().unwrap_or(Path::new("demo")), &e),
+    };
+    if !args.listen.is_empty() {
+        let mut listen = Vec::new();
+        for l in &args.listen {
+            match sitecar_config::parse_listen(l, std::net::Ipv4Addr::UNSPECIFIED.into()) {
+                Some(a) => listen.push(a),
+                None => {
+                    eprintln!("sitecar up: --listen {l}: not an address like 0.0.0.0:8080");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        spec.proxy.listen = listen;
+        spec.proxy.listen_explicit = true;
+    }
     let base_dir = if base_dir.as_os_str().is_empty() { std::env::current_dir().unwrap_or_default() } else { base_dir };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match runtime(spec.proxy.threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sitecar: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(Arc::new(spec), base_dir));
-    ExitCode::from(code.clamp(0, 255) as u8)
+    exit(rt.block_on(serve_stack(Arc::new(spec), base_dir)))
 }
 
 fn refuse(file: &Path, e: &LoadError) -> ExitCode {
@@ -44,22 +76,124 @@ fn refuse(file: &Path, e: &LoadError) -> ExitCode {
     ExitCode::from(if matches!(e, LoadError::Unreadable { .. }) { 2 } else { 1 })
 }
 
-async fn serve(spec: Arc<Spec>, base_dir: std::path::PathBuf) -> i32 {
+async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
+    let listeners = match crate::front::bind(&spec.proxy) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sitecar up: {e}; nothing was started");
+            return 1;
+        }
+    };
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let options = Options { base_dir, console: true, colour, adopt_orphans: true };
-    let supervisor = match Supervisor::prepare(spec, options) {
+    let supervisor = match Supervisor::prepare(spec.clone(), options) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sitecar up: {e}");
             return 1;
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
-    supervisor.run(shutdown).await
+    let handle = supervisor.handle();
+    for l in &listeners {
+        if let Ok(a) = l.local_addr() {
+            handle.logs.event("sitecar", &format!("front door listening on http://{a} -> main at {}", handle.main_addr));
+        }
+    }
+
+    // Main's state, as the front door needs it: ready or not.
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let mut main_state = handle.main.clone();
+    tokio::spawn(async move {
+        loop {
+            let ready = *main_state.borrow_and_update() == MainState::Ready;
+            ready_tx.send_replace(ready);
+            if main_state.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let stop_proxy = CancellationToken::new();
+    let stop_stack = CancellationToken::new();
+    tokio::spawn(signals(stop_proxy.clone()));
+    let logs = handle.logs.clone();
+    let access: crate::front::Sink = Box::new(move |line: &str| logs.push(&Arc::from("front-door"), sitecar_control::logs::Stream::Stdout, line.as_bytes()));
+    let proxy = tokio::spawn({
+        let spec = spec.clone();
+        let stop_proxy = stop_proxy.clone();
+        let stop_stack = stop_stack.clone();
+        async move {
+            crate::front::run(listeners, &spec.proxy, handle.main_addr, ready_rx, Some(access), stop_proxy).await;
+            // The front door has drained: now main, then the sidecars.
+            stop_stack.cancel();
+        }
+    });
+    let code = supervisor.run(stop_stack).await;
+    stop_proxy.cancel();
+    let _ = proxy.await;
+    code
 }
 
-/// SIGTERM and SIGINT stop the stack in order; SIGHUP asks for a reload.
+pub fn proxy(args: ProxyArgs) -> ExitCode {
+    let mut settings = match &args.spec {
+        Some(file) => match sitecar_config::load_file(file, &LoadOptions::default()) {
+            Ok(spec) => spec.proxy,
+            Err(e) => return refuse(file, &e),
+        },
+        None => sitecar_config::ProxySettings { listen: vec![std::net::SocketAddr::from(([0, 0, 0, 0], 8080))], ..Default::default() },
+    };
+    if !args.listen.is_empty() {
+        settings.listen = args.listen.iter().filter_map(|l| sitecar_config::parse_listen(l, std::net::Ipv4Addr::UNSPECIFIED.into())).collect();
+        if settings.listen.len() != args.listen.len() {
+            eprintln!("sitecar proxy: --listen takes addresses like 0.0.0.0:8080");
+            return ExitCode::from(2);
+        }
+        settings.listen_explicit = true;
+    }
+    match args.access_log.as_deref() {
+        None => {}
+        Some("common") => settings.access_log = sitecar_config::AccessLog::Common,
+        Some("json") => settings.access_log = sitecar_config::AccessLog::Json,
+        Some("off") => settings.access_log = sitecar_config::AccessLog::Off,
+        Some(other) => {
+            eprintln!("sitecar proxy: --access-log {other}: one of common, json, off");
+            return ExitCode::from(2);
+        }
+    }
+    if args.threads.is_some() {
+        settings.threads = args.threads;
+    }
+    let rt = match runtime(settings.threads) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sitecar: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    exit(rt.block_on(async move {
+        let listeners = match crate::front::bind(&settings) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sitecar proxy: {e}");
+                return 1;
+            }
+        };
+        for l in &listeners {
+            if let Ok(a) = l.local_addr() {
+                eprintln!("sitecar proxy: listening on http://{a} -> {}", args.to);
+            }
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(signals(stop.clone()));
+        // A running app is ready by definition: it is the user's to start and stop.
+        let (_ready_tx, ready_rx) = watch::channel(true);
+        let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
+        crate::front::run(listeners, &settings, args.to, ready_rx, Some(sink), stop).await;
+        0
+    }))
+}
+
+/// SIGTERM and SIGINT stop in order; SIGHUP asks for a reload.
 async fn signals(shutdown: CancellationToken) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) else {
         tracing::error!("cannot install signal handlers");

@@ -80,7 +80,7 @@ struct Files {
 
 impl LogStream {
     pub fn new(names: &[String], options: LogOptions) -> Self {
-        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("sitecar".len());
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("front-door".len());
         let colours = names.iter().enumerate().map(|(i, n)| (n.clone(), COLOURS[i % COLOURS.len()])).collect();
         let (tx, _) = broadcast::channel(1024);
         Self { inner: Arc::new(Inner { options, width, colours, rings: Mutex::default(), files: Mutex::default(), tx }) }

@@ -1,1 +1,27 @@
-//! placeholder
+//! sitecar-proxy: the front door. It accepts HTTP/1.1 and h2c on pre-bound listeners and
+//! forwards to the main container on loopback, only while main is ready, with App Service's
+//! forwarding headers, limits and timeouts, and an access log kept off the request path.
+//!
+//! # Layout
+//! - [`server`]: accept loop, hyper-util connection builder, connection limit, graceful drain.
+//! - [`edge`]: [`EdgeService::handle`], the request path top to bottom.
+//! - [`headers`]: forwarding rules for request and response heads.
+//! - [`upstream`]: the pooled client to main.
+//! - [`body`]: request and response body types (limits, progress timeout, no boxing).
+//! - [`ids`]: request ids and W3C `traceparent`.
+//! - [`access`]: the access log writer.
+//! - [`error`]: [`ProxyError`], mapped to a status in one place.
+
+pub mod access;
+pub mod body;
+pub mod edge;
+pub mod error;
+pub mod headers;
+pub mod ids;
+pub mod server;
+pub mod upstream;
+
+pub use edge::{EdgeConfig, EdgeService};
+pub use error::ProxyError;
+pub use server::{serve, ServerLimits};
+pub use upstream::Upstream;

@@ -1,0 +1,160 @@
+//! The access log: one line per request, in common log format or JSON. The request path only
+//! hands a record to a bounded channel; a writer task formats and writes, so a slow log never
+//! slows a response (when the channel is full, the record is dropped and counted).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+/// One finished request.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub at: SystemTime,
+    pub client: std::net::IpAddr,
+    pub method: http::Method,
+    pub target: String,
+    pub version: http::Version,
+    pub status: u16,
+    /// Response body bytes when known from Content-Length.
+    pub bytes: Option<u64>,
+    pub duration: Duration,
+    /// Time until main's response head, when main was asked.
+    pub upstream: Option<Duration>,
+    pub request_id: String,
+    pub trace_id: String,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Common,
+    Json,
+}
+
+/// Handle for the request path.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Record>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// Starts the writer task; `sink` receives each formatted line.
+    pub fn spawn(format: Format, mut sink: impl FnMut(&str) + Send + 'static) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Record>(8192);
+        tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let line = match format {
+                    Format::Common => common(&r),
+                    Format::Json => json(&r),
+                };
+                sink(&line);
+            }
+        });
+        Self { tx, dropped: Arc::default() }
+    }
+
+    pub fn log(&self, record: Record) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `ip - - [22/Nov/2026:01:02:03 +0000] "GET /x HTTP/1.1" 200 123 "ref" "ua" 0.004 0.003 <rid> <trace>`
+pub fn common(r: &Record) -> String {
+    let secs = r.at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (y, m, d) = civil((secs / 86_400) as i64);
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let s = secs % 86_400;
+    format!(
+        "{} - - [{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000] \"{} {} {}\" {} {} \"{}\" \"{}\" {:.3} {} {} {}",
+        r.client,
+        months[(m as usize).saturating_sub(1) % 12],
+        s / 3600,
+        (s / 60) % 60,
+        s % 60,
+        r.method,
+        r.target.escape_debug(),
+        version(r.version),
+        r.status,
+        r.bytes.map_or("-".to_string(), |b| b.to_string()),
+        r.referer.as_deref().unwrap_or("-").escape_debug(),
+        r.user_agent.as_deref().unwrap_or("-").escape_debug(),
+        r.duration.as_secs_f64(),
+        r.upstream.map_or("-".to_string(), |u| format!("{:.3}", u.as_secs_f64())),
+        r.request_id,
+        r.trace_id
+    )
+}
+
+pub fn json(r: &Record) -> String {
+    let ms = r.at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    serde_json::json!({
+        "time_ms": ms,
+        "client": r.client.to_string(),
+        "method": r.method.as_str(),
+        "target": r.target,
+        "protocol": version(r.version),
+        "status": r.status,
+        "bytes": r.bytes,
+        "duration_s": r.duration.as_secs_f64(),
+        "upstream_s": r.upstream.map(|u| u.as_secs_f64()),
+        "request_id": r.request_id,
+        "trace_id": r.trace_id,
+        "user_agent": r.user_agent,
+        "referer": r.referer,
+    })
+    .to_string()
+}
+
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_log_line() {
+        let r = Record {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_392_123),
+            client: "203.0.113.7".parse().unwrap(),
+            method: http::Method::GET,
+            target: "/a?b=\"c\"".into(),
+            version: http::Version::HTTP_11,
+            status: 200,
+            bytes: Some(12),
+            duration: Duration::from_millis(4),
+            upstream: Some(Duration::from_millis(3)),
+            request_id: "rid".into(),
+            trace_id: "tid".into(),
+            user_agent: Some("curl/8".into()),
+            referer: None,
+        };
+        assert_eq!(common(&r), "203.0.113.7 - - [23/Nov/2026:00:02:03 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 12 \"-\" \"curl/8\" 0.004 0.003 rid tid");
+        let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["trace_id"], "tid");
+    }
+}

@@ -1,0 +1,83 @@
+//! Errors of the request path, each knowing who failed, mapped to one status in one place.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::EdgeBody;
+
+/// Why a request did not get main's response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Main is starting or restarting and did not become ready within the hold time.
+    #[error("main is not ready (waited {0:?})")]
+    NotReady(Duration),
+    /// The request body is larger than the configured limit.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
+    /// The client stopped sending its body for longer than the body-progress timeout.
+    #[error("request body stalled for {0:?}")]
+    BodyStalled(Duration),
+    /// Main refused the connection (not listening).
+    #[error("main refused the connection: {0}")]
+    Refused(String),
+    /// Connecting to main took longer than the connect timeout.
+    #[error("connecting to main timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// Main closed or reset the connection, or answered with invalid HTTP.
+    #[error("main failed: {0}")]
+    Upstream(String),
+    /// Main did not answer within the request timeout.
+    #[error("main did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Refused(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout(_) | ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short metric/log label for the cause.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NotReady(_) => "not_ready",
+            ProxyError::BodyTooLarge(_) => "body_too_large",
+            ProxyError::BodyStalled(_) => "body_stalled",
+            ProxyError::Refused(_) => "refused",
+            ProxyError::ConnectTimeout(_) => "connect_timeout",
+            ProxyError::Upstream(_) => "upstream",
+            ProxyError::Timeout(_) => "timeout",
+        }
+    }
+
+    /// The response a client gets: a plain body naming the cause and the request id.
+    pub fn response(&self, request_id: &str) -> Response<EdgeBody> {
+        let status = self.status();
+        let body = format!("{} {}: {self}\nrequest id: {request_id}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let mut resp = Response::new(EdgeBody::full(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("x-request-id", v);
+        }
+        match self {
+            ProxyError::NotReady(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The body was not read to its end: the connection cannot be reused.
+            ProxyError::BodyTooLarge(_) | ProxyError::BodyStalled(_) => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,282 @@
+//! Forwarding rules for request and response heads: hop-by-hop headers stripped (RFC 9110
+//! §7.6.1, plus whatever `Connection` names), `X-Forwarded-*`, App Service's front-end headers,
+//! `Via` (§7.6.3), the request id and `traceparent`, and only WebSocket ever upgraded.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri, Version};
+
+use crate::ids;
+
+/// Hop-by-hop headers: never forwarded in either direction.
+const HOP_BY_HOP: [&str; 8] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization"];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_ARR_LOG_ID: HeaderName = HeaderName::from_static("x-arr-log-id");
+static X_CLIENT_IP: HeaderName = HeaderName::from_static("x-client-ip");
+static X_CLIENT_PORT: HeaderName = HeaderName::from_static("x-client-port");
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_APPSERVICE_PROTO: HeaderName = HeaderName::from_static("x-appservice-proto");
+static DISGUISED_HOST: HeaderName = HeaderName::from_static("disguised-host");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// What the forwarding rules need to know about the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub https: bool,
+}
+
+/// Ids given to one request, for logs and error bodies.
+#[derive(Debug, Clone, Default)]
+pub struct RequestIds {
+    pub request_id: String,
+    pub trace_id: String,
+}
+
+/// True for a WebSocket upgrade request (HTTP/1.1 `Upgrade: websocket` with `Connection: upgrade`).
+pub fn is_websocket(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && method == Method::GET
+        && headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && headers.get_all(header::CONNECTION).iter().any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")))
+}
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+/// Rewrites a request head for main. `uri` is the request's URI (for `X-Original-URL` and the
+/// host of HTTP/2 requests); returns the ids given to the request.
+pub fn prepare_request(headers: &mut HeaderMap, uri: &Uri, version: Version, websocket: bool, peer: &Peer, drop_underscore: bool) -> RequestIds {
+    let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
+    strip_hop_by_hop(headers);
+    // An Expect is answered here (hyper sends 100 Continue when the body is read).
+    headers.remove(header::EXPECT);
+    if drop_underscore && headers.keys().any(|k| k.as_str().contains('_')) {
+        let bad: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
+        for k in bad {
+            headers.remove(k);
+        }
+    }
+    if let Some(up) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, up);
+    }
+
+    // Host: kept; taken from the authority for HTTP/2; supplied for HTTP/1.0 without one.
+    if !headers.contains_key(header::HOST) {
+        let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_else(|| peer.local.to_string());
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            headers.insert(header::HOST, v);
+        }
+    }
+    let host = headers.get(header::HOST).cloned();
+
+    let ip = peer.client.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.clone(),
+    };
+    set(headers, &X_FORWARDED_FOR, &xff);
+    let proto = HeaderValue::from_static(if peer.https { "https" } else { "http" });
+    headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
+    headers.insert(X_APPSERVICE_PROTO.clone(), proto);
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        headers.insert(DISGUISED_HOST.clone(), h);
+    }
+    if let Some(pq) = uri.path_and_query() {
+        set(headers, &X_ORIGINAL_URL, pq.as_str());
+    }
+    set(headers, &X_CLIENT_IP, &ip);
+    set(headers, &X_CLIENT_PORT, itoa(peer.client.port()).as_str());
+
+    let request_id = match headers.get(&X_REQUEST_ID) {
+        Some(v) if ids::valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        _ => {
+            let id = ids::request_id();
+            set(headers, &X_REQUEST_ID, &id);
+            id
+        }
+    };
+    set(headers, &X_ARR_LOG_ID, &ids::guid(&request_id));
+
+    let trace_id = match headers.get(&TRACEPARENT).and_then(|v| ids::trace_id(v.as_bytes())) {
+        Some(t) => t.to_owned(),
+        None => {
+            // An invalid traceparent restarts the trace, and its tracestate goes with it.
+            headers.remove(&TRACESTATE);
+            let (tp, trace) = ids::new_traceparent();
+            set(headers, &TRACEPARENT, &tp);
+            trace
+        }
+    };
+
+    let via = match version {
+        Version::HTTP_10 => "1.0 sitecar",
+        Version::HTTP_2 => "2 sitecar",
+        _ => "1.1 sitecar",
+    };
+    headers.append(header::VIA, HeaderValue::from_static(via));
+    RequestIds { request_id, trace_id }
+}
+
+/// Rewrites main's response head for the client: hop-by-hop headers out (the upgrade headers of
+/// an accepted WebSocket handshake stay).
+pub fn prepare_response(headers: &mut HeaderMap, switching: bool) {
+    let upgrade = if switching { headers.get(header::UPGRADE).cloned() } else { None };
+    strip_hop_by_hop(headers);
+    if let Some(up) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, up);
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), v);
+    }
+}
+
+fn itoa(n: u16) -> String {
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer { client: "203.0.113.7:51234".parse().unwrap(), local: "127.0.0.1:8080".parse().unwrap(), https: false }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn prepare(h: &mut HeaderMap, uri: &str) -> RequestIds {
+        let uri: Uri = uri.parse().unwrap();
+        let ws = is_websocket(&Method::GET, Version::HTTP_11, h);
+        prepare_request(h, &uri, Version::HTTP_11, ws, &peer(), true)
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_stripped() {
+        let mut h = map(&[
+            ("host", "shop.example"),
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic x"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+        ]);
+        prepare(&mut h, "/a?b=1");
+        for gone in ["connection", "x-secret-hop", "keep-alive", "te", "proxy-authorization", "upgrade"] {
+            assert!(!h.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(h["accept"], "*/*");
+        assert_eq!(h["host"], "shop.example");
+    }
+
+    #[test]
+    fn forwarded_and_app_service_headers() {
+        let mut h = map(&[("host", "shop.example:8080"), ("x-forwarded-for", "198.51.100.1"), ("x-client-ip", "6.6.6.6"), ("x-forwarded-proto", "https")]);
+        let ids = prepare(&mut h, "/cart?id=3");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.7");
+        assert_eq!(h["x-forwarded-proto"], "http", "the client's claim is replaced");
+        assert_eq!(h["x-appservice-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example:8080");
+        assert_eq!(h["disguised-host"], "shop.example:8080");
+        assert_eq!(h["x-original-url"], "/cart?id=3");
+        assert_eq!(h["x-client-ip"], "203.0.113.7");
+        assert_eq!(h["x-client-port"], "51234");
+        assert_eq!(h["x-request-id"], ids.request_id.as_str());
+        assert_eq!(h["x-arr-log-id"], ids::guid(&ids.request_id).as_str());
+        assert_eq!(h["via"], "1.1 sitecar");
+        assert_eq!(ids::trace_id(h["traceparent"].as_bytes()), Some(ids.trace_id.as_str()));
+    }
+
+    #[test]
+    fn existing_ids_are_passed_on_and_bad_traceparents_replaced() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut h = map(&[("host", "h"), ("x-request-id", "abc-123"), ("traceparent", tp), ("tracestate", "k=v"), ("via", "1.1 edge")]);
+        let ids = prepare(&mut h, "/");
+        assert_eq!(ids.request_id, "abc-123");
+        assert_eq!(h["traceparent"], tp);
+        assert_eq!(h["tracestate"], "k=v");
+        assert_eq!(ids.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(h.get_all("via").iter().collect::<Vec<_>>(), ["1.1 edge", "1.1 sitecar"]);
+
+        let mut h = map(&[("host", "h"), ("traceparent", "00-zz-bad"), ("tracestate", "k=v")]);
+        let ids = prepare(&mut h, "/");
+        assert_ne!(h["traceparent"], "00-zz-bad");
+        assert!(!h.contains_key("tracestate"));
+        assert_eq!(ids.trace_id.len(), 32);
+    }
+
+    #[test]
+    fn underscore_headers_are_dropped() {
+        let mut h = map(&[("host", "h"), ("x_user", "admin"), ("x-user", "bob")]);
+        prepare(&mut h, "/");
+        assert!(!h.contains_key("x_user"));
+        assert_eq!(h["x-user"], "bob");
+    }
+
+    #[test]
+    fn only_websocket_upgrades_survive() {
+        let mut h = map(&[("host", "h"), ("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
+        prepare(&mut h, "/ws");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        let mut h = map(&[("host", "h"), ("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")]);
+        prepare(&mut h, "/");
+        assert!(!h.contains_key("upgrade") && !h.contains_key("http2-settings") && !h.contains_key("connection"));
+    }
+
+    #[test]
+    fn host_is_supplied_for_http10_and_http2() {
+        let mut h = HeaderMap::new();
+        prepare_request(&mut h, &"/".parse().unwrap(), Version::HTTP_10, false, &peer(), true);
+        assert_eq!(h["host"], "127.0.0.1:8080");
+        assert_eq!(h["via"], "1.0 sitecar");
+        let mut h = HeaderMap::new();
+        prepare_request(&mut h, &"https://shop.example/x".parse().unwrap(), Version::HTTP_2, false, &peer(), true);
+        assert_eq!(h["host"], "shop.example");
+    }
+
+    #[test]
+    fn response_hop_by_hop_headers_are_stripped() {
+        let mut h = map(&[("connection", "close, x-internal"), ("x-internal", "1"), ("transfer-encoding", "chunked"), ("content-type", "text/plain")]);
+        prepare_response(&mut h, false);
+        assert_eq!(h.len(), 1);
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-accept", "x")]);
+        prepare_response(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["sec-websocket-accept"], "x");
+    }
+}

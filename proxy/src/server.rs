@@ -1,0 +1,94 @@
+//! Accepting connections: pre-bound listeners, hyper-util's auto HTTP/1.1 + h2c server, a
+//! connection limit, head limits and timeouts, and a graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::edge::EdgeService;
+use crate::headers::Peer;
+
+/// Limits of client connections.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub drain: Duration,
+}
+
+fn builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(250)
+        .max_pending_accept_reset_streams(Some(50))
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Serves `listener` until `shutdown`, then drains open connections for at most `limits.drain`.
+pub async fn serve(listener: TcpListener, edge: Arc<EdgeService>, limits: ServerLimits, connections: Arc<Semaphore>, shutdown: CancellationToken) {
+    let builder = Arc::new(builder(&limits));
+    let graceful = GracefulShutdown::new();
+    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut refused_logged = false;
+    loop {
+        let (stream, client) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            if !refused_logged {
+                tracing::warn!(limit = limits.max_connections, "connection limit reached: refusing new connections");
+                refused_logged = true;
+            }
+            drop(stream);
+            continue;
+        };
+        refused_logged = false;
+        let _ = stream.set_nodelay(true);
+        let peer = Peer { client, local: stream.local_addr().unwrap_or(local), https: false };
+        let edge = edge.clone();
+        let service = service_fn(move |req| {
+            let edge = edge.clone();
+            async move { Ok::<_, Infallible>(edge.handle(req, &peer).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(drain = ?limits.drain, "connections still open after the drain timeout");
+    }
+}

@@ -1,0 +1,111 @@
+//! Wiring the front door: bind the listeners, build the edge service from the spec, and serve
+//! until the shutdown token, then drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sitecar_config::{AccessLog as LogSetting, ProxySettings};
+use sitecar_proxy::access::{AccessLog, Format};
+use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Where access-log lines go.
+pub type Sink = Box<dyn FnMut(&str) + Send>;
+
+/// Binds every listen address. A privileged port that cannot be bound is skipped with one
+/// warning unless the spec asked for it explicitly; anything else is an error naming the address.
+pub fn bind(settings: &ProxySettings) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let mut out = Vec::new();
+    for addr in &settings.listen {
+        match bind_one(*addr) {
+            Ok(l) => out.push(l),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !settings.listen_explicit => {
+                eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it (set proxy.listen to choose ports)");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                anyhow::bail!("cannot listen on {addr}: the port is already in use{}", holder(addr.port()))
+            }
+            Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no front-door listener could be opened");
+    Ok(out)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// " (held by pid N, name)" when /proc tells who listens on the port.
+fn holder(port: u16) -> String {
+    let hex = format!(":{port:04X} ");
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().filter_map(|f| std::fs::read_to_string(f).ok()).find_map(|t| {
+        t.lines().find(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 9 && f[1].ends_with(hex.trim_end()) && f[3] == "0A"
+        })
+        .map(|l| l.split_whitespace().nth(9).unwrap_or("").to_string())
+    });
+    let Some(inode) = inode else { return String::new() };
+    let target = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name();
+        let Some(pid) = pid.to_str().filter(|p| p.chars().all(|c| c.is_ascii_digit())) else { continue };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"));
+        if fds.into_iter().flatten().flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target)) {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            return format!(" (held by pid {pid}, {})", name.trim());
+        }
+    }
+    String::new()
+}
+
+/// Serves the front door on `listeners` until `shutdown`, then drains.
+pub async fn run(
+    listeners: Vec<tokio::net::TcpListener>,
+    settings: &ProxySettings,
+    main: SocketAddr,
+    ready: watch::Receiver<bool>,
+    access_sink: Option<Sink>,
+    shutdown: CancellationToken,
+) {
+    let t = &settings.timeouts;
+    let access = match (settings.access_log, access_sink) {
+        (LogSetting::Off, _) | (_, None) => None,
+        (LogSetting::Common, Some(mut sink)) => Some(AccessLog::spawn(Format::Common, move |l| sink(l))),
+        (LogSetting::Json, Some(mut sink)) => Some(AccessLog::spawn(Format::Json, move |l| sink(l))),
+    };
+    let edge = EdgeService::new(
+        EdgeConfig {
+            hold: settings.hold,
+            request_timeout: t.request,
+            connect_timeout: t.connect,
+            max_body: settings.max_body_bytes,
+            body_idle: t.body_progress,
+            drop_underscore: settings.drop_underscore_headers,
+        },
+        Upstream::new(main, t.connect, t.upstream_idle),
+        ready,
+        access,
+    );
+    let limits = ServerLimits {
+        header_timeout: t.request_header,
+        max_header_bytes: settings.max_header_bytes,
+        max_headers: settings.max_headers,
+        max_connections: settings.max_connections,
+        drain: Duration::from_secs(10),
+    };
+    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        tasks.spawn(sitecar_proxy::serve(l, edge.clone(), limits.clone(), connections.clone(), shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
