@@ -9,8 +9,9 @@ use http::{Method, Uri, Version};
 
 use crate::ids;
 
-/// Hop-by-hop headers: never forwarded in either direction.
-const HOP_BY_HOP: [&str; 8] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization"];
+/// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
+/// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says.
+const HOP_BY_HOP: [&str; 9] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "http2-settings"];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -256,6 +257,10 @@ mod tests {
         let mut h = map(&[("host", "h"), ("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")]);
         prepare(&mut h, "/");
         assert!(!h.contains_key("upgrade") && !h.contains_key("http2-settings") && !h.contains_key("connection"));
+        // Even when Connection does not name it.
+        let mut h = map(&[("host", "h"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")]);
+        prepare(&mut h, "/");
+        assert!(!h.contains_key("upgrade") && !h.contains_key("http2-settings"));
     }
 
     #[test]

@@ -1,0 +1,139 @@
+//! Failures a client sees: 502, 504, 503 with Retry-After, 413, 400, and slow clients cut off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn main_refusing_connections_gives_502_naming_the_cause() {
+    let nobody = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let front = Front::start(nobody, config(), limits(), true).await;
+    let (code, head, body) = get(front.addr, "/", "").await;
+    assert_eq!(code, 502, "{head}");
+    assert!(body.contains("main refused the connection"), "{body}");
+    let rid = head.lines().find_map(|l| l.strip_prefix("x-request-id: ")).unwrap();
+    assert!(body.contains(&format!("request id: {rid}")), "{body}");
+}
+
+#[tokio::test]
+async fn main_answering_garbage_gives_502() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    assert_eq!(get(front.addr, "/garbage", "").await.0, 502);
+    assert_eq!(get(front.addr, "/close", "").await.0, 502);
+}
+
+#[tokio::test]
+async fn main_too_slow_gives_504_within_the_timeout() {
+    let origin = Origin::start();
+    let mut cfg = config();
+    cfg.request_timeout = Duration::from_millis(500);
+    let front = Front::start(origin.addr, cfg, limits(), true).await;
+    let t = Instant::now();
+    let (code, _, body) = get(front.addr, "/slow?s=3", "").await;
+    assert_eq!(code, 504);
+    assert!(body.contains("did not answer within 500ms"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn not_ready_main_holds_then_answers_503_with_retry_after() {
+    let origin = Origin::start();
+    let mut cfg = config();
+    cfg.hold = Duration::from_millis(400);
+    let front = Front::start(origin.addr, cfg, limits(), false).await;
+    let t = Instant::now();
+    let (code, head, _) = get(front.addr, "/headers", "").await;
+    assert_eq!(code, 503);
+    assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    let (_, _, count) = get(origin.addr, "/count", "").await;
+    assert_eq!(count, "1", "nothing was sent to a main that is not ready (only this /count)");
+}
+
+#[tokio::test]
+async fn requests_held_during_a_restart_succeed_once_main_is_ready() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), false).await;
+    let addr = front.addr;
+    let pending: Vec<_> = (0..5).map(|_| tokio::spawn(async move { get(addr, "/headers", "").await.0 })).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    front.ready.send_replace(true);
+    for p in pending {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test]
+async fn body_over_the_limit_gives_413_without_reaching_main() {
+    let origin = Origin::start();
+    let mut cfg = config();
+    cfg.max_body = Some(1000);
+    let front = Front::start(origin.addr, cfg, limits(), true).await;
+    let text = raw(front.addr, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // Chunked bodies have no length up front: cut when they pass the limit.
+    let mut req = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'a'; 512]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let text = raw(front.addr, &req, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let (_, _, count) = get(origin.addr, "/count", "").await;
+    assert!(count == "1" || count == "2", "the fixed-length one never reached main: {count}");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_never_reach_main() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"[..],
+        b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    ] {
+        let text = raw(front.addr, bad, Duration::from_secs(3)).await;
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 400"), "{text:?} for {:?}", String::from_utf8_lossy(bad));
+    }
+    let (_, _, count) = get(origin.addr, "/count", "").await;
+    assert_eq!(count, "1", "malformed requests reached main");
+}
+
+#[tokio::test]
+async fn a_client_sending_headers_a_byte_at_a_time_is_cut_off() {
+    let origin = Origin::start();
+    let mut lim = limits();
+    lim.header_timeout = Duration::from_secs(1);
+    let front = Front::start(origin.addr, config(), lim, true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    let t = Instant::now();
+    let head = b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut = false;
+    for b in head {
+        if s.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            if n == 0 || buf.starts_with(b"HTTP/1.1 408") {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut, "slow client was never cut off");
+    assert!(t.elapsed() < Duration::from_secs(3), "cut after {:?}", t.elapsed());
+    let (_, _, count) = get(origin.addr, "/count", "").await;
+    assert_eq!(count, "1");
+}

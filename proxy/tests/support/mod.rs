@@ -1,0 +1,107 @@
+//! Test harness: a real origin process and the front door in this process on loopback.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub fn free_port() -> u16 {
+    StdListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// The origin process; killed on drop.
+pub struct Origin {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Origin {
+    pub fn start() -> Origin {
+        let port = free_port();
+        let script = format!("{}/tests/support/origin.py", env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new("python3").arg(script).arg(port.to_string()).stdout(Stdio::piped()).spawn().unwrap();
+        // Wait for its "ready" line.
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = [0u8; 6];
+        std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+        Origin { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), child }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn config() -> EdgeConfig {
+    EdgeConfig {
+        hold: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(2),
+        max_body: None,
+        body_idle: Duration::from_secs(10),
+        drop_underscore: true,
+    }
+}
+
+pub fn limits() -> ServerLimits {
+    ServerLimits { header_timeout: Duration::from_secs(5), max_header_bytes: 64 * 1024, max_headers: 100, max_connections: 1000, drain: Duration::from_secs(5) }
+}
+
+/// The front door on an ephemeral port, forwarding to `main`.
+pub struct Front {
+    pub addr: SocketAddr,
+    pub ready: watch::Sender<bool>,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Front {
+    pub async fn start(main: SocketAddr, config: EdgeConfig, limits: ServerLimits, ready: bool) -> Front {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(ready);
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
+        let edge = EdgeService::new(config, upstream, rx, None);
+        let stop = CancellationToken::new();
+        let conns = Arc::new(Semaphore::new(limits.max_connections));
+        let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits, conns, stop.clone()));
+        Front { addr, ready: tx, stop, task }
+    }
+}
+
+/// Sends raw bytes and reads until the peer closes or `within` passes.
+pub async fn raw(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A one-shot HTTP/1.1 request with `Connection: close`; (status, headers text, body).
+pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, String) {
+    let text = raw(addr, format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{extra}\r\n").as_bytes(), Duration::from_secs(15)).await;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, head.to_string(), body.to_string())
+}
+
+/// The request head the origin saw, from its /headers answer (case-insensitive lookups).
+pub fn seen(body: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["headers"].as_array().unwrap().iter().map(|p| (p[0].as_str().unwrap().to_ascii_lowercase(), p[1].as_str().unwrap().to_string())).collect()
+}
+
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,59 @@
+//! WebSocket tunnelled to main; HTTP/2 with prior knowledge (h2c) forwarded as HTTP/1.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn websocket_echo_through_the_front_door() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    // A masked text frame "hello"; the origin echoes bytes back through the tunnel.
+    let frame = [0x81u8, 0x85, 1, 2, 3, 4, b'h' ^ 1, b'e' ^ 2, b'l' ^ 3, b'l' ^ 4, b'o' ^ 1];
+    for _ in 0..3 {
+        s.write_all(&frame).await.unwrap();
+        let mut back = [0u8; 11];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back)).await.unwrap().unwrap();
+        assert_eq!(back, frame);
+    }
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_requests_are_forwarded() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    let stream = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = http::Request::get(format!("http://shop.example/headers?i={i}")).body(Empty::<Bytes>::new()).unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["version"], "HTTP/1.1", "main speaks HTTP/1.1");
+        let h = seen(std::str::from_utf8(&body).unwrap());
+        assert_eq!(header(&h, "host"), Some("shop.example"), "host from :authority");
+        assert_eq!(header(&h, "via"), Some("2 sitecar"));
+    }
+}
