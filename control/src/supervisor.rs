@@ -107,9 +107,14 @@ impl Supervisor {
         let main_unit = spec.containers.iter().position(|c| c.is_main).unwrap_or(0);
         let front: Vec<u16> = spec.proxy.listen.iter().map(|a| a.port()).chain(spec.proxy.tls.iter().map(|t| t.listen.port())).collect();
 
-        // Main's port: its targetPort, unless the front door owns that port on this host.
+        // Main's port on this host: its targetPort, unless the front door owns that port. With an
+        // OCI runtime main listens in the stack's own namespace and is published on a free
+        // loopback port instead, so nothing on the host can be in its way.
         let target = main.target_port.unwrap_or(80);
-        let (main_host_port, port_note) = if front.contains(&target) {
+        let oci = matches!(runtime, Runtime::Oci(_));
+        let (main_host_port, port_note) = if oci {
+            (main.local.as_ref().and_then(|l| l.port).map_or_else(free_port, Ok)?, None)
+        } else if front.contains(&target) {
             let port = match main.local.as_ref().and_then(|l| l.port) {
                 Some(p) => p,
                 None => free_port()?,
@@ -139,7 +144,11 @@ impl Supervisor {
                     None // OCI sidecars listen inside the stack's namespace only
                 };
                 let mut env = container_env(&spec, c, inner_port, &host);
-                if matches!(runtime, Runtime::Oci(_)) {
+                if oci {
+                    // The image's own PATH and user stay; only locale and time zone come along.
+                    for k in ["PATH", "TMPDIR", "USER", "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR"] {
+                        env.remove(k);
+                    }
                     env.insert("HOME".into(), "/home".into());
                 }
                 Launch {

@@ -100,6 +100,7 @@ impl EdgeService {
         self.admit().await?;
 
         let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
+        let client_version = parts.version;
         parts.uri = self.upstream.uri(parts.uri.path_and_query());
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, UpstreamBody::new(body, self.config.max_body, self.config.body_idle));
@@ -127,6 +128,8 @@ impl EdgeService {
             });
         }
         let (mut parts, body) = resp.into_parts();
+        // Answered in the client's protocol version, whatever main spoke.
+        parts.version = client_version;
         headers::prepare_response(&mut parts.headers, switching);
         let body = if switching { EdgeBody::empty() } else { EdgeBody::Upstream(body) };
         Ok((Response::from_parts(parts, body), took))

@@ -10,6 +10,8 @@ use support::*;
 async fn forwarding_and_app_service_headers_reach_main() {
     let origin = Origin::start();
     let front = Front::start(origin.addr, config(), limits(), true).await;
+    let (_, head, _) = get(front.addr, "/http10", "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "answered in the client's version: {head}");
     let (code, head, body) = get(
         front.addr,
         "/headers?x=1",

@@ -8,6 +8,7 @@ GET  /garbage           answers with bytes that are not HTTP
 GET  /close             closes the connection without answering
 GET  /ws                WebSocket handshake, then echoes raw bytes
 GET  /count             how many requests reached this origin
+GET  /http10            answers as an HTTP/1.0 server
 """
 import base64
 import hashlib
@@ -101,6 +102,10 @@ class Handler(BaseHTTPRequestHandler):
                 if not data:
                     break
                 self.connection.sendall(data)
+            self.close_connection = True
+            return
+        if u.path == "/http10":
+            self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
             self.close_connection = True
             return
         if u.path == "/count":
