@@ -128,6 +128,9 @@ fn docker_runs_the_stack_in_one_network_namespace() {
     assert_eq!(calls[2]["env"]["PORT"], "8080", "inside its namespace main listens on its targetPort");
     assert!(!web.iter().chain(redis.iter()).any(|a| a.contains("postgres://")), "a secret reached the command line");
 
+    assert!(root.join("volumes/shared/cache").is_dir(), "the shared subpath exists on the host");
+    assert!(root.join("home/LogFiles").is_dir());
+
     // 4. Stop: main first, then the sidecar, then the namespace goes.
     let rest: Vec<String> = argvs[3..].iter().map(|a| a.join(" ")).collect();
     assert_eq!(rest, ["kill --signal TERM sitecar-web", "kill --signal TERM sitecar-redis", "rm -f sitecar-pod"]);

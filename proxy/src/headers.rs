@@ -11,7 +11,17 @@ use crate::ids;
 
 /// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
 /// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says.
-const HOP_BY_HOP: [&str; 9] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "http2-settings"];
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("http2-settings"),
+];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -51,16 +61,18 @@ pub fn is_websocket(method: &Method, version: Version, headers: &HeaderMap) -> b
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for h in HOP_BY_HOP {
+    for h in &HOP_BY_HOP {
         headers.remove(h);
     }
 }
@@ -68,6 +80,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Rewrites a request head for main. `uri` is the request's URI (for `X-Original-URL` and the
 /// host of HTTP/2 requests); returns the ids given to the request.
 pub fn prepare_request(headers: &mut HeaderMap, uri: &Uri, version: Version, websocket: bool, peer: &Peer, drop_underscore: bool) -> RequestIds {
+    // Room for what is added below, so the map grows once.
+    headers.reserve(16);
     let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(headers);
     // An Expect is answered here (hyper sends 100 Continue when the body is read).
@@ -93,11 +107,13 @@ pub fn prepare_request(headers: &mut HeaderMap, uri: &Uri, version: Version, web
     let host = headers.get(header::HOST).cloned();
 
     let ip = peer.client.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
-    };
-    set(headers, &X_FORWARDED_FOR, &xff);
+    match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => {
+            let xff = format!("{prev}, {ip}");
+            set(headers, &X_FORWARDED_FOR, &xff);
+        }
+        _ => set(headers, &X_FORWARDED_FOR, &ip),
+    }
     let proto = HeaderValue::from_static(if peer.https { "https" } else { "http" });
     headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
     headers.insert(X_APPSERVICE_PROTO.clone(), proto);
