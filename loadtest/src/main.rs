@@ -1,1 +1,204 @@
-fn main() {}
+//! Side-by-side load comparison: the same origin behind sitecar, nginx, HAProxy and Caddy, each
+//! with the same worker count, driven in interleaved rounds (A B C D A B C D ...) so that machine
+//! noise hits every proxy alike. Prints one table per scenario: requests/s, p50, p99, CPU time per
+//! request (from /proc of each proxy's process tree) and peak RSS, as medians over the rounds,
+//! with ratios to nginx and to going direct.
+//!
+//! Run it with `make loadtest` (or `cargo run --release -p sitecar-loadtest -- --help`). Missing
+//! tools (nginx, haproxy, caddy, wrk, h2load) are installed from Debian when running as root.
+
+mod procs;
+mod servers;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use servers::{Server, Target};
+
+#[derive(Debug, Parser)]
+#[command(about = "Compare sitecar with nginx, HAProxy and Caddy on this machine")]
+struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Interleaved rounds; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Scenarios: small64, small256, body64k, newconn, h2c.
+    #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c")]
+    scenarios: Vec<String>,
+    /// Proxies to compare (direct is always measured).
+    #[arg(long, value_delimiter = ',', default_value = "sitecar,nginx,haproxy,caddy")]
+    proxies: Vec<String>,
+    /// Worker threads/processes of every proxy (and of the origin).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// The sitecar binary (default: target/release/sitecar).
+    #[arg(long)]
+    sitecar: Option<String>,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_req: f64,
+    rss_kib: u64,
+    errors: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    servers::ensure_tools(&["nginx", "haproxy", "caddy", "wrk", "h2load"])?;
+    let sitecar = args.sitecar.clone().unwrap_or_else(|| format!("{}/../target/release/sitecar", env!("CARGO_MANIFEST_DIR")));
+    anyhow::ensure!(std::path::Path::new(&sitecar).exists(), "{sitecar} not found: build it with `cargo build --release` first");
+    let dir = tempfile_dir()?;
+
+    let origin = Server::origin(&dir, args.workers)?;
+    let mut targets: Vec<Target> = vec![Target::direct(&origin)];
+    for p in &args.proxies {
+        targets.push(match p.as_str() {
+            "sitecar" => Target::sitecar(&dir, &sitecar, &origin, args.workers)?,
+            "nginx" => Target::nginx(&dir, &origin, args.workers)?,
+            "haproxy" => Target::haproxy(&dir, &origin, args.workers)?,
+            "caddy" => Target::caddy(&dir, &origin, args.workers)?,
+            other => bail!("unknown proxy {other}"),
+        });
+    }
+    for t in &targets {
+        t.wait_ready()?;
+    }
+
+    println!("# loadtest: {} s per run, {} rounds, {} worker(s) each; {}", args.duration, args.rounds, args.workers, machine());
+    for scenario in &args.scenarios {
+        let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        for _ in 0..args.rounds {
+            for t in &targets {
+                let s = measure(t, scenario, args.duration).with_context(|| format!("{scenario} through {}", t.name))?;
+                results.entry(t.name.clone()).or_default().push(s);
+            }
+        }
+        print_table(scenario, &targets, &results);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sitecar-loadtest-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    Ok(dir)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cores} cores, {cpu}")
+}
+
+fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
+    let pids = procs::tree(t.pid);
+    let cpu0 = procs::cpu_seconds(&pids);
+    let (rps, p50, p99, requests, errors) = match scenario {
+        "small64" => wrk(&t.url("/small"), 64, secs, &[])?,
+        "small256" => wrk(&t.url("/small"), 256, secs, &[])?,
+        "body64k" => wrk(&t.url("/64k"), 64, secs, &[])?,
+        "newconn" => wrk(&t.url("/small"), 16, secs, &["-H", "Connection: close"])?,
+        "h2c" => h2load(&t.h2c_url("/small"), 64, secs)?,
+        other => bail!("unknown scenario {other}"),
+    };
+    let cpu = procs::cpu_seconds(&procs::tree(t.pid)) - cpu0;
+    let rss = procs::peak_rss_kib(&procs::tree(t.pid));
+    Ok(Sample { rps, p50_ms: p50, p99_ms: p99, cpu_us_per_req: if requests > 0.0 { cpu * 1e6 / requests } else { 0.0 }, rss_kib: rss, errors })
+}
+
+/// wrk with one thread: (req/s, p50 ms, p99 ms, requests, errors).
+fn wrk(url: &str, conns: usize, secs: u64, extra: &[&str]) -> Result<(f64, f64, f64, f64, u64)> {
+    let out = Command::new("wrk").args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency", "--timeout", "5s"]).args(extra).arg(url).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = field(&text, "Requests/sec:").context(text.to_string())?;
+    let p50 = latency(&text, "50%").unwrap_or(f64::NAN);
+    let p99 = latency(&text, "99%").unwrap_or(f64::NAN);
+    let requests = text.lines().find(|l| l.contains("requests in")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+        .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()))
+        .sum();
+    Ok((rps, p50, p99, requests, errors))
+}
+
+fn field(text: &str, key: &str) -> Option<f64> {
+    text.lines().find(|l| l.trim_start().starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// wrk's latency distribution line, e.g. "     50%  180.00us", in milliseconds.
+fn latency(text: &str, pct: &str) -> Option<f64> {
+    let v = text.lines().find(|l| l.trim_start().starts_with(pct))?.split_whitespace().nth(1)?.to_string();
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => return None,
+    })
+}
+
+/// h2load with prior knowledge, 10 streams per connection.
+fn h2load(url: &str, conns: usize, secs: u64) -> Result<(f64, f64, f64, f64, u64)> {
+    let out = Command::new("h2load").args(["-c", &conns.to_string(), "-m", "10", "-t", "1", "-D", &secs.to_string(), url]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "finished in 5.00s, 12345.67 req/s, ..." and "requests: N total, N started, N done, N succeeded, N failed, N errored"
+    let rps = text.lines().find(|l| l.starts_with("finished in")).and_then(|l| l.split(", ").nth(1)?.split_whitespace().next()?.parse().ok()).context(text.to_string())?;
+    let nums = |l: &str| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).collect::<Vec<_>>();
+    let req = text.lines().find(|l| l.starts_with("requests:")).map(nums).unwrap_or_default();
+    let done = req.get(3).copied().unwrap_or(0) as f64;
+    let errors = req.get(5).copied().unwrap_or(0) + req.get(6).copied().unwrap_or(0);
+    // "time for request:   min   max   mean   sd   +/- sd": h2load has no percentiles; mean stands in for p50.
+    let mean = text.lines().find(|l| l.trim_start().starts_with("time for request:")).and_then(|l| {
+        let v = l.split_whitespace().nth(5)?.to_string();
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = num.parse().ok()?;
+        Some(if unit == "us" { n / 1000.0 } else if unit == "ms" { n } else { n * 1000.0 })
+    });
+    Ok((rps, mean.unwrap_or(f64::NAN), f64::NAN, done, errors))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn print_table(scenario: &str, targets: &[Target], results: &BTreeMap<String, Vec<Sample>>) {
+    let med = |name: &str, f: fn(&Sample) -> f64| median(results.get(name).map(|v| v.iter().map(f).collect()).unwrap_or_default());
+    let nginx = med("nginx", |s| s.rps);
+    let direct = med("direct", |s| s.rps);
+    println!("\n## {scenario}\n");
+    println!("| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors | × nginx | × direct |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for t in targets {
+        let n = t.name.as_str();
+        let rps = med(n, |s| s.rps);
+        let errors: u64 = results.get(n).map(|v| v.iter().map(|s| s.errors).sum()).unwrap_or(0);
+        let rss = med(n, |s| s.rss_kib as f64) / 1024.0;
+        println!(
+            "| {n} | {rps:.0} | {:.3} | {:.3} | {:.1} | {rss:.1} | {errors} | {:.2} | {:.2} |",
+            med(n, |s| s.p50_ms),
+            med(n, |s| s.p99_ms),
+            med(n, |s| s.cpu_us_per_req),
+            rps / nginx,
+            rps / direct
+        );
+    }
+    let _ = Duration::ZERO;
+}

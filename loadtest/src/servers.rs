@@ -1,0 +1,171 @@
+//! The origin and the proxies under test: configuration files, processes, readiness.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// Installs the Debian packages that provide missing tools, without letting them start services.
+pub fn ensure_tools(tools: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| !o.status.success()).unwrap_or(true)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing
+        .iter()
+        .map(|t| match *t {
+            "nginx" => "nginx-light",
+            "h2load" => "nghttp2-client",
+            other => other,
+        })
+        .collect();
+    eprintln!("loadtest: installing {}", packages.join(" "));
+    let script = format!(
+        "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && \
+         (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {} >/dev/null; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc",
+        packages.join(" ")
+    );
+    let ok = Command::new("sh").args(["-c", &script]).status()?.success();
+    anyhow::ensure!(ok, "could not install {}: install them by hand", packages.join(" "));
+    Ok(())
+}
+
+/// A server process, killed with its children on drop.
+pub struct Server {
+    pub port: u16,
+    /// Port for HTTP/2 with prior knowledge, when separate.
+    pub h2c_port: u16,
+    pub child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for p in crate::procs::tree(self.child.id()).into_iter().rev() {
+            let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Result<Child> {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))
+}
+
+fn nginx_common(dir: &Path, name: &str, workers: usize, http: &str) -> Result<PathBuf> {
+    let conf = dir.join(format!("{name}.conf"));
+    let tmp = dir.join("tmp");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes {workers};\ndaemon off;\npid {pid};\nerror_log {dir}/{name}-error.log error;\n\
+             events {{ worker_connections 20000; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n  keepalive_requests 10000000;\n{http}\n}}\n",
+            pid = dir.join(format!("{name}.pid")).display(),
+            dir = dir.display(),
+            tmp = tmp.display(),
+        ),
+    )?;
+    Ok(conf)
+}
+
+impl Server {
+    /// The origin: nginx answering `/small` (2 bytes) and `/64k` from a file.
+    pub fn origin(dir: &Path, workers: usize) -> Result<Server> {
+        let (port, h2c_port) = (free_port()?, free_port()?);
+        std::fs::write(dir.join("64k.bin"), vec![b'x'; 65536])?;
+        let http = format!(
+            "  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    listen 127.0.0.1:{h2c_port} http2;\n    location = /small {{ default_type text/plain; return 200 'ok'; }}\n    location = /64k {{ default_type application/octet-stream; alias {}; }}\n  }}",
+            dir.join("64k.bin").display()
+        );
+        let conf = nginx_common(dir, "origin", workers, &http)?;
+        let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
+        Ok(Server { port, h2c_port, child })
+    }
+}
+
+/// Something the load generator talks to.
+pub struct Target {
+    pub name: String,
+    pub port: u16,
+    pub h2c_port: u16,
+    pub pid: u32,
+    /// Keeps the process alive (none for direct).
+    _server: Option<Server>,
+}
+
+impl Target {
+    pub fn direct(origin: &Server) -> Target {
+        Target { name: "direct".into(), port: origin.port, h2c_port: origin.h2c_port, pid: origin.child.id(), _server: None }
+    }
+
+    fn from(name: &str, server: Server) -> Target {
+        Target { name: name.into(), port: server.port, h2c_port: server.h2c_port, pid: server.child.id(), _server: Some(server) }
+    }
+
+    pub fn sitecar(_dir: &Path, bin: &str, origin: &Server, workers: usize) -> Result<Target> {
+        let port = free_port()?;
+        let child = spawn(Command::new(bin).args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}"), "--threads", &workers.to_string(), "--access-log", "off"]))?;
+        Ok(Target::from("sitecar", Server { port, h2c_port: port, child }))
+    }
+
+    pub fn nginx(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
+        let (port, h2c_port) = (free_port()?, free_port()?);
+        let http = format!(
+            "  upstream origin {{ server 127.0.0.1:{}; keepalive 512; keepalive_requests 10000000; }}\n  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    listen 127.0.0.1:{h2c_port} http2;\n    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_buffering on; }}\n  }}",
+            origin.port
+        );
+        let conf = nginx_common(dir, "nginx", workers, &http)?;
+        let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
+        Ok(Target::from("nginx", Server { port, h2c_port, child }))
+    }
+
+    pub fn haproxy(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
+        let (port, h2c_port) = (free_port()?, free_port()?);
+        let conf = dir.join("haproxy.cfg");
+        std::fs::write(
+            &conf,
+            format!(
+                "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode http\n  option forwardfor\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\n\
+                 frontend fe\n  bind 127.0.0.1:{port}\n  bind 127.0.0.1:{h2c_port} proto h2\n  default_backend be\nbackend be\n  server o 127.0.0.1:{}\n",
+                origin.port
+            ),
+        )?;
+        let child = spawn(Command::new("haproxy").arg("-db").arg("-f").arg(&conf))?;
+        Ok(Target::from("haproxy", Server { port, h2c_port, child }))
+    }
+
+    pub fn caddy(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
+        let port = free_port()?;
+        let conf = dir.join("Caddyfile");
+        std::fs::write(
+            &conf,
+            format!("{{\n  admin off\n  auto_https off\n  servers {{\n    protocols h1 h2c\n  }}\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy 127.0.0.1:{}\n}}\n", origin.port),
+        )?;
+        let child = spawn(Command::new("caddy").args(["run", "--adapter", "caddyfile", "--config"]).arg(&conf).env("GOMAXPROCS", workers.to_string()).env("HOME", dir))?;
+        Ok(Target::from("caddy", Server { port, h2c_port: port, child }))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn h2c_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.h2c_port)
+    }
+
+    /// Waits until the target accepts connections.
+    pub fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "{} did not start listening on {}", self.name, self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
