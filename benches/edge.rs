@@ -82,7 +82,7 @@ fn round_trip(c: &mut Criterion) {
         let edge = EdgeService::new(config, Upstream::new(main, Duration::from_secs(1), Duration::from_secs(4)), rx, None);
         let limits = ServerLimits { header_timeout: Duration::from_secs(30), max_header_bytes: 65536, max_headers: 100, max_connections: 100, drain: Duration::from_secs(1) };
         let stop = CancellationToken::new();
-        tokio::spawn(sitecar_proxy::serve(listener, edge, limits, Arc::new(Semaphore::new(100)), stop.clone()));
+        tokio::spawn(sitecar_proxy::serve(listener, edge, limits, Arc::new(Semaphore::new(100)), None, stop.clone()));
         (front, (stop, _tx))
     });
     c.bench_function("edge round trip (keep-alive, loopback)", |b| {

@@ -97,6 +97,15 @@ pub struct ProxyArgs {
     /// Access log format: common, json or off.
     #[arg(long, value_name = "FORMAT")]
     pub access_log: Option<String>,
+    /// A TLS listener (needs --cert and --key), e.g. 0.0.0.0:8443.
+    #[arg(long, value_name = "ADDR", requires_all = ["cert", "key"])]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain for --tls-listen (reloaded when the file changes).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-listen.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sitecar_config::{AccessLog as LogSetting, ProxySettings};
 use sitecar_proxy::access::{AccessLog, Format};
+use sitecar_proxy::tls::Certificates;
 use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -14,9 +15,31 @@ use tokio_util::sync::CancellationToken;
 /// Where access-log lines go.
 pub type Sink = Box<dyn FnMut(&str) + Send>;
 
+/// The bound listeners: plain ones, and the TLS one with its certificates.
+pub struct Listeners {
+    pub plain: Vec<tokio::net::TcpListener>,
+    pub tls: Option<(tokio::net::TcpListener, Arc<Certificates>)>,
+}
+
+impl Listeners {
+    /// Every bound address with its scheme.
+    pub fn urls(&self) -> Vec<String> {
+        let plain = self.plain.iter().filter_map(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
+        plain.chain(self.tls.iter().filter_map(|(l, _)| l.local_addr().ok()).map(|a| format!("https://{a}"))).collect()
+    }
+}
+
 /// Binds every listen address. A privileged port that cannot be bound is skipped with one
 /// warning unless the spec asked for it explicitly; anything else is an error naming the address.
-pub fn bind(settings: &ProxySettings) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+/// Certificates are loaded before anything starts, so a bad one is an error at once.
+pub fn bind(settings: &ProxySettings) -> anyhow::Result<Listeners> {
+    let tls = match &settings.tls {
+        Some(t) => {
+            let certs = Certificates::load(&t.certificates)?;
+            Some((bind_one(t.listen).map_err(|e| anyhow::anyhow!("cannot listen on {} (TLS): {e}{}", t.listen, holder(t.listen.port())))?, certs))
+        }
+        None => None,
+    };
     let mut out = Vec::new();
     for addr in &settings.listen {
         match bind_one(*addr) {
@@ -30,8 +53,8 @@ pub fn bind(settings: &ProxySettings) -> anyhow::Result<Vec<tokio::net::TcpListe
             Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
         }
     }
-    anyhow::ensure!(!out.is_empty(), "no front-door listener could be opened");
-    Ok(out)
+    anyhow::ensure!(!out.is_empty() || tls.is_some(), "no front-door listener could be opened");
+    Ok(Listeners { plain: out, tls })
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -69,7 +92,7 @@ fn holder(port: u16) -> String {
 
 /// Serves the front door on `listeners` until `shutdown`, then drains.
 pub async fn run(
-    listeners: Vec<tokio::net::TcpListener>,
+    listeners: Listeners,
     settings: &ProxySettings,
     main: SocketAddr,
     ready: watch::Receiver<bool>,
@@ -104,8 +127,18 @@ pub async fn run(
     };
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
-    for l in listeners {
-        tasks.spawn(sitecar_proxy::serve(l, edge.clone(), limits.clone(), connections.clone(), shutdown.clone()));
+    for l in listeners.plain {
+        tasks.spawn(sitecar_proxy::serve(l, edge.clone(), limits.clone(), connections.clone(), None, shutdown.clone()));
+    }
+    if let Some((l, certs)) = listeners.tls {
+        match sitecar_proxy::tls::server_config(certs.clone()) {
+            Ok(config) => {
+                tokio::spawn(certs.watch(Duration::from_secs(2), shutdown.clone()));
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                tasks.spawn(sitecar_proxy::serve(l, edge.clone(), limits.clone(), connections.clone(), Some(acceptor), shutdown.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "TLS listener not started"),
+        }
     }
     while tasks.join_next().await.is_some() {}
 }

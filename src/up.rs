@@ -94,10 +94,8 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         }
     };
     let handle = supervisor.handle();
-    for l in &listeners {
-        if let Ok(a) = l.local_addr() {
-            handle.logs.event("sitecar", &format!("front door listening on http://{a} -> main at {}", handle.main_addr));
-        }
+    for url in listeners.urls() {
+        handle.logs.event("sitecar", &format!("front door listening on {url} -> main at {}", handle.main_addr));
     }
 
     // Main's state, as the front door needs it: ready or not.
@@ -163,6 +161,13 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
     if args.threads.is_some() {
         settings.threads = args.threads;
     }
+    if let (Some(listen), Some(cert), Some(key)) = (&args.tls_listen, &args.cert, &args.key) {
+        let Some(listen) = sitecar_config::parse_listen(listen, std::net::Ipv4Addr::UNSPECIFIED.into()) else {
+            eprintln!("sitecar proxy: --tls-listen {listen}: not an address like 0.0.0.0:8443");
+            return ExitCode::from(2);
+        };
+        settings.tls = Some(sitecar_config::TlsSettings { listen, certificates: vec![sitecar_config::CertificatePair { cert: cert.clone(), key: key.clone() }] });
+    }
     let rt = match runtime(settings.threads) {
         Ok(r) => r,
         Err(e) => {
@@ -178,10 +183,8 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
                 return 1;
             }
         };
-        for l in &listeners {
-            if let Ok(a) = l.local_addr() {
-                eprintln!("sitecar proxy: listening on http://{a} -> {}", args.to);
-            }
+        for url in listeners.urls() {
+            eprintln!("sitecar proxy: listening on {url} -> {}", args.to);
         }
         let stop = CancellationToken::new();
         tokio::spawn(signals(stop.clone()));

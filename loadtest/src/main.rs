@@ -12,7 +12,6 @@ mod servers;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -200,5 +199,4 @@ fn print_table(scenario: &str, targets: &[Target], results: &BTreeMap<String, Ve
             rps / direct
         );
     }
-    let _ = Duration::ZERO;
 }

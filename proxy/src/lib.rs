@@ -1,4 +1,4 @@
-//! sitecar-proxy: the front door. It accepts HTTP/1.1 and h2c on pre-bound listeners and
+//! sitecar-proxy: the front door. It accepts HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN) on pre-bound listeners and
 //! forwards to the main container on loopback, only while main is ready, with App Service's
 //! forwarding headers, limits and timeouts, and an access log kept off the request path.
 //!
@@ -6,6 +6,7 @@
 //! - [`server`]: accept loop, hyper-util connection builder, connection limit, graceful drain.
 //! - [`edge`]: [`EdgeService::handle`], the request path top to bottom.
 //! - [`headers`]: forwarding rules for request and response heads.
+//! - [`tls`]: rustls server config, SNI across certificates, reload on file change.
 //! - [`upstream`]: the pooled client to main.
 //! - [`body`]: request and response body types (limits, progress timeout, no boxing).
 //! - [`ids`]: request ids and W3C `traceparent`.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use edge::{EdgeConfig, EdgeService};

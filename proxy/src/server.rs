@@ -1,4 +1,4 @@
-//! Accepting connections: pre-bound listeners, hyper-util's auto HTTP/1.1 + h2c server, a
+//! Accepting connections: pre-bound listeners (plain or TLS), hyper-util's auto HTTP/1.1 + HTTP/2 server, a
 //! connection limit, head limits and timeouts, and a graceful drain on shutdown.
 
 use std::convert::Infallible;
@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::edge::EdgeService;
@@ -45,8 +46,16 @@ fn builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves `listener` until `shutdown`, then drains open connections for at most `limits.drain`.
-pub async fn serve(listener: TcpListener, edge: Arc<EdgeService>, limits: ServerLimits, connections: Arc<Semaphore>, shutdown: CancellationToken) {
+/// Serves `listener` (TLS when `tls` is given) until `shutdown`, then drains open connections for
+/// at most `limits.drain`.
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<EdgeService>,
+    limits: ServerLimits,
+    connections: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -74,18 +83,32 @@ pub async fn serve(listener: TcpListener, edge: Arc<EdgeService>, limits: Server
         };
         refused_logged = false;
         let _ = stream.set_nodelay(true);
-        let peer = Peer { client, local: stream.local_addr().unwrap_or(local), https: false };
+        let peer = Peer { client, local: stream.local_addr().unwrap_or(local), https: tls.is_some() };
         let edge = edge.clone();
         let service = service_fn(move |req| {
             let edge = edge.clone();
             async move { Ok::<_, Infallible>(edge.handle(req, &peer).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        match &tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                let (acceptor, builder, watcher, handshake) = (acceptor.clone(), builder.clone(), graceful.watcher(), limits.header_timeout);
+                tokio::spawn(async move {
+                    // A handshake gets the same bound as a request head.
+                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {

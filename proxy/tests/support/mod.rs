@@ -74,7 +74,25 @@ impl Front {
         let edge = EdgeService::new(config, upstream, rx, None);
         let stop = CancellationToken::new();
         let conns = Arc::new(Semaphore::new(limits.max_connections));
-        let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits, conns, stop.clone()));
+        let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits, conns, None, stop.clone()));
+        Front { addr, ready: tx, stop, task }
+    }
+}
+
+impl Front {
+    /// The front door over TLS with `certs`, reloading them every 200 ms when their files change.
+    pub async fn start_tls(main: SocketAddr, certs: Arc<sitecar_proxy::tls::Certificates>) -> Front {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(true);
+        let config = config();
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
+        let edge = EdgeService::new(config, upstream, rx, None);
+        let stop = CancellationToken::new();
+        tokio::spawn(certs.clone().watch(Duration::from_millis(200), stop.clone()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(sitecar_proxy::tls::server_config(certs).unwrap());
+        let conns = Arc::new(Semaphore::new(100));
+        let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits(), conns, Some(acceptor), stop.clone()));
         Front { addr, ready: tx, stop, task }
     }
 }
