@@ -34,7 +34,11 @@ fn browser_headers() -> HeaderMap {
 }
 
 fn headers(c: &mut Criterion) {
-    let peer = Peer { client: "203.0.113.7:51234".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))), local: SocketAddr::from(([127, 0, 0, 1], 8080)), https: false };
+    let peer = Peer {
+        client: "203.0.113.7:51234".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        local: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        https: false,
+    };
     let uri: Uri = Uri::from_static("/products/42?ref=home");
     let template = browser_headers();
     c.bench_function("prepare_request (8 browser headers)", |b| {
@@ -56,7 +60,9 @@ async fn origin() -> SocketAddr {
         while let Ok((s, _)) = listener.accept().await {
             let _ = s.set_nodelay(true);
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok")))) });
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
             });
         }
@@ -80,7 +86,13 @@ fn round_trip(c: &mut Criterion) {
             drop_underscore: true,
         };
         let edge = EdgeService::new(config, Upstream::new(main, Duration::from_secs(1), Duration::from_secs(4)), rx, None);
-        let limits = ServerLimits { header_timeout: Duration::from_secs(30), max_header_bytes: 65536, max_headers: 100, max_connections: 100, drain: Duration::from_secs(1) };
+        let limits = ServerLimits {
+            header_timeout: Duration::from_secs(30),
+            max_header_bytes: 65536,
+            max_headers: 100,
+            max_connections: 100,
+            drain: Duration::from_secs(1),
+        };
         let stop = CancellationToken::new();
         tokio::spawn(sitecar_proxy::serve(listener, edge, limits, Arc::new(Semaphore::new(100)), None, stop.clone()));
         (front, (stop, _tx))

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sitecar", version, about = "Run an App Service sidecar stack on one host: a front door on 80/8080 and a supervisor for main and its sidecars")]
+#[command(
+    name = "sitecar",
+    version,
+    about = "Run an App Service sidecar stack on one host: a front door on 80/8080 and a supervisor for main and its sidecars"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -36,7 +36,10 @@ pub fn bind(settings: &ProxySettings) -> anyhow::Result<Listeners> {
     let tls = match &settings.tls {
         Some(t) => {
             let certs = Certificates::load(&t.certificates)?;
-            Some((bind_one(t.listen).map_err(|e| anyhow::anyhow!("cannot listen on {} (TLS): {e}{}", t.listen, holder(t.listen.port())))?, certs))
+            Some((
+                bind_one(t.listen).map_err(|e| anyhow::anyhow!("cannot listen on {} (TLS): {e}{}", t.listen, holder(t.listen.port())))?,
+                certs,
+            ))
         }
         None => None,
     };
@@ -70,11 +73,12 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 fn holder(port: u16) -> String {
     let hex = format!(":{port:04X} ");
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().filter_map(|f| std::fs::read_to_string(f).ok()).find_map(|t| {
-        t.lines().find(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 9 && f[1].ends_with(hex.trim_end()) && f[3] == "0A"
-        })
-        .map(|l| l.split_whitespace().nth(9).unwrap_or("").to_string())
+        t.lines()
+            .find(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 9 && f[1].ends_with(hex.trim_end()) && f[3] == "0A"
+            })
+            .map(|l| l.split_whitespace().nth(9).unwrap_or("").to_string())
     });
     let Some(inode) = inode else { return String::new() };
     let target = format!("socket:[{inode}]");

@@ -115,7 +115,8 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
     let stop_stack = CancellationToken::new();
     tokio::spawn(signals(stop_proxy.clone()));
     let logs = handle.logs.clone();
-    let access: crate::front::Sink = Box::new(move |line: &str| logs.push(&Arc::from("front-door"), sitecar_control::logs::Stream::Stdout, line.as_bytes()));
+    let access: crate::front::Sink =
+        Box::new(move |line: &str| logs.push(&Arc::from("front-door"), sitecar_control::logs::Stream::Stdout, line.as_bytes()));
     let proxy = tokio::spawn({
         let spec = spec.clone();
         let stop_proxy = stop_proxy.clone();
@@ -141,7 +142,8 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         None => sitecar_config::ProxySettings { listen: vec![std::net::SocketAddr::from(([0, 0, 0, 0], 8080))], ..Default::default() },
     };
     if !args.listen.is_empty() {
-        settings.listen = args.listen.iter().filter_map(|l| sitecar_config::parse_listen(l, std::net::Ipv4Addr::UNSPECIFIED.into())).collect();
+        settings.listen =
+            args.listen.iter().filter_map(|l| sitecar_config::parse_listen(l, std::net::Ipv4Addr::UNSPECIFIED.into())).collect();
         if settings.listen.len() != args.listen.len() {
             eprintln!("sitecar proxy: --listen takes addresses like 0.0.0.0:8080");
             return ExitCode::from(2);
@@ -166,7 +168,10 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
             eprintln!("sitecar proxy: --tls-listen {listen}: not an address like 0.0.0.0:8443");
             return ExitCode::from(2);
         };
-        settings.tls = Some(sitecar_config::TlsSettings { listen, certificates: vec![sitecar_config::CertificatePair { cert: cert.clone(), key: key.clone() }] });
+        settings.tls = Some(sitecar_config::TlsSettings {
+            listen,
+            certificates: vec![sitecar_config::CertificatePair { cert: cert.clone(), key: key.clone() }],
+        });
     }
     let rt = match runtime(settings.threads) {
         Ok(r) => r,
@@ -198,7 +203,9 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
 
 /// SIGTERM and SIGINT stop in order; SIGHUP asks for a reload.
 async fn signals(shutdown: CancellationToken) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };

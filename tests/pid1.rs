@@ -111,7 +111,11 @@ fn ctrl_c_leaves_no_process_behind() {
     let spec = write_spec(dir.path(), "child", "child daemon");
     let mut sitecar = up(&spec, &[]);
     wait_for("main listening", Duration::from_secs(20), || events(dir.path()).iter().any(|e| e[1] == "listening" && e[2] == "web"));
-    let pids: Vec<u32> = events(dir.path()).iter().filter(|e| matches!(e[1].as_str(), "start" | "child" | "daemon")).map(|e| if e[1] == "start" { e[3].parse().unwrap() } else { e[4].parse().unwrap() }).collect();
+    let pids: Vec<u32> = events(dir.path())
+        .iter()
+        .filter(|e| matches!(e[1].as_str(), "start" | "child" | "daemon"))
+        .map(|e| if e[1] == "start" { e[3].parse().unwrap() } else { e[4].parse().unwrap() })
+        .collect();
     assert_eq!(pids.len(), 5, "two apps, two children, one daemon: {:?}", events(dir.path()));
     assert!(pids.iter().all(|&p| alive(p)));
     signal(sitecar.id(), SIGINT);

@@ -38,7 +38,11 @@ fn settings_from_flags_and_environment_satisfy_references() {
 fn invalid_spec_exits_one_with_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.json");
-    std::fs::write(&file, r#"[{"name": "a_b", "properties": {"image": "x", "isMain": true, "targetPort": "99999", "startUpCommand": "x"}}]"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"[{"name": "a_b", "properties": {"image": "x", "isMain": true, "targetPort": "99999", "startUpCommand": "x"}}]"#,
+    )
+    .unwrap();
     let out = sitecar().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -150,7 +150,15 @@ mod tests {
         let otel = s.container("otel").unwrap();
         let env = container_env(&s, otel, Some(4318), &host());
         assert_eq!(env["AI_CONN"], "ai-secret");
-        for leaked in ["DATABASE_URL", "APPSETTING_DATABASE_URL", "API_TOKEN", "AI_KEY", "APPSETTING_AI_KEY", "SQLAZURECONNSTR_Main", "REDISCACHECONNSTR_Cache"] {
+        for leaked in [
+            "DATABASE_URL",
+            "APPSETTING_DATABASE_URL",
+            "API_TOKEN",
+            "AI_KEY",
+            "APPSETTING_AI_KEY",
+            "SQLAZURECONNSTR_Main",
+            "REDISCACHECONNSTR_Cache",
+        ] {
             assert!(!env.contains_key(leaked), "{leaked} leaked to an opted-out sidecar");
         }
         assert!(!env.values().any(|v| v == "tok" || v.contains("Password")), "a secret value leaked: {env:?}");

@@ -49,11 +49,8 @@ pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Spec, LoadError> 
 
 /// Validates a spec given as text.
 pub fn load_str(text: &str, options: &LoadOptions) -> Result<Spec, LoadError> {
-    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
-        line: e.line(),
-        column: e.column(),
-        message: syntax_message(&e),
-    })?;
+    let root: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| LoadError::Syntax { line: e.line(), column: e.column(), message: syntax_message(&e) })?;
     load(&root, options)
 }
 

@@ -70,7 +70,9 @@ pub(crate) fn cli_array(p: &mut Problems, value: &Value, path: &str) -> Vec<Draf
             let mut draft = Draft { path: item_path.clone(), name_path: format!("{item_path}.name"), ..Draft::default() };
             draft.name = entry.string(p, "name");
             if draft.name.is_none() && entry.get("name").is_none() {
-                p.push(Problem::new(&draft.name_path, "missing container name").hint("add \"name\": \"main\" (letters, digits and dashes)"));
+                p.push(
+                    Problem::new(&draft.name_path, "missing container name").hint("add \"name\": \"main\" (letters, digits and dashes)"),
+                );
             }
             match entry.get("properties") {
                 Some((props, props_path)) => read_properties(p, props, &props_path, &mut draft),
@@ -92,7 +94,10 @@ fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &mut Draft) {
     d.props_path = path.to_owned();
     d.image = o.string(p, "image");
     if d.image.as_deref().is_none_or(|s| s.trim().is_empty()) && o.get("image").is_none() {
-        p.push(Problem::new(format!("{path}.image"), "missing image").hint("a full image reference, e.g. \"myacr.azurecr.io/web:1.4\" or \"redis:7-alpine\""));
+        p.push(
+            Problem::new(format!("{path}.image"), "missing image")
+                .hint("a full image reference, e.g. \"myacr.azurecr.io/web:1.4\" or \"redis:7-alpine\""),
+        );
     } else if d.image.as_deref().is_some_and(|s| s.trim().is_empty()) {
         p.at(&format!("{path}.image"), "image is empty");
     }
@@ -129,7 +134,10 @@ fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &mut Draft) {
                 p.at(&format!("{vp}.name"), "missing name of the environment variable");
             }
             if e.get("value").is_none() {
-                p.push(Problem::new(format!("{vp}.value"), "missing value").hint("value is the NAME of an app setting whose value the variable receives"));
+                p.push(
+                    Problem::new(format!("{vp}.value"), "missing value")
+                        .hint("value is the NAME of an app setting whose value the variable receives"),
+                );
             }
             e.finish(p);
             if let (Some(name), Some(app_setting)) = (name, value) {
@@ -194,7 +202,10 @@ fn walk_resources(
             let mut draft = Draft { path: rp.clone(), name_path: format!("{rp}.name"), ..Draft::default() };
             draft.name = arm_container_name(raw_name);
             if draft.name.is_none() {
-                p.push(Problem::new(&draft.name_path, format!("cannot read a container name from \"{raw_name}\"")).hint("name it \"<site>/<container>\""));
+                p.push(
+                    Problem::new(&draft.name_path, format!("cannot read a container name from \"{raw_name}\""))
+                        .hint("name it \"<site>/<container>\""),
+                );
             }
             match get_ci(r, "properties") {
                 Some(props) => {
@@ -264,7 +275,9 @@ fn resolve_expressions(p: &mut Problems, v: &Value, path: &str, params: Option<&
                 Value::Null
             }
         },
-        Value::Array(a) => Value::Array(a.iter().enumerate().map(|(i, x)| resolve_expressions(p, x, &index(path, i), params, vars)).collect()),
+        Value::Array(a) => {
+            Value::Array(a.iter().enumerate().map(|(i, x)| resolve_expressions(p, x, &index(path, i), params, vars)).collect())
+        }
         Value::Object(m) => Value::Object(
             m.iter().map(|(k, x)| (k.clone(), resolve_expressions(p, x, &crate::json::join(path, k), params, vars))).collect(),
         ),

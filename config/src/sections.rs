@@ -33,7 +33,9 @@ fn listen_value(p: &mut Problems, v: &Value, path: &str, default_ip: IpAddr) -> 
     };
     let addr = parse_listen(&text, default_ip);
     if addr.is_none() {
-        p.push(Problem::new(path, format!("\"{text}\" is not a listen address")).hint("write \"0.0.0.0:8080\", \"127.0.0.1:80\" or \":8080\""));
+        p.push(
+            Problem::new(path, format!("\"{text}\" is not a listen address")).hint("write \"0.0.0.0:8080\", \"127.0.0.1:80\" or \":8080\""),
+        );
     }
     addr
 }
@@ -49,7 +51,10 @@ pub(crate) fn connection_strings(p: &mut Problems, doc: &mut Obj<'_>) -> BTreeMa
                 let parsed = ConnectionType::parse(&t);
                 if parsed.is_none() {
                     let names: Vec<&str> = ConnectionType::ALL.iter().map(|t| t.name()).collect();
-                    p.push(Problem::new(format!("{path}.type"), format!("unknown connection string type \"{t}\"")).hint(format!("one of {}", names.join(", "))));
+                    p.push(
+                        Problem::new(format!("{path}.type"), format!("unknown connection string type \"{t}\""))
+                            .hint(format!("one of {}", names.join(", "))),
+                    );
                 }
                 parsed
             }
@@ -98,7 +103,10 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
                     p.at(&path, "TLS needs at least one certificate");
                 }
             }
-            None => p.push(Problem::new(format!("{}.certificates", t.path), "TLS needs certificates").hint("[{\"cert\": \"cert.pem\", \"key\": \"key.pem\"}]")),
+            None => p.push(
+                Problem::new(format!("{}.certificates", t.path), "TLS needs certificates")
+                    .hint("[{\"cert\": \"cert.pem\", \"key\": \"key.pem\"}]"),
+            ),
         }
         t.finish(p);
         s.tls = Some(TlsSettings { listen, certificates });
@@ -208,7 +216,10 @@ pub(crate) fn cache(p: &mut Problems, doc: &mut Obj<'_>) -> CacheSettings {
         s.max_object_bytes = n;
     }
     if s.max_object_bytes > s.max_bytes {
-        p.push(Problem::new(format!("{}.maxObjectBytes", o.path), "maxObjectBytes is larger than maxBytes").hint("one object cannot be larger than the whole cache"));
+        p.push(
+            Problem::new(format!("{}.maxObjectBytes", o.path), "maxObjectBytes is larger than maxBytes")
+                .hint("one object cannot be larger than the whole cache"),
+        );
     }
     o.finish(p);
     s
@@ -353,14 +364,20 @@ pub(crate) fn platform(p: &mut Problems, settings: &BTreeMap<String, String>, se
         for part in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             match part.parse::<u16>() {
                 Ok(code) if (100..=599).contains(&code) => s.warmup_statuses.push(code),
-                _ => p.push(Problem::new(at("WEBSITE_WARMUP_STATUSES"), format!("\"{part}\" is not an HTTP status code")).hint("a comma-separated list like \"200,202\"")),
+                _ => p.push(
+                    Problem::new(at("WEBSITE_WARMUP_STATUSES"), format!("\"{part}\" is not an HTTP status code"))
+                        .hint("a comma-separated list like \"200,202\""),
+                ),
             }
         }
     }
     if let Some(v) = settings.get("WEBSITES_CONTAINER_START_TIME_LIMIT") {
         match v.trim().parse::<u64>() {
             Ok(n) if (10..=1800).contains(&n) => s.start_time_limit = std::time::Duration::from_secs(n),
-            _ => p.push(Problem::new(at("WEBSITES_CONTAINER_START_TIME_LIMIT"), format!("\"{v}\" is not a number of seconds from 10 to 1800"))),
+            _ => p.push(Problem::new(
+                at("WEBSITES_CONTAINER_START_TIME_LIMIT"),
+                format!("\"{v}\" is not a number of seconds from 10 to 1800"),
+            )),
         }
     }
     if let Some(v) = settings.get("WEBSITE_HEALTHCHECK_PATH") {

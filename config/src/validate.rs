@@ -42,7 +42,21 @@ pub(crate) struct Parts {
 }
 
 pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
-    let Parts { format, containers_path, drafts, app_settings, app_settings_path, connection_strings, proxy, health, health_names, cache, offload, admin, local } = parts;
+    let Parts {
+        format,
+        containers_path,
+        drafts,
+        app_settings,
+        app_settings_path,
+        connection_strings,
+        proxy,
+        health,
+        health_names,
+        cache,
+        offload,
+        admin,
+        local,
+    } = parts;
 
     if drafts.is_empty() && p.0.is_empty() {
         p.push(Problem::new(&containers_path, "no containers").hint("a spec needs one container with \"isMain\": true"));
@@ -52,7 +66,10 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
     let mains: Vec<&Draft> = drafts.iter().filter(|d| d.is_main == Some(true)).collect();
     // When some isMain could not be read, that problem is reported already and says more.
     if mains.is_empty() && !drafts.is_empty() && drafts.iter().all(|d| d.is_main.is_some()) {
-        p.push(Problem::new(&containers_path, "no container has \"isMain\": true").hint("mark the container that receives HTTP traffic as main"));
+        p.push(
+            Problem::new(&containers_path, "no container has \"isMain\": true")
+                .hint("mark the container that receives HTTP traffic as main"),
+        );
     }
     for extra in mains.iter().skip(1) {
         let first = mains[0].name.as_deref().unwrap_or("?");
@@ -78,7 +95,10 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
             );
         }
         if let Some(first) = seen.insert(name.to_ascii_lowercase(), &d.name_path) {
-            p.push(Problem::new(&d.name_path, format!("duplicate container name \"{name}\" (first at {first})")).hint("container names are unique, ignoring case"));
+            p.push(
+                Problem::new(&d.name_path, format!("duplicate container name \"{name}\" (first at {first})"))
+                    .hint("container names are unique, ignoring case"),
+            );
         }
     }
 
@@ -95,7 +115,10 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
     }
     for d in mains.iter().take(1) {
         if d.target_port.is_none() && !p.0.iter().any(|x| x.path == d.target_port_path) {
-            p.push(Problem::new(&d.target_port_path, "main container has no targetPort").hint("the port main listens on, e.g. \"8080\"; the front door forwards there"));
+            p.push(
+                Problem::new(&d.target_port_path, "main container has no targetPort")
+                    .hint("the port main listens on, e.g. \"8080\"; the front door forwards there"),
+            );
         }
     }
 
@@ -109,7 +132,13 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         let mut mount_paths = HashMap::new();
         for (m, path) in &d.mounts {
             if !m.container_mount_path.starts_with('/') {
-                p.push(Problem::new(format!("{path}.containerMountPath"), format!("mount path \"{}\" is not absolute", m.container_mount_path)).hint("start it with /, e.g. \"/var/cache/app\""));
+                p.push(
+                    Problem::new(
+                        format!("{path}.containerMountPath"),
+                        format!("mount path \"{}\" is not absolute", m.container_mount_path),
+                    )
+                    .hint("start it with /, e.g. \"/var/cache/app\""),
+                );
             } else if mount_paths.insert(m.container_mount_path.trim_end_matches('/').to_owned(), ()).is_some() {
                 p.at(&format!("{path}.containerMountPath"), format!("\"{}\" is mounted twice in this container", m.container_mount_path));
             }
@@ -117,7 +146,10 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
             if sub.is_empty() {
                 p.at(&format!("{path}.volumeSubPath"), "volumeSubPath is empty");
             } else if sub.split('/').any(|seg| seg == ".." || seg == ".") {
-                p.push(Problem::new(format!("{path}.volumeSubPath"), format!("volumeSubPath \"{}\" contains . or ..", m.volume_sub_path)).hint("a subpath names a directory inside the volumes root"));
+                p.push(
+                    Problem::new(format!("{path}.volumeSubPath"), format!("volumeSubPath \"{}\" contains . or ..", m.volume_sub_path))
+                        .hint("a subpath names a directory inside the volumes root"),
+                );
             }
         }
         let mut names = HashMap::new();
@@ -179,7 +211,10 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         if runtime == Runtime::Process && !has_command(d) {
             p.push(
                 Problem::new(format!("{}.startUpCommand", d.props_path), format!("container \"{name}\" has nothing to run as a process"))
-                    .hint(format!("add local.images[\"{}\"].command (or local.containers.{name}.command), or set local.runtime to \"oci\"", d.image.as_deref().unwrap_or(""))),
+                    .hint(format!(
+                        "add local.images[\"{}\"].command (or local.containers.{name}.command), or set local.runtime to \"oci\"",
+                        d.image.as_deref().unwrap_or("")
+                    )),
             );
         }
         let Some(port) = d.target_port else { continue };
@@ -220,7 +255,20 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
             }
         })
         .collect();
-    Some(Spec { format, containers, app_settings, connection_strings, platform, proxy, health, cache, offload, admin, local: local.settings, runtime })
+    Some(Spec {
+        format,
+        containers,
+        app_settings,
+        connection_strings,
+        platform,
+        proxy,
+        health,
+        cache,
+        offload,
+        admin,
+        local: local.settings,
+        runtime,
+    })
 }
 
 const AUTH_TYPES: [&str; 4] = ["Anonymous", "UserCredentials", "SystemIdentity", "UserAssigned"];
@@ -248,16 +296,25 @@ fn check_auth(p: &mut Problems, d: &Draft) {
             }
         }
         Some("UserAssigned") if d.client_id.is_none() => {
-            p.push(Problem::new(at("userManagedIdentityClientId"), "authType UserAssigned needs userManagedIdentityClientId").hint("the client id of the user-assigned managed identity"));
+            p.push(
+                Problem::new(at("userManagedIdentityClientId"), "authType UserAssigned needs userManagedIdentityClientId")
+                    .hint("the client id of the user-assigned managed identity"),
+            );
         }
         _ => {}
     }
     if creds && kind != Some("UserCredentials") {
         let field = if d.user_name.is_some() { "userName" } else { "passwordSecret" };
-        p.push(Problem::new(at(field), format!("{field} is only used with authType UserCredentials")).hint("set \"authType\": \"UserCredentials\" or remove the credentials"));
+        p.push(
+            Problem::new(at(field), format!("{field} is only used with authType UserCredentials"))
+                .hint("set \"authType\": \"UserCredentials\" or remove the credentials"),
+        );
     }
     if d.client_id.is_some() && kind != Some("UserAssigned") {
-        p.push(Problem::new(at("userManagedIdentityClientId"), "userManagedIdentityClientId is only used with authType UserAssigned").hint("set \"authType\": \"UserAssigned\" or remove it"));
+        p.push(
+            Problem::new(at("userManagedIdentityClientId"), "userManagedIdentityClientId is only used with authType UserAssigned")
+                .hint("set \"authType\": \"UserAssigned\" or remove it"),
+        );
     }
 }
 

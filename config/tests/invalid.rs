@@ -60,9 +60,13 @@ fn two_main_containers() {
 
 #[test]
 fn ten_sidecars_are_too_many() {
-    let mut items = vec![r#"{"name": "m", "properties": {"image": "m", "isMain": true, "targetPort": "3000", "startUpCommand": "m"}}"#.to_string()];
+    let mut items =
+        vec![r#"{"name": "m", "properties": {"image": "m", "isMain": true, "targetPort": "3000", "startUpCommand": "m"}}"#.to_string()];
     for i in 0..10 {
-        items.push(format!(r#"{{"name": "s{i}", "properties": {{"image": "s", "isMain": false, "targetPort": "{}", "startUpCommand": "s"}}}}"#, 7000 + i));
+        items.push(format!(
+            r#"{{"name": "s{i}", "properties": {{"image": "s", "isMain": false, "targetPort": "{}", "startUpCommand": "s"}}}}"#,
+            7000 + i
+        ));
     }
     expect(&format!("[{}]", items.join(",")), &[("$[10]", "more than nine sidecars")]);
 }
@@ -270,13 +274,17 @@ fn sitecar_sections_are_checked() {
 
 #[test]
 fn keys_that_differ_only_in_case_are_duplicates() {
-    let text = r#"[{"name": "m", "properties": {"image": "a", "Image": "b", "isMain": true, "targetPort": "3000", "startUpCommand": "m"}}]"#;
+    let text =
+        r#"[{"name": "m", "properties": {"image": "a", "Image": "b", "isMain": true, "targetPort": "3000", "startUpCommand": "m"}}]"#;
     expect(text, &[("$[0].properties.Image", "duplicate key: \"Image\" and \"image\" name the same field")]);
 }
 
 #[test]
 fn arm_template_without_sitecontainers_or_with_unresolvable_expressions() {
-    expect(r#"{"resources": [{"type": "Microsoft.Web/sites", "name": "s"}]}"#, &[("$.resources", "no Microsoft.Web/sites/sitecontainers resources in this template")]);
+    expect(
+        r#"{"resources": [{"type": "Microsoft.Web/sites", "name": "s"}]}"#,
+        &[("$.resources", "no Microsoft.Web/sites/sitecontainers resources in this template")],
+    );
     let text = r#"{"resources": [{"type": "Microsoft.Web/sites/sitecontainers", "name": "s/m",
         "properties": {"image": "[reference('acr').loginServer]", "isMain": true, "targetPort": "80", "startUpCommand": "x"}}]}"#;
     expect(

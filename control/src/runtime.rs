@@ -126,7 +126,10 @@ impl Runtime {
                 let mut c = Command::new(&oci.engine);
                 c.args(oci.run_args(l));
                 // The engine itself needs PATH and friends besides the container's variables.
-                c.envs(std::env::vars().filter(|(k, _)| matches!(k.as_str(), "PATH" | "HOME" | "DOCKER_HOST" | "XDG_RUNTIME_DIR" | "CONTAINER_HOST")));
+                c.envs(
+                    std::env::vars()
+                        .filter(|(k, _)| matches!(k.as_str(), "PATH" | "HOME" | "DOCKER_HOST" | "XDG_RUNTIME_DIR" | "CONTAINER_HOST")),
+                );
                 c
             }
         };
@@ -148,7 +151,12 @@ impl Runtime {
             }
             Runtime::Oci(oci) => {
                 let sig = if kill { "KILL" } else { "TERM" };
-                let status = Command::new(&oci.engine).args(["kill", "--signal", sig, &oci.container_name(name)]).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
+                let status = Command::new(&oci.engine)
+                    .args(["kill", "--signal", sig, &oci.container_name(name)])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
                 if !matches!(status, Ok(s) if s.success()) && kill {
                     // The container is gone or the engine is stuck: end the attached client at least.
                     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -185,12 +193,31 @@ mod tests {
     #[test]
     fn docker_joins_the_pause_containers_network() {
         let oci = Oci { engine: "docker".into(), podman: false, pod: "shop-pod".into(), pause_image: "registry.k8s.io/pause:3.10".into() };
-        assert_eq!(oci.pod_args(Some((18080, 8080))), ["run", "-d", "--rm", "--name", "shop-pod", "-p", "127.0.0.1:18080:8080", "registry.k8s.io/pause:3.10"]);
+        assert_eq!(
+            oci.pod_args(Some((18080, 8080))),
+            ["run", "-d", "--rm", "--name", "shop-pod", "-p", "127.0.0.1:18080:8080", "registry.k8s.io/pause:3.10"]
+        );
         assert_eq!(
             oci.run_args(&launch()),
             [
-                "run", "--rm", "--name", "shop-web", "--network", "container:shop-pod", "-e", "A", "-e", "SECRET", "-v",
-                "/data/v/cache:/var/cache/app", "-v", "/data/v/cfg:/etc/cfg:ro", "myacr.azurecr.io/web:1.4", "./run.sh", "--prod", "two words"
+                "run",
+                "--rm",
+                "--name",
+                "shop-web",
+                "--network",
+                "container:shop-pod",
+                "-e",
+                "A",
+                "-e",
+                "SECRET",
+                "-v",
+                "/data/v/cache:/var/cache/app",
+                "-v",
+                "/data/v/cfg:/etc/cfg:ro",
+                "myacr.azurecr.io/web:1.4",
+                "./run.sh",
+                "--prod",
+                "two words"
             ]
         );
         assert!(!oci.run_args(&launch()).iter().any(|a| a.contains("s3cr3t")), "secret values never go on the command line");

@@ -79,38 +79,87 @@ pub type Unit = usize;
 pub enum Event {
     /// Start the stack: sidecars in spec order, then main.
     Up,
-    Spawned { unit: Unit, gen: u64, pid: Option<u32> },
-    SpawnFailed { unit: Unit, gen: u64, error: String },
+    Spawned {
+        unit: Unit,
+        gen: u64,
+        pid: Option<u32>,
+    },
+    SpawnFailed {
+        unit: Unit,
+        gen: u64,
+        error: String,
+    },
     /// The startup probe passed (for main: the warmup path answered).
-    Started { unit: Unit, gen: u64 },
+    Started {
+        unit: Unit,
+        gen: u64,
+    },
     /// The startup probe did not pass within the start time limit.
-    StartTimedOut { unit: Unit, gen: u64 },
-    Exited { unit: Unit, gen: u64, exit: Exit },
+    StartTimedOut {
+        unit: Unit,
+        gen: u64,
+    },
+    Exited {
+        unit: Unit,
+        gen: u64,
+        exit: Exit,
+    },
     /// One periodic probe result.
-    Probe { unit: Unit, gen: u64, ok: bool },
-    BackoffElapsed { unit: Unit, gen: u64 },
+    Probe {
+        unit: Unit,
+        gen: u64,
+        ok: bool,
+    },
+    BackoffElapsed {
+        unit: Unit,
+        gen: u64,
+    },
     /// The grace period after SIGTERM is over.
-    GraceElapsed { unit: Unit, gen: u64 },
+    GraceElapsed {
+        unit: Unit,
+        gen: u64,
+    },
     /// Restart one container now (admin API).
-    Restart { unit: Unit },
+    Restart {
+        unit: Unit,
+    },
     /// Stop everything: main first, then sidecars in reverse order.
     Shutdown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Spawn { unit: Unit, gen: u64 },
+    Spawn {
+        unit: Unit,
+        gen: u64,
+    },
     /// Run the startup probe; report `Started` or `StartTimedOut`.
-    WatchStartup { unit: Unit, gen: u64 },
+    WatchStartup {
+        unit: Unit,
+        gen: u64,
+    },
     /// Run the periodic probes; report each as `Probe`.
-    WatchHealth { unit: Unit, gen: u64 },
+    WatchHealth {
+        unit: Unit,
+        gen: u64,
+    },
     /// SIGTERM (or SIGKILL when `kill`) to the container's whole process group.
-    Signal { unit: Unit, gen: u64, kill: bool },
+    Signal {
+        unit: Unit,
+        gen: u64,
+        kill: bool,
+    },
     /// Deliver `event` after `after`.
-    Timer { after: Duration, event: Event },
+    Timer {
+        after: Duration,
+        event: Event,
+    },
     PublishMain(MainState),
     /// A transition worth a log line and a counter.
-    Note { unit: Unit, what: Note },
+    Note {
+        unit: Unit,
+        what: Note,
+    },
     /// Everything has stopped: exit with this code (main's).
     Exit(i32),
 }
@@ -207,7 +256,16 @@ impl Core {
         let main = units.iter().position(|u| u.is_main).unwrap_or(0);
         let mut order: Vec<Unit> = (0..units.len()).filter(|&i| i != main).collect();
         order.push(main);
-        Self { units, policy: spec.local.restart.clone(), order, boot: 0, shutting_down: false, main, grace: spec.local.grace_period, main_state: MainState::Starting }
+        Self {
+            units,
+            policy: spec.local.restart.clone(),
+            order,
+            boot: 0,
+            shutting_down: false,
+            main,
+            grace: spec.local.grace_period,
+            main_state: MainState::Starting,
+        }
     }
 
     pub fn main_state(&self) -> MainState {

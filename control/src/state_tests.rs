@@ -80,7 +80,8 @@ fn a_sidecar_that_never_starts_holds_back_main() {
 
 #[test]
 fn backoff_doubles_to_the_cap_and_resets_after_a_long_healthy_run() {
-    let mut core = Core::new(&spec(r#", "local": {"restart": {"initialBackoffSeconds": 1, "maxBackoffSeconds": 4, "resetAfterSeconds": 600}}"#));
+    let mut core =
+        Core::new(&spec(r#", "local": {"restart": {"initialBackoffSeconds": 1, "maxBackoffSeconds": 4, "resetAfterSeconds": 600}}"#));
     let mut t = Instant::now();
     booted(&mut core, t);
     let mut delays = Vec::new();

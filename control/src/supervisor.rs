@@ -162,7 +162,11 @@ impl Supervisor {
                     env,
                     addr,
                     port: inner_port,
-                    mounts: c.volume_mounts.iter().map(|m| (storage.volume(&m.volume_sub_path), m.container_mount_path.clone(), m.read_only)).collect(),
+                    mounts: c
+                        .volume_mounts
+                        .iter()
+                        .map(|m| (storage.volume(&m.volume_sub_path), m.container_mount_path.clone(), m.read_only))
+                        .collect(),
                 }
             })
             .collect::<Vec<_>>();
@@ -205,8 +209,22 @@ impl Supervisor {
         for c in &self.spec.containers {
             if matches!(self.runtime, Runtime::Process) {
                 for m in &c.volume_mounts {
-                    let dir = self.launches.iter().find(|l| l.name == c.name).and_then(|l| l.mounts.iter().find(|x| x.1 == m.container_mount_path)).map(|x| x.0.display().to_string()).unwrap_or_default();
-                    self.logs.event(&c.name, &format!("volume {} is the directory {dir} (process mode cannot mount it at {}{})", m.volume_sub_path, m.container_mount_path, if m.read_only { ", nor make it read-only" } else { "" }));
+                    let dir = self
+                        .launches
+                        .iter()
+                        .find(|l| l.name == c.name)
+                        .and_then(|l| l.mounts.iter().find(|x| x.1 == m.container_mount_path))
+                        .map(|x| x.0.display().to_string())
+                        .unwrap_or_default();
+                    self.logs.event(
+                        &c.name,
+                        &format!(
+                            "volume {} is the directory {dir} (process mode cannot mount it at {}{})",
+                            m.volume_sub_path,
+                            m.container_mount_path,
+                            if m.read_only { ", nor make it read-only" } else { "" }
+                        ),
+                    );
                 }
             }
         }
@@ -276,7 +294,14 @@ impl Supervisor {
     }
 
     /// Carries out one action; `Some(code)` when the stack has stopped.
-    fn act(&self, action: Action, gens: &Arc<Vec<AtomicU64>>, pids: &mut HashMap<Unit, (u64, u32)>, started_wall: &mut HashMap<Unit, u64>, tracked: &Tracked) -> Option<i32> {
+    fn act(
+        &self,
+        action: Action,
+        gens: &Arc<Vec<AtomicU64>>,
+        pids: &mut HashMap<Unit, (u64, u32)>,
+        started_wall: &mut HashMap<Unit, u64>,
+        tracked: &Tracked,
+    ) -> Option<i32> {
         match action {
             Action::Spawn { unit, gen } => {
                 gens[unit].store(gen, Ordering::SeqCst);
@@ -318,7 +343,8 @@ impl Supervisor {
             }
             Action::WatchStartup { unit, gen } => self.watch_startup(unit, gen, gens.clone()),
             Action::WatchHealth { unit, gen } => {
-                started_wall.insert(unit, SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
+                started_wall
+                    .insert(unit, SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
                 self.watch_health(unit, gen, gens.clone());
             }
             Action::Signal { unit, gen, kill } => {
@@ -360,7 +386,10 @@ impl Supervisor {
             Note::StartTimedOut => {
                 let limit = self.spec.platform.start_time_limit.as_secs();
                 let mut t = match self.launches[unit].addr {
-                    Some(a) if unit == self.main_unit => format!("did not answer GET {} on {a} within {limit} s (WEBSITES_CONTAINER_START_TIME_LIMIT)", self.spec.platform.warmup_path),
+                    Some(a) if unit == self.main_unit => format!(
+                        "did not answer GET {} on {a} within {limit} s (WEBSITES_CONTAINER_START_TIME_LIMIT)",
+                        self.spec.platform.warmup_path
+                    ),
                     Some(a) => format!("did not accept connections on {a} within {limit} s"),
                     None => format!("did not start within {limit} s"),
                 };
@@ -387,7 +416,11 @@ impl Supervisor {
         let limit = self.spec.platform.start_time_limit;
         let probe = match (launch.addr, unit == self.main_unit) {
             (Some(addr), true) => {
-                let accept = if self.spec.platform.warmup_statuses.is_empty() { Accept::Any } else { Accept::Codes(self.spec.platform.warmup_statuses.clone()) };
+                let accept = if self.spec.platform.warmup_statuses.is_empty() {
+                    Accept::Any
+                } else {
+                    Accept::Codes(self.spec.platform.warmup_statuses.clone())
+                };
                 Some(Probe::http(addr, &self.spec.platform.warmup_path, accept, Duration::from_secs(2)))
             }
             (Some(addr), false) => Some(Probe::tcp(addr, Duration::from_secs(1))),
@@ -422,7 +455,11 @@ impl Supervisor {
         let launch = &self.launches[unit];
         let Some(addr) = launch.addr else { return };
         let settings = self.spec.health.for_container(&launch.name).clone();
-        let path = if unit == self.main_unit { self.spec.platform.healthcheck_path.clone().or(settings.path.clone()) } else { settings.path.clone() };
+        let path = if unit == self.main_unit {
+            self.spec.platform.healthcheck_path.clone().or(settings.path.clone())
+        } else {
+            settings.path.clone()
+        };
         let probe = match path {
             Some(p) => Probe::http(addr, &p, Accept::Success, settings.timeout),
             None => Probe::tcp(addr, settings.timeout),

@@ -87,7 +87,9 @@ async fn a_killed_sidecar_is_restarted_with_backoff_while_main_keeps_serving() {
         codes
     });
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-    stack.wait_status(10 * SEC, "cache restarted", |l| l.iter().any(|c| c.name == "cache" && c.restarts == 1 && c.phase == Phase::Running)).await;
+    stack
+        .wait_status(10 * SEC, "cache restarted", |l| l.iter().any(|c| c.name == "cache" && c.restarts == 1 && c.phase == Phase::Running))
+        .await;
     let cache = stack.status("cache");
     assert_ne!(cache.pid, Some(first));
     assert_eq!(cache.last_exit, Some(sitecar_control::Exit::Signal(9)));
@@ -100,7 +102,11 @@ async fn a_killed_sidecar_is_restarted_with_backoff_while_main_keeps_serving() {
     let t0 = std::time::Instant::now();
     let second = stack.status("cache").pid.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(second as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-    stack.wait_status(10 * SEC, "cache restarted twice", |l| l.iter().any(|c| c.name == "cache" && c.restarts == 2 && c.phase == Phase::Running)).await;
+    stack
+        .wait_status(10 * SEC, "cache restarted twice", |l| {
+            l.iter().any(|c| c.name == "cache" && c.restarts == 2 && c.phase == Phase::Running)
+        })
+        .await;
     assert!(t0.elapsed() >= Duration::from_millis(600), "second restart came after {:?}", t0.elapsed());
     stack.stop().await;
 }

@@ -95,7 +95,10 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cores} cores, {cpu}")
 }
@@ -113,12 +116,23 @@ fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
     };
     let cpu = procs::cpu_seconds(&procs::tree(t.pid)) - cpu0;
     let rss = procs::peak_rss_kib(&procs::tree(t.pid));
-    Ok(Sample { rps, p50_ms: p50, p99_ms: p99, cpu_us_per_req: if requests > 0.0 { cpu * 1e6 / requests } else { 0.0 }, rss_kib: rss, errors })
+    Ok(Sample {
+        rps,
+        p50_ms: p50,
+        p99_ms: p99,
+        cpu_us_per_req: if requests > 0.0 { cpu * 1e6 / requests } else { 0.0 },
+        rss_kib: rss,
+        errors,
+    })
 }
 
 /// wrk with one thread: (req/s, p50 ms, p99 ms, requests, errors).
 fn wrk(url: &str, conns: usize, secs: u64, extra: &[&str]) -> Result<(f64, f64, f64, f64, u64)> {
-    let out = Command::new("wrk").args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency", "--timeout", "5s"]).args(extra).arg(url).output()?;
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency", "--timeout", "5s"])
+        .args(extra)
+        .arg(url)
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = field(&text, "Requests/sec:").context(text.to_string())?;
     let p50 = latency(&text, "50%").unwrap_or(f64::NAN);
@@ -154,7 +168,11 @@ fn h2load(url: &str, conns: usize, secs: u64) -> Result<(f64, f64, f64, f64, u64
     let out = Command::new("h2load").args(["-c", &conns.to_string(), "-m", "10", "-t", "1", "-D", &secs.to_string(), url]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "finished in 5.00s, 12345.67 req/s, ..." and "requests: N total, N started, N done, N succeeded, N failed, N errored"
-    let rps = text.lines().find(|l| l.starts_with("finished in")).and_then(|l| l.split(", ").nth(1)?.split_whitespace().next()?.parse().ok()).context(text.to_string())?;
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .context(text.to_string())?;
     let nums = |l: &str| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).collect::<Vec<_>>();
     let req = text.lines().find(|l| l.starts_with("requests:")).map(nums).unwrap_or_default();
     let done = req.get(3).copied().unwrap_or(0) as f64;
@@ -164,7 +182,13 @@ fn h2load(url: &str, conns: usize, secs: u64) -> Result<(f64, f64, f64, f64, u64
         let v = l.split_whitespace().nth(5)?.to_string();
         let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
         let n: f64 = num.parse().ok()?;
-        Some(if unit == "us" { n / 1000.0 } else if unit == "ms" { n } else { n * 1000.0 })
+        Some(if unit == "us" {
+            n / 1000.0
+        } else if unit == "ms" {
+            n
+        } else {
+            n * 1000.0
+        })
     });
     Ok((rps, mean.unwrap_or(f64::NAN), f64::NAN, done, errors))
 }

@@ -13,7 +13,11 @@ fn free_port() -> Result<u16> {
 
 /// Installs the Debian packages that provide missing tools, without letting them start services.
 pub fn ensure_tools(tools: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| !o.status.success()).unwrap_or(true)).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| !o.status.success()).unwrap_or(true))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -110,7 +114,17 @@ impl Target {
 
     pub fn sitecar(_dir: &Path, bin: &str, origin: &Server, workers: usize) -> Result<Target> {
         let port = free_port()?;
-        let child = spawn(Command::new(bin).args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}"), "--threads", &workers.to_string(), "--access-log", "off"]))?;
+        let child = spawn(Command::new(bin).args([
+            "proxy",
+            "--to",
+            &format!("127.0.0.1:{}", origin.port),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--threads",
+            &workers.to_string(),
+            "--access-log",
+            "off",
+        ]))?;
         Ok(Target::from("sitecar", Server { port, h2c_port: port, child }))
     }
 
@@ -147,7 +161,13 @@ impl Target {
             &conf,
             format!("{{\n  admin off\n  auto_https off\n  servers {{\n    protocols h1 h2c\n  }}\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy 127.0.0.1:{}\n}}\n", origin.port),
         )?;
-        let child = spawn(Command::new("caddy").args(["run", "--adapter", "caddyfile", "--config"]).arg(&conf).env("GOMAXPROCS", workers.to_string()).env("HOME", dir))?;
+        let child = spawn(
+            Command::new("caddy")
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&conf)
+                .env("GOMAXPROCS", workers.to_string())
+                .env("HOME", dir),
+        )?;
         Ok(Target::from("caddy", Server { port, h2c_port: port, child }))
     }
 

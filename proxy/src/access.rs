@@ -152,7 +152,10 @@ mod tests {
             user_agent: Some("curl/8".into()),
             referer: None,
         };
-        assert_eq!(common(&r), "203.0.113.7 - - [23/Nov/2026:00:02:03 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 12 \"-\" \"curl/8\" 0.004 0.003 rid tid");
+        assert_eq!(
+            common(&r),
+            "203.0.113.7 - - [23/Nov/2026:00:02:03 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 12 \"-\" \"curl/8\" 0.004 0.003 rid tid"
+        );
         let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(v["status"], 200);
         assert_eq!(v["trace_id"], "tid");

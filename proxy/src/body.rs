@@ -125,4 +125,3 @@ impl Body for UpstreamBody {
         self.inner.size_hint()
     }
 }
-

@@ -49,7 +49,14 @@ impl EdgeService {
         let (mut parts, body) = req.into_parts();
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
         let ids = headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore);
-        let log = self.access.as_ref().map(|_| (parts.method.clone(), parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()), parts.version, agent(&parts.headers)));
+        let log = self.access.as_ref().map(|_| {
+            (
+                parts.method.clone(),
+                parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+                parts.version,
+                agent(&parts.headers),
+            )
+        });
 
         let (response, upstream_time) = match self.forward(parts, body, websocket).await {
             Ok((resp, t)) => (resp, Some(t)),
@@ -91,7 +98,12 @@ impl EdgeService {
         }
     }
 
-    async fn forward(&self, mut parts: http::request::Parts, body: Incoming, websocket: bool) -> Result<(Response<EdgeBody>, Duration), ProxyError> {
+    async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        websocket: bool,
+    ) -> Result<(Response<EdgeBody>, Duration), ProxyError> {
         if let (Some(limit), Some(len)) = (self.config.max_body, content_length(&parts.headers)) {
             if len > limit {
                 return Err(ProxyError::BodyTooLarge(limit));

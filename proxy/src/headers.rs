@@ -56,7 +56,10 @@ pub fn is_websocket(method: &Method, version: Version, headers: &HeaderMap) -> b
     version == Version::HTTP_11
         && method == Method::GET
         && headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-        && headers.get_all(header::CONNECTION).iter().any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")))
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")))
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
@@ -79,7 +82,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Rewrites a request head for main. `uri` is the request's URI (for `X-Original-URL` and the
 /// host of HTTP/2 requests); returns the ids given to the request.
-pub fn prepare_request(headers: &mut HeaderMap, uri: &Uri, version: Version, websocket: bool, peer: &Peer, drop_underscore: bool) -> RequestIds {
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    uri: &Uri,
+    version: Version,
+    websocket: bool,
+    peer: &Peer,
+    drop_underscore: bool,
+) -> RequestIds {
     // Room for what is added below, so the map grows once.
     headers.reserve(16);
     let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
@@ -222,7 +232,12 @@ mod tests {
 
     #[test]
     fn forwarded_and_app_service_headers() {
-        let mut h = map(&[("host", "shop.example:8080"), ("x-forwarded-for", "198.51.100.1"), ("x-client-ip", "6.6.6.6"), ("x-forwarded-proto", "https")]);
+        let mut h = map(&[
+            ("host", "shop.example:8080"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-client-ip", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
         let ids = prepare(&mut h, "/cart?id=3");
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.7");
         assert_eq!(h["x-forwarded-proto"], "http", "the client's claim is replaced");
@@ -270,7 +285,12 @@ mod tests {
         prepare(&mut h, "/ws");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
-        let mut h = map(&[("host", "h"), ("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")]);
+        let mut h = map(&[
+            ("host", "h"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ]);
         prepare(&mut h, "/");
         assert!(!h.contains_key("upgrade") && !h.contains_key("http2-settings") && !h.contains_key("connection"));
         // Even when Connection does not name it.
@@ -292,7 +312,12 @@ mod tests {
 
     #[test]
     fn response_hop_by_hop_headers_are_stripped() {
-        let mut h = map(&[("connection", "close, x-internal"), ("x-internal", "1"), ("transfer-encoding", "chunked"), ("content-type", "text/plain")]);
+        let mut h = map(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ]);
         prepare_response(&mut h, false);
         assert_eq!(h.len(), 1);
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-accept", "x")]);

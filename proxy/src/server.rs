@@ -98,7 +98,8 @@ pub async fn serve(
                 });
             }
             Some(acceptor) => {
-                let (acceptor, builder, watcher, handshake) = (acceptor.clone(), builder.clone(), graceful.watcher(), limits.header_timeout);
+                let (acceptor, builder, watcher, handshake) =
+                    (acceptor.clone(), builder.clone(), graceful.watcher(), limits.header_timeout);
                 tokio::spawn(async move {
                     // A handshake gets the same bound as a request head.
                     if let Ok(Ok(stream)) = tokio::time::timeout(handshake, acceptor.accept(stream)).await {

@@ -16,7 +16,8 @@ const SIZE: u64 = 100 << 20;
 /// Resident and peak resident memory of this process (the front door runs in it), in KiB.
 fn memory() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+    let field =
+        |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
     (field("VmRSS:"), field("VmHWM:"))
 }
 
@@ -27,7 +28,9 @@ async fn a_100_mib_upload_and_download_stream_with_flat_memory() {
     let (before, _) = memory();
 
     let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
-    s.write_all(format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let block = vec![b'u'; 1 << 16];
     let mut sent = 0;
     while sent < SIZE {

@@ -47,13 +47,30 @@ fn der(pair: &CertificatePair) -> Vec<u8> {
 struct Any(Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for Any {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -63,7 +80,11 @@ impl ServerCertVerifier for Any {
 
 /// Connects with SNI `name` and ALPN `alpn`; returns the stream, the presented certificate and the
 /// negotiated protocol.
-async fn connect(addr: std::net::SocketAddr, name: &str, alpn: &[&[u8]]) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>, Option<Vec<u8>>) {
+async fn connect(
+    addr: std::net::SocketAddr,
+    name: &str,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>, Option<Vec<u8>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -73,7 +94,8 @@ async fn connect(addr: std::net::SocketAddr, name: &str, alpn: &[&[u8]]) -> (tok
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(name.to_string()).unwrap(), tcp).await.unwrap();
+    let stream =
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(name.to_string()).unwrap(), tcp).await.unwrap();
     let (_, conn) = stream.get_ref();
     let cert = conn.peer_certificates().unwrap()[0].to_vec();
     let proto = conn.alpn_protocol().map(|p| p.to_vec());
@@ -101,7 +123,8 @@ async fn http2_over_tls_and_https_forwarding_headers() {
 
     let (stream, _, proto) = connect(front.addr, "a.test", &[b"h2", b"http/1.1"]).await;
     assert_eq!(proto.as_deref(), Some(&b"h2"[..]));
-    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let resp = send.send_request(http::Request::get("https://a.test/headers").body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -156,6 +179,7 @@ fn a_bad_certificate_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.crt"), "not a certificate").unwrap();
     std::fs::write(dir.path().join("x.key"), "not a key").unwrap();
-    let err = sitecar_proxy::tls::Certificates::load(&[CertificatePair { cert: dir.path().join("x.crt"), key: dir.path().join("x.key") }]).unwrap_err();
+    let err = sitecar_proxy::tls::Certificates::load(&[CertificatePair { cert: dir.path().join("x.crt"), key: dir.path().join("x.key") }])
+        .unwrap_err();
     assert!(err.to_string().contains("x.crt"), "{err}");
 }

@@ -78,7 +78,13 @@ impl Stack {
             .lines()
             .map(|l| {
                 let f: Vec<&str> = l.splitn(5, ' ').collect();
-                Ev { at: f[0].parse().unwrap(), what: f[1].into(), name: f[2].into(), pid: f[3].parse().unwrap(), extra: f.get(4).unwrap_or(&"").trim().into() }
+                Ev {
+                    at: f[0].parse().unwrap(),
+                    what: f[1].into(),
+                    name: f[2].into(),
+                    pid: f[3].parse().unwrap(),
+                    extra: f.get(4).unwrap_or(&"").trim().into(),
+                }
             })
             .collect()
     }
@@ -116,7 +122,13 @@ impl Stack {
             .lines()
             .map(|l| {
                 let f: Vec<&str> = l.splitn(5, ' ').collect();
-                Ev { at: f[0].parse().unwrap(), what: f[1].into(), name: f[2].into(), pid: f[3].parse().unwrap(), extra: f.get(4).unwrap_or(&"").trim().into() }
+                Ev {
+                    at: f[0].parse().unwrap(),
+                    what: f[1].into(),
+                    name: f[2].into(),
+                    pid: f[3].parse().unwrap(),
+                    extra: f.get(4).unwrap_or(&"").trim().into(),
+                }
             })
             .collect();
         (code, parsed, self.dir)

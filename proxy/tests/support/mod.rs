@@ -54,7 +54,13 @@ pub fn config() -> EdgeConfig {
 }
 
 pub fn limits() -> ServerLimits {
-    ServerLimits { header_timeout: Duration::from_secs(5), max_header_bytes: 64 * 1024, max_headers: 100, max_connections: 1000, drain: Duration::from_secs(5) }
+    ServerLimits {
+        header_timeout: Duration::from_secs(5),
+        max_header_bytes: 64 * 1024,
+        max_headers: 100,
+        max_connections: 1000,
+        drain: Duration::from_secs(5),
+    }
 }
 
 /// The front door on an ephemeral port, forwarding to `main`.
@@ -108,7 +114,12 @@ pub async fn raw(addr: SocketAddr, request: &[u8], within: Duration) -> String {
 
 /// A one-shot HTTP/1.1 request with `Connection: close`; (status, headers text, body).
 pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, String) {
-    let text = raw(addr, format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{extra}\r\n").as_bytes(), Duration::from_secs(15)).await;
+    let text = raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{extra}\r\n").as_bytes(),
+        Duration::from_secs(15),
+    )
+    .await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (code, head.to_string(), body.to_string())
@@ -117,7 +128,12 @@ pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Str
 /// The request head the origin saw, from its /headers answer (case-insensitive lookups).
 pub fn seen(body: &str) -> Vec<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    v["headers"].as_array().unwrap().iter().map(|p| (p[0].as_str().unwrap().to_ascii_lowercase(), p[1].as_str().unwrap().to_string())).collect()
+    v["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_ascii_lowercase(), p[1].as_str().unwrap().to_string()))
+        .collect()
 }
 
 pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
