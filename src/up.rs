@@ -15,11 +15,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ProxyArgs, UpArgs};
 
+/// One worker thread gets tokio's current-thread scheduler (no work-stealing machinery, as an
+/// nginx worker); more get the multi-thread one.
 fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        b.worker_threads(n);
-    }
+    let mut b = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     Ok(b.enable_all().build()?)
 }
 
