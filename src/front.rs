@@ -128,6 +128,7 @@ pub async fn run(
         max_headers: settings.max_headers,
         max_connections: settings.max_connections,
         drain: Duration::from_secs(10),
+        write_timeout: t.write_progress,
     };
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let mut tasks = tokio::task::JoinSet::new();

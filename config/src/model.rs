@@ -296,14 +296,13 @@ impl Default for ProxySettings {
 pub struct Timeouts {
     /// Connecting to main (default 5 s).
     pub connect: Duration,
-    /// Receiving a request's head (default 30 s): the slowloris bound.
+    /// Receiving a request's head (default 30 s): the slowloris bound. It also bounds how long an
+    /// idle keep-alive connection waits for its next request.
     pub request_header: Duration,
     /// Longest pause while a request body arrives (default 60 s, nginx's client_body_timeout).
     pub body_progress: Duration,
     /// Longest pause while the client reads the response (default 60 s, nginx's send_timeout).
     pub write_progress: Duration,
-    /// An idle client keep-alive connection is closed after this (default 75 s).
-    pub idle: Duration,
     /// Whole request, until main's response head (default 230 s, App Service's front end limit).
     pub request: Duration,
     /// Idle pooled connections to main are closed after this (default 4 s, under Node's 5 s).
@@ -317,7 +316,6 @@ impl Default for Timeouts {
             request_header: Duration::from_secs(30),
             body_progress: Duration::from_secs(60),
             write_progress: Duration::from_secs(60),
-            idle: Duration::from_secs(75),
             request: Duration::from_secs(230),
             upstream_idle: Duration::from_secs(4),
         }

@@ -115,12 +115,11 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
         s.hold = d;
     }
     if let Some(mut t) = o.object(p, "timeouts") {
-        let fields: [(&'static str, &mut std::time::Duration); 7] = [
+        let fields: [(&'static str, &mut std::time::Duration); 6] = [
             ("connectSeconds", &mut s.timeouts.connect),
             ("requestHeaderSeconds", &mut s.timeouts.request_header),
             ("bodyProgressSeconds", &mut s.timeouts.body_progress),
             ("writeProgressSeconds", &mut s.timeouts.write_progress),
-            ("idleSeconds", &mut s.timeouts.idle),
             ("requestSeconds", &mut s.timeouts.request),
             ("upstreamIdleSeconds", &mut s.timeouts.upstream_idle),
         ];

@@ -109,7 +109,7 @@ fn sitecar_document_sets_every_section() {
     assert_eq!(spec.proxy.hold, Duration::from_millis(2500));
     assert_eq!(spec.proxy.timeouts.connect, Duration::from_secs(1));
     assert_eq!(spec.proxy.timeouts.request, Duration::from_secs(30));
-    assert_eq!(spec.proxy.timeouts.idle, Duration::from_secs(75));
+    assert_eq!(spec.proxy.timeouts.request_header, Duration::from_secs(30));
     assert_eq!(spec.proxy.max_body_bytes, Some(1_048_576));
     assert_eq!(spec.proxy.access_log, AccessLog::Json);
     assert_eq!(spec.health.defaults.period, Duration::from_secs(5));

@@ -10,6 +10,7 @@
 //! - [`upstream`]: the pooled client to main.
 //! - [`body`]: request and response body types (limits, progress timeout, no boxing).
 //! - [`ids`]: request ids and W3C `traceparent`.
+//! - [`io`]: client IO with a write-progress deadline.
 //! - [`access`]: the access log writer.
 //! - [`error`]: [`ProxyError`], mapped to a status in one place.
 
@@ -19,6 +20,7 @@ pub mod edge;
 pub mod error;
 pub mod headers;
 pub mod ids;
+pub mod io;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::edge::EdgeService;
 use crate::headers::Peer;
+use crate::io::ProgressIo;
 
 /// Limits of client connections.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub drain: Duration,
+    /// Longest a response write may stay blocked on a client that does not read.
+    pub write_timeout: Duration,
 }
 
 fn builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
@@ -91,19 +94,21 @@ pub async fn serve(
         });
         match &tls {
             None => {
-                let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+                let io = TokioIo::new(ProgressIo::new(stream, limits.write_timeout));
+                let conn = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
                 tokio::spawn(async move {
                     let _ = conn.await;
                     drop(permit);
                 });
             }
             Some(acceptor) => {
-                let (acceptor, builder, watcher, handshake) =
-                    (acceptor.clone(), builder.clone(), graceful.watcher(), limits.header_timeout);
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                let (handshake, write_timeout) = (limits.header_timeout, limits.write_timeout);
                 tokio::spawn(async move {
                     // A handshake gets the same bound as a request head.
                     if let Ok(Ok(stream)) = tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                        let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
+                        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
                         let _ = watcher.watch(conn).await;
                     }
                     drop(permit);

@@ -137,3 +137,80 @@ async fn a_client_sending_headers_a_byte_at_a_time_is_cut_off() {
     let (_, _, count) = get(origin.addr, "/count", "").await;
     assert_eq!(count, "1");
 }
+
+#[tokio::test]
+async fn a_request_body_that_stalls_gets_408() {
+    let origin = Origin::start();
+    let mut cfg = config();
+    cfg.body_idle = Duration::from_millis(500);
+    let front = Front::start(origin.addr, cfg, limits(), true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789").await.unwrap();
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request body stalled"), "{text}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let origin = Origin::start();
+    let mut lim = limits();
+    lim.write_timeout = Duration::from_millis(700);
+    let front = Front::start(origin.addr, config(), lim, true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    let size: u64 = 200 << 20;
+    s.write_all(format!("GET /download?n={size} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let first = s.read(&mut buf).await.unwrap();
+    assert!(first > 0);
+    // Stop reading long enough for every buffer on the way to fill and the deadline to pass.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut total = first as u64;
+    let t = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n as u64,
+            Err(_) => panic!("connection still open, neither data nor close"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(20));
+    }
+    assert!(total < size, "the whole body arrived: the stalled client was never cut off");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let origin = Origin::start();
+    let mut lim = limits();
+    lim.header_timeout = Duration::from_millis(800);
+    let front = Front::start(origin.addr, config(), lim, true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"GET /headers HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    // The whole response: head, then Content-Length bytes.
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .unwrap();
+            if body.len() >= len {
+                assert!(head.starts_with("HTTP/1.1 200"));
+                break;
+            }
+        }
+    }
+    // Nothing more is sent: the wait for the next request head is bounded too.
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "idle connection not closed: {r:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}

@@ -60,6 +60,7 @@ pub fn limits() -> ServerLimits {
         max_headers: 100,
         max_connections: 1000,
         drain: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(10),
     }
 }
 
