@@ -200,29 +200,14 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn day(ms: u64) -> String {
-    let (y, m, d) = civil((ms / 86_400_000) as i64);
-    format!("{y:04}_{m:02}_{d:02}")
-}
-
 /// `2026-11-22T01:02:03.456Z`
 pub fn iso(ms: u64) -> String {
-    let (y, m, d) = civil((ms / 86_400_000) as i64);
-    let s = (ms / 1000) % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", s / 3600, (s / 60) % 60, s % 60, ms % 1000)
+    humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// `2026_11_22`, as App Service names its log files.
+fn day(ms: u64) -> String {
+    iso(ms)[..10].replace('-', "_")
 }
 
 #[cfg(test)]

@@ -74,17 +74,10 @@ fn version(v: http::Version) -> &'static str {
 
 /// `ip - - [22/Nov/2026:01:02:03 +0000] "GET /x HTTP/1.1" 200 123 "ref" "ua" 0.004 0.003 <rid> <trace>`
 pub fn common(r: &Record) -> String {
-    let secs = r.at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (y, m, d) = civil((secs / 86_400) as i64);
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let s = secs % 86_400;
     format!(
-        "{} - - [{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000] \"{} {} {}\" {} {} \"{}\" \"{}\" {:.3} {} {} {}",
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {:.3} {} {} {}",
         r.client,
-        months[(m as usize).saturating_sub(1) % 12],
-        s / 3600,
-        (s / 60) % 60,
-        s % 60,
+        clf_time(r.at),
         r.method,
         r.target.escape_debug(),
         version(r.version),
@@ -97,6 +90,14 @@ pub fn common(r: &Record) -> String {
         r.request_id,
         r.trace_id
     )
+}
+
+/// `22/Nov/2026:01:02:03 +0000`, from the RFC 3339 form.
+fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let iso = humantime::format_rfc3339_seconds(t).to_string(); // 2026-11-22T01:02:03Z
+    let month = iso[5..7].parse::<usize>().unwrap_or(1).clamp(1, 12);
+    format!("{}/{}/{}:{} +0000", &iso[8..10], MONTHS[month - 1], &iso[0..4], &iso[11..19])
 }
 
 pub fn json(r: &Record) -> String {
@@ -117,18 +118,6 @@ pub fn json(r: &Record) -> String {
         "referer": r.referer,
     })
     .to_string()
-}
-
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -39,6 +39,23 @@ pub struct Ev {
     pub extra: String,
 }
 
+fn parse_events(file: &std::path::Path) -> Vec<Ev> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(5, ' ').collect();
+            Ev {
+                at: f[0].parse().unwrap(),
+                what: f[1].into(),
+                name: f[2].into(),
+                pid: f[3].parse().unwrap(),
+                extra: f.get(4).unwrap_or(&"").trim().into(),
+            }
+        })
+        .collect()
+}
+
 pub struct Stack {
     pub handle: Handle,
     pub dir: tempfile::TempDir,
@@ -73,20 +90,7 @@ impl Stack {
     }
 
     pub fn events(&self) -> Vec<Ev> {
-        std::fs::read_to_string(&self.events)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.splitn(5, ' ').collect();
-                Ev {
-                    at: f[0].parse().unwrap(),
-                    what: f[1].into(),
-                    name: f[2].into(),
-                    pid: f[3].parse().unwrap(),
-                    extra: f.get(4).unwrap_or(&"").trim().into(),
-                }
-            })
-            .collect()
+        parse_events(&self.events)
     }
 
     pub fn event(&self, what: &str, name: &str) -> Vec<Ev> {
@@ -117,21 +121,7 @@ impl Stack {
     pub async fn stop(self) -> (i32, Vec<Ev>, tempfile::TempDir) {
         self.shutdown.cancel();
         let code = tokio::time::timeout(Duration::from_secs(30), self.join).await.expect("stack did not stop").unwrap();
-        let events = std::fs::read_to_string(&self.events).unwrap_or_default();
-        let parsed = events
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.splitn(5, ' ').collect();
-                Ev {
-                    at: f[0].parse().unwrap(),
-                    what: f[1].into(),
-                    name: f[2].into(),
-                    pid: f[3].parse().unwrap(),
-                    extra: f.get(4).unwrap_or(&"").trim().into(),
-                }
-            })
-            .collect();
-        (code, parsed, self.dir)
+        (code, parse_events(&self.events), self.dir)
     }
 }
 
