@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sitecar_config::{AccessLog as LogSetting, ProxySettings};
 use sitecar_proxy::access::{AccessLog, Format};
+use sitecar_proxy::metrics::HttpMetrics;
 use sitecar_proxy::tls::Certificates;
 use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
 use tokio::sync::{watch, Semaphore};
@@ -101,6 +102,7 @@ pub async fn run(
     main: SocketAddr,
     ready: watch::Receiver<bool>,
     access_sink: Option<Sink>,
+    metrics: Option<Arc<HttpMetrics>>,
     shutdown: CancellationToken,
 ) {
     let t = &settings.timeouts;
@@ -121,6 +123,7 @@ pub async fn run(
         Upstream::new(main, t.connect, t.upstream_idle),
         ready,
         access,
+        metrics,
     );
     let limits = ServerLimits {
         header_timeout: t.request_header,

@@ -3,6 +3,7 @@
 mod cli;
 mod demo;
 mod front;
+mod observe;
 mod up;
 mod validate;
 
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
         Command::Up(a) => up::up(a),
         Command::Proxy(a) => up::proxy(a),
+        Command::Status(a) => observe::status_command(&a.admin, a.json),
+        Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
         Command::DemoApp(a) => demo_main(demo::app(a.port)),
         Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
         other => not_yet(&other),

@@ -120,6 +120,37 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
 
     let stop_proxy = CancellationToken::new();
     let stop_stack = CancellationToken::new();
+
+    // The admin API: metrics, status, logs, restarts. Up until the whole stack has stopped.
+    let registry = prometheus::Registry::new();
+    let (metrics, container_metrics) = match observability(&registry) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sitecar up: metrics: {e}");
+            return 1;
+        }
+    };
+    let admin_listener = match tokio::net::TcpListener::bind(spec.admin.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sitecar up: cannot listen on {} for the admin API: {e}; nothing was started", spec.admin.listen);
+            return 1;
+        }
+    };
+    let stack_view = crate::observe::Stack {
+        handle: handle.clone(),
+        ready: ready_rx.clone(),
+        listeners: listeners.urls(),
+        metrics: std::sync::Mutex::new(container_metrics),
+    };
+    let admin = Arc::new(sitecar_proxy::admin::Admin {
+        registry,
+        token: spec.admin.token.as_ref().map(|t| t.expose().to_owned()),
+        stack: crate::observe::shared(stack_view),
+    });
+    handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
+    let stop_admin = CancellationToken::new();
+    tokio::spawn(sitecar_proxy::admin::serve(admin_listener, admin, stop_admin.clone()));
     tokio::spawn(signals(stop_proxy.clone()));
     let logs = handle.logs.clone();
     let access: crate::front::Sink =
@@ -129,7 +160,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         let stop_proxy = stop_proxy.clone();
         let stop_stack = stop_stack.clone();
         async move {
-            crate::front::run(listeners, &spec.proxy, handle.main_addr, ready_rx, Some(access), stop_proxy).await;
+            crate::front::run(listeners, &spec.proxy, handle.main_addr, ready_rx, Some(access), Some(metrics), stop_proxy).await;
             // The front door has drained: now main, then the sidecars.
             stop_stack.cancel();
         }
@@ -137,6 +168,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
     let code = supervisor.run(stop_stack).await;
     stop_proxy.cancel();
     let _ = proxy.await;
+    stop_admin.cancel();
     code
 }
 
@@ -203,9 +235,18 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         // A running app is ready by definition: it is the user's to start and stop.
         let (_ready_tx, ready_rx) = watch::channel(true);
         let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
-        crate::front::run(listeners, &settings, args.to, ready_rx, Some(sink), stop).await;
+        crate::front::run(listeners, &settings, args.to, ready_rx, Some(sink), None, stop).await;
         0
     }))
+}
+
+/// HTTP metrics for the front door, process metrics, and container metrics, in one registry.
+fn observability(
+    registry: &prometheus::Registry,
+) -> prometheus::Result<(Arc<sitecar_proxy::metrics::HttpMetrics>, crate::observe::ContainerMetrics)> {
+    let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(registry)?);
+    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    Ok((metrics, crate::observe::ContainerMetrics::register(registry)?))
 }
 
 /// SIGTERM and SIGINT stop in order; SIGHUP asks for a reload.

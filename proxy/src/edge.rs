@@ -14,6 +14,7 @@ use crate::access::{AccessLog, Record};
 use crate::body::{BodyError, EdgeBody, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer};
+use crate::metrics::HttpMetrics;
 use crate::upstream::Upstream;
 
 /// Settings of the request path.
@@ -37,16 +38,27 @@ pub struct EdgeService {
     upstream: Upstream,
     ready: watch::Receiver<bool>,
     access: Option<AccessLog>,
+    metrics: Option<Arc<HttpMetrics>>,
 }
 
 impl EdgeService {
-    pub fn new(config: EdgeConfig, upstream: Upstream, ready: watch::Receiver<bool>, access: Option<AccessLog>) -> Arc<Self> {
-        Arc::new(Self { config, upstream, ready, access })
+    pub fn new(
+        config: EdgeConfig,
+        upstream: Upstream,
+        ready: watch::Receiver<bool>,
+        access: Option<AccessLog>,
+        metrics: Option<Arc<HttpMetrics>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { config, upstream, ready, access, metrics })
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<EdgeBody> {
         let start = Instant::now();
+        if let Some(m) = &self.metrics {
+            m.active.inc();
+        }
         let (mut parts, body) = req.into_parts();
+        let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers)));
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
         let ids = headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore);
         let log = self.access.as_ref().map(|_| {
@@ -62,9 +74,16 @@ impl EdgeService {
             Ok((resp, t)) => (resp, Some(t)),
             Err(e) => {
                 tracing::debug!(request_id = %ids.request_id, error = %e, "request failed");
+                if let Some(m) = &self.metrics {
+                    m.error(&e);
+                }
                 (e.response(&ids.request_id), None)
             }
         };
+        if let (Some(m), Some((method, request_bytes))) = (&self.metrics, measured) {
+            m.active.dec();
+            m.observe(&method, response.status(), start.elapsed(), request_bytes, content_length(response.headers()));
+        }
         if let (Some(access), Some((method, target, version, (user_agent, referer)))) = (&self.access, log) {
             access.log(Record {
                 at: SystemTime::now(),
@@ -89,6 +108,9 @@ impl EdgeService {
     async fn admit(&self) -> Result<(), ProxyError> {
         if *self.ready.borrow() {
             return Ok(());
+        }
+        if let Some(m) = &self.metrics {
+            m.held.inc();
         }
         let mut rx = self.ready.clone();
         let ready = tokio::time::timeout(self.config.hold, async { rx.wait_for(|r| *r).await.is_ok() }).await;

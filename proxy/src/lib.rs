@@ -11,16 +11,20 @@
 //! - [`body`]: request and response body types (limits, progress timeout, no boxing).
 //! - [`ids`]: request ids and W3C `traceparent`.
 //! - [`io`]: client IO with a write-progress deadline.
+//! - [`metrics`]: HTTP metrics in an explicit Prometheus registry.
 //! - [`access`]: the access log writer.
+//! - [`admin`]: the admin API (health, readiness, metrics, status, logs, restart).
 //! - [`error`]: [`ProxyError`], mapped to a status in one place.
 
 pub mod access;
+pub mod admin;
 pub mod body;
 pub mod edge;
 pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod io;
+pub mod metrics;
 pub mod server;
 pub mod tls;
 pub mod upstream;

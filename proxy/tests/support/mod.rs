@@ -78,7 +78,7 @@ impl Front {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(ready);
         let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
-        let edge = EdgeService::new(config, upstream, rx, None);
+        let edge = EdgeService::new(config, upstream, rx, None, None);
         let stop = CancellationToken::new();
         let conns = Arc::new(Semaphore::new(limits.max_connections));
         let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits, conns, None, stop.clone()));
@@ -94,7 +94,7 @@ impl Front {
         let (tx, rx) = watch::channel(true);
         let config = config();
         let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
-        let edge = EdgeService::new(config, upstream, rx, None);
+        let edge = EdgeService::new(config, upstream, rx, None, None);
         let stop = CancellationToken::new();
         tokio::spawn(certs.clone().watch(Duration::from_millis(200), stop.clone()));
         let acceptor = tokio_rustls::TlsAcceptor::from(sitecar_proxy::tls::server_config(certs).unwrap());

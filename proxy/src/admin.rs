@@ -1,0 +1,190 @@
+//! The admin API: `/healthz`, `/readyz`, `/metrics`, `/status`, `/logs/<name>`, and
+//! `POST /containers/<name>/restart`. Loopback clients need nothing; any other client needs the
+//! bearer token (compared in constant time), and without a token only loopback is served.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::{Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the admin API shows of the running stack; the binary implements it over the supervisor.
+pub trait StackView: Send + Sync {
+    /// Main is ready for traffic.
+    fn ready(&self) -> bool;
+    /// Every container and the proxy, as JSON.
+    fn status(&self) -> serde_json::Value;
+    /// Recent log lines of a container, oldest first; `None` when there is no such container.
+    fn logs(&self, name: &str, lines: usize) -> Option<serde_json::Value>;
+    /// Restarts a container; false when there is none.
+    fn restart(&self, name: &str) -> bool;
+    /// Brings metrics that are read from the stack up to date, just before a scrape.
+    fn refresh_metrics(&self) {}
+}
+
+/// The admin API's state.
+pub struct Admin {
+    pub registry: Registry,
+    pub token: Option<String>,
+    pub stack: Arc<dyn StackView>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+/// Equal length and content, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn reply(status: StatusCode, kind: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    reply(status, "application/json", v.to_string())
+}
+
+impl Admin {
+    fn authorized<B>(&self, client: SocketAddr, req: &Request<B>) -> bool {
+        if client.ip().is_loopback() {
+            return true;
+        }
+        let Some(token) = &self.token else { return false };
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        given.is_some_and(|g| constant_time_eq(g, token.as_bytes()))
+    }
+
+    pub fn handle<B>(&self, client: SocketAddr, req: Request<B>) -> Response<Full<Bytes>> {
+        if !self.authorized(client, &req) {
+            let mut r = reply(StatusCode::UNAUTHORIZED, "text/plain", "admin API: a bearer token is required from this address\n");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        let path = req.uri().path();
+        let query = req.uri().query().unwrap_or("");
+        match (req.method(), path) {
+            (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/readyz") if self.stack.ready() => reply(StatusCode::OK, "text/plain", "ready\n"),
+            (&Method::GET, "/readyz") => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "main is not ready\n"),
+            (&Method::GET, "/metrics") => self.metrics(),
+            (&Method::GET, "/status") => json(StatusCode::OK, &self.stack.status()),
+            (&Method::GET, p) if p.starts_with("/logs/") => {
+                let lines = query.split('&').find_map(|kv| kv.strip_prefix("lines=")).and_then(|n| n.parse().ok()).unwrap_or(100);
+                match self.stack.logs(&p["/logs/".len()..], lines) {
+                    Some(v) => json(StatusCode::OK, &v),
+                    None => reply(StatusCode::NOT_FOUND, "text/plain", "no such container\n"),
+                }
+            }
+            (&Method::POST, p) if p.starts_with("/containers/") && p.ends_with("/restart") => {
+                let name = &p["/containers/".len()..p.len() - "/restart".len()];
+                if self.stack.restart(name) {
+                    reply(StatusCode::ACCEPTED, "text/plain", "restarting\n")
+                } else {
+                    reply(StatusCode::NOT_FOUND, "text/plain", "no such container\n")
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    }
+}
+
+impl Admin {
+    /// Prometheus text, after the stack's own metrics were brought up to date.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        self.stack.refresh_metrics();
+        match TextEncoder::new().encode_to_string(&self.registry.gather()) {
+            Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+        }
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: CancellationToken) {
+    loop {
+        let (stream, client) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(client, req)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl StackView for Fixed {
+        fn ready(&self) -> bool {
+            true
+        }
+        fn status(&self) -> serde_json::Value {
+            serde_json::json!({"containers": []})
+        }
+        fn logs(&self, _: &str, _: usize) -> Option<serde_json::Value> {
+            None
+        }
+        fn restart(&self, name: &str) -> bool {
+            name == "web"
+        }
+    }
+
+    fn admin(token: Option<&str>) -> Admin {
+        Admin { registry: Registry::new(), token: token.map(String::from), stack: Arc::new(Fixed) }
+    }
+
+    fn get(path: &str, auth: Option<&str>) -> Request<()> {
+        let mut r = Request::get(path);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.body(()).unwrap()
+    }
+
+    #[test]
+    fn non_loopback_clients_need_the_token() {
+        let far: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+        let near: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(admin(None).handle(far, get("/status", None)).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(admin(None).handle(far, get("/status", Some("Bearer anything"))).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(admin(Some("s3cret")).handle(far, get("/status", Some("Bearer wrong!"))).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(admin(Some("s3cret")).handle(far, get("/status", Some("Bearer s3cret"))).status(), StatusCode::OK);
+        assert_eq!(admin(Some("s3cret")).handle(near, get("/status", None)).status(), StatusCode::OK);
+        assert_eq!(admin(None).handle(near, get("/readyz", None)).status(), StatusCode::OK);
+        let post = |p: &str| Request::post(p).body(()).unwrap();
+        assert_eq!(admin(None).handle(near, post("/containers/web/restart")).status(), StatusCode::ACCEPTED);
+        assert_eq!(admin(None).handle(near, post("/containers/nope/restart")).status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,114 @@
+//! Metrics of the front door in one explicit Prometheus registry, named after OpenTelemetry's
+//! HTTP conventions. Label handles are resolved once at start, so a request costs a few atomic
+//! operations and no lookups.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::error::ProxyError;
+
+/// OpenTelemetry's default boundaries for `http.server.request.duration`.
+const DURATION_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+const SIZE_BUCKETS: [f64; 8] = [0.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "_OTHER"];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const ERRORS: [&str; 7] = ["not_ready", "body_too_large", "body_stalled", "refused", "connect_timeout", "upstream", "timeout"];
+
+/// The front door's metrics; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct HttpMetrics {
+    /// `[method][status class]`, resolved once.
+    duration: Vec<Vec<Histogram>>,
+    pub active: IntGauge,
+    request_size: Histogram,
+    response_size: Histogram,
+    errors: Vec<IntCounter>,
+    /// Requests that had to wait for main to become ready.
+    pub held: IntCounter,
+}
+
+impl HttpMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let duration = HistogramVec::new(
+            HistogramOpts::new("http_server_request_duration_seconds", "Time until the response head, by method and status class")
+                .buckets(DURATION_BUCKETS.to_vec()),
+            &["http_request_method", "http_response_status_class"],
+        )?;
+        let active = IntGauge::new("http_server_active_requests", "Requests in flight")?;
+        let request_size = Histogram::with_opts(
+            HistogramOpts::new("http_server_request_body_size_bytes", "Request body sizes (from Content-Length)")
+                .buckets(SIZE_BUCKETS.to_vec()),
+        )?;
+        let response_size = Histogram::with_opts(
+            HistogramOpts::new("http_server_response_body_size_bytes", "Response body sizes (from Content-Length)")
+                .buckets(SIZE_BUCKETS.to_vec()),
+        )?;
+        let errors = IntCounterVec::new(Opts::new("sitecar_upstream_errors_total", "Requests main did not answer, by cause"), &["kind"])?;
+        let held = IntCounter::new("sitecar_proxy_held_requests_total", "Requests that waited for main to become ready")?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(active.clone()))?;
+        registry.register(Box::new(request_size.clone()))?;
+        registry.register(Box::new(response_size.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(held.clone()))?;
+        let duration = METHODS.iter().map(|m| CLASSES.iter().map(|c| duration.with_label_values(&[*m, *c])).collect()).collect();
+        let errors = ERRORS.iter().map(|k| errors.with_label_values(&[*k])).collect();
+        Ok(Self { duration, active, request_size, response_size, errors, held })
+    }
+
+    pub fn observe(&self, method: &Method, status: StatusCode, took: Duration, request_bytes: Option<u64>, response_bytes: Option<u64>) {
+        let m = match *method {
+            Method::GET => 0,
+            Method::HEAD => 1,
+            Method::POST => 2,
+            Method::PUT => 3,
+            Method::DELETE => 4,
+            Method::PATCH => 5,
+            Method::OPTIONS => 6,
+            Method::CONNECT => 7,
+            _ => 8,
+        };
+        let c = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        if let Some(h) = self.duration.get(m).and_then(|row| row.get(c)) {
+            h.observe(took.as_secs_f64());
+        }
+        if let Some(b) = request_bytes {
+            self.request_size.observe(b as f64);
+        }
+        if let Some(b) = response_bytes {
+            self.response_size.observe(b as f64);
+        }
+    }
+
+    pub fn error(&self, e: &ProxyError) {
+        if let Some(i) = ERRORS.iter().position(|k| *k == e.kind()) {
+            self.errors[i].inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_labels() {
+        let registry = Registry::new();
+        let m = HttpMetrics::new(&registry).unwrap();
+        m.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3), None, Some(10));
+        m.observe(&Method::from_bytes(b"PROPFIND").unwrap(), StatusCode::BAD_GATEWAY, Duration::from_millis(3), Some(5), None);
+        m.error(&ProxyError::Refused("x".into()));
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        assert!(
+            text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_server_request_duration_seconds_count{http_request_method="_OTHER",http_response_status_class="5xx"} 1"#)
+        );
+        assert!(text.contains(r#"sitecar_upstream_errors_total{kind="refused"} 1"#));
+        assert!(text.contains("http_server_response_body_size_bytes_count 1"));
+    }
+}

@@ -1,0 +1,260 @@
+//! What the admin API shows of a running stack: the supervisor's status, container metrics read
+//! from /proc (CPU and resident memory of each container's whole process group), and the
+//! `sitecar status` command that reads it back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use sitecar_control::{ContainerStatus, Handle, Phase};
+use sitecar_proxy::admin::StackView;
+use tokio::sync::watch;
+
+/// The admin API's view of a supervised stack.
+pub struct Stack {
+    pub handle: Handle,
+    pub ready: watch::Receiver<bool>,
+    pub listeners: Vec<String>,
+    pub metrics: Mutex<ContainerMetrics>,
+}
+
+/// CPU seconds and resident bytes of every process in process group `pgid`.
+pub fn group_usage(pgid: u32) -> (f64, u64) {
+    let page = 4096u64;
+    let mut cpu = 0.0;
+    let mut rss = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        if f.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        cpu += (num(11) + num(12)) / 100.0;
+        rss += num(21) as u64 * page;
+    }
+    (cpu, rss)
+}
+
+fn container_json(c: &ContainerStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    if let (Some(pid), Some(obj)) = (c.pid, v.as_object_mut()) {
+        let (cpu, rss) = group_usage(pid);
+        obj.insert("cpu_seconds".into(), serde_json::json!(cpu));
+        obj.insert("rss_bytes".into(), serde_json::json!(rss));
+    }
+    v
+}
+
+impl StackView for Stack {
+    fn ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let containers: Vec<serde_json::Value> = self.handle.status.borrow().iter().map(container_json).collect();
+        serde_json::json!({
+            "main": *self.handle.main.borrow(),
+            "main_addr": self.handle.main_addr.to_string(),
+            "containers": containers,
+            "proxy": {"listen": self.listeners},
+        })
+    }
+
+    fn logs(&self, name: &str, lines: usize) -> Option<serde_json::Value> {
+        if !self.handle.status.borrow().iter().any(|c| c.name == name) {
+            return None;
+        }
+        serde_json::to_value(self.handle.logs.recent(name, lines)).ok()
+    }
+
+    fn restart(&self, name: &str) -> bool {
+        self.handle.restart(name)
+    }
+
+    fn refresh_metrics(&self) {
+        let statuses = self.handle.status.borrow().clone();
+        if let Ok(mut m) = self.metrics.lock() {
+            m.update(&statuses);
+        }
+    }
+}
+
+/// Container metrics, read from the status channel and /proc when scraped.
+pub struct ContainerMetrics {
+    up: IntGaugeVec,
+    ready: IntGaugeVec,
+    restarts: IntCounterVec,
+    exit: IntGaugeVec,
+    cpu: CounterVec,
+    rss: IntGaugeVec,
+    /// CPU seconds already counted per (container, pid): counters only go up, and a restarted
+    /// container's CPU adds to what earlier runs used.
+    counted_cpu: HashMap<(String, u32), f64>,
+}
+
+impl ContainerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            up: IntGaugeVec::new(Opts::new("sitecar_container_up", "1 when the container's process runs"), &["container"])?,
+            ready: IntGaugeVec::new(Opts::new("sitecar_container_ready", "1 when started and not failing probes"), &["container"])?,
+            restarts: IntCounterVec::new(Opts::new("sitecar_container_restarts_total", "Restarts of the container"), &["container"])?,
+            exit: IntGaugeVec::new(
+                Opts::new("sitecar_container_last_exit_code", "Exit code of the last run (128 + signal when killed)"),
+                &["container"],
+            )?,
+            cpu: CounterVec::new(
+                Opts::new("sitecar_container_cpu_seconds_total", "CPU time of the container's process group"),
+                &["container"],
+            )?,
+            rss: IntGaugeVec::new(
+                Opts::new("sitecar_container_memory_rss_bytes", "Resident memory of the container's process group"),
+                &["container"],
+            )?,
+            counted_cpu: HashMap::new(),
+        };
+        let info =
+            IntGauge::with_opts(Opts::new("sitecar_build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")))?;
+        info.set(1);
+        registry.register(Box::new(m.up.clone()))?;
+        registry.register(Box::new(m.ready.clone()))?;
+        registry.register(Box::new(m.restarts.clone()))?;
+        registry.register(Box::new(m.exit.clone()))?;
+        registry.register(Box::new(m.cpu.clone()))?;
+        registry.register(Box::new(m.rss.clone()))?;
+        registry.register(Box::new(info))?;
+        Ok(m)
+    }
+
+    pub fn update(&mut self, statuses: &[ContainerStatus]) {
+        for c in statuses {
+            let name = c.name.as_str();
+            self.up.with_label_values(&[name]).set(i64::from(c.pid.is_some()));
+            self.ready.with_label_values(&[name]).set(i64::from(c.phase == Phase::Running && c.healthy != Some(false)));
+            let counted = self.restarts.with_label_values(&[name]);
+            counted.inc_by(u64::from(c.restarts).saturating_sub(counted.get()));
+            if let Some(e) = c.last_exit {
+                self.exit.with_label_values(&[name]).set(i64::from(e.as_code()));
+            }
+            match c.pid {
+                Some(pid) => {
+                    let (seconds, bytes) = group_usage(pid);
+                    let before = self.counted_cpu.insert((c.name.clone(), pid), seconds).unwrap_or(0.0);
+                    self.cpu.with_label_values(&[name]).inc_by((seconds - before).max(0.0));
+                    self.rss.with_label_values(&[name]).set(bytes as i64);
+                }
+                None => self.rss.with_label_values(&[name]).set(0),
+            }
+        }
+    }
+}
+
+/// `sitecar status`: a table like `docker compose ps`, from a running instance's admin API.
+pub fn status_command(admin: &str, as_json: bool) -> std::process::ExitCode {
+    match fetch(admin, "/status") {
+        Ok(body) if as_json => {
+            println!("{body}");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(body) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            println!("main: {}   front door: {}", v["main"].as_str().unwrap_or("?"), v["proxy"]["listen"]);
+            println!(
+                "{:<16} {:<8} {:<12} {:>8} {:>9} {:>9} {:>10} {:>10}",
+                "NAME", "ROLE", "STATE", "PID", "RESTARTS", "LAST EXIT", "CPU s", "RSS MiB"
+            );
+            for c in v["containers"].as_array().into_iter().flatten() {
+                let exit = match &c["last_exit"] {
+                    serde_json::Value::Object(m) => m.iter().map(|(k, v)| format!("{k} {v}")).next().unwrap_or_default(),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:<16} {:<8} {:<12} {:>8} {:>9} {:>9} {:>10.2} {:>10.1}",
+                    c["name"].as_str().unwrap_or("?"),
+                    if c["is_main"].as_bool() == Some(true) { "main" } else { "sidecar" },
+                    c["phase"].as_str().unwrap_or("?"),
+                    c["pid"].as_u64().map_or("-".into(), |p| p.to_string()),
+                    c["restarts"],
+                    exit,
+                    c["cpu_seconds"].as_f64().unwrap_or(0.0),
+                    c["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+                );
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sitecar status: cannot reach the admin API at {admin}: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// GET over HTTP/1.0 from the admin API, body only.
+pub fn fetch(admin: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(std::io::Error::other(head.lines().next().unwrap_or("no answer").to_string()));
+    }
+    Ok(body.to_string())
+}
+
+/// Keeps `Arc` in use for callers that share the stack view.
+pub fn shared(stack: Stack) -> Arc<dyn StackView> {
+    Arc::new(stack)
+}
+
+/// `sitecar logs [-f] [NAME...]`: recent lines with compose-style prefixes; `-f` keeps polling.
+pub fn logs_command(admin: &str, names: &[String], follow: bool) -> std::process::ExitCode {
+    let names: Vec<String> = if names.is_empty() {
+        match fetch(admin, "/status").map(|b| serde_json::from_str::<serde_json::Value>(&b).unwrap_or_default()) {
+            Ok(v) => v["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str().map(String::from)).collect(),
+            Err(e) => {
+                eprintln!("sitecar logs: cannot reach the admin API at {admin}: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    } else {
+        names.to_vec()
+    };
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    loop {
+        let mut lines: Vec<(u64, String, String)> = Vec::new();
+        for name in &names {
+            let body = match fetch(admin, &format!("/logs/{name}?lines=1000")) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("sitecar logs: {name}: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let after = seen.get(name).copied().unwrap_or(0);
+            for l in v.as_array().into_iter().flatten() {
+                let at = l["at_ms"].as_u64().unwrap_or(0);
+                if at > after {
+                    lines.push((at, name.clone(), l["text"].as_str().unwrap_or("").to_string()));
+                }
+            }
+        }
+        lines.sort_by_key(|l| l.0);
+        for (at, name, text) in &lines {
+            println!("{name:<width$} | {text}");
+            let e = seen.entry(name.clone()).or_default();
+            *e = (*e).max(*at);
+        }
+        if !follow {
+            return std::process::ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,117 @@
+//! The admin API of a running `sitecar up`: metrics after known traffic, status, logs, restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
+}
+
+/// The value of one sample line of the Prometheus text, e.g. `name{labels}`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
+}
+
+fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_status_and_logs_of_a_running_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR"));
+    let (front, admin, side, main) = (free_port(), free_port(), free_port(), free_port());
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"sitecontainers": [
+              {{"name": "side", "properties": {{"image": "t/side", "isMain": false, "targetPort": "{side}", "startUpCommand": "exec python3 {app} side {side}"}}}},
+              {{"name": "web", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{main}", "startUpCommand": "exec python3 {app} web {main}"}}}}
+            ], "proxy": {{"listen": ["127.0.0.1:{front}"]}}, "admin": {{"listen": "127.0.0.1:{admin}"}},
+            "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
+        .arg("up")
+        .arg(&spec)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("readyz", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
+    });
+
+    for i in 0..100 {
+        assert_eq!(http(front, "GET", &format!("/page/{i}")).0, 200);
+    }
+    let (_, metrics) = http(admin, "GET", "/metrics");
+    let count = r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx"}"#;
+    assert_eq!(sample(&metrics, count), Some(100.0), "{metrics}");
+    assert_eq!(sample(&metrics, "http_server_active_requests"), Some(0.0));
+    assert_eq!(sample(&metrics, r#"sitecar_container_up{container="side"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"sitecar_container_restarts_total{container="side"}"#), Some(0.0));
+    assert!(sample(&metrics, r#"sitecar_container_memory_rss_bytes{container="web"}"#).unwrap() > 1e6, "{metrics}");
+    assert!(metrics.contains("process_resident_memory_bytes"), "process metrics");
+    assert!(metrics.contains("sitecar_build_info{version="));
+
+    // A killed sidecar: restarts 1, up again.
+    let (_, status) = http(admin, "GET", "/status");
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["main"], "ready");
+    let side_pid = v["containers"][0]["pid"].as_u64().unwrap();
+    assert_eq!(v["containers"][0]["name"], "side");
+    Command::new("kill").args(["-9", &side_pid.to_string()]).status().unwrap();
+    wait_until("the restart in /metrics", Duration::from_secs(10), || {
+        let (_, m) = http(admin, "GET", "/metrics");
+        sample(&m, r#"sitecar_container_restarts_total{container="side"}"#) == Some(1.0)
+            && sample(&m, r#"sitecar_container_up{container="side"}"#) == Some(1.0)
+    });
+    let (_, m) = http(admin, "GET", "/metrics");
+    assert_eq!(sample(&m, r#"sitecar_container_last_exit_code{container="side"}"#), Some(137.0));
+
+    // Logs, restart through the API, and the CLI.
+    let (code, logs) = http(admin, "GET", "/logs/web?lines=5");
+    assert_eq!(code, 200);
+    assert!(logs.contains("GET /page/99"), "{logs}");
+    assert_eq!(http(admin, "GET", "/logs/nope").0, 404);
+    assert_eq!(http(admin, "POST", "/containers/side/restart").0, 202);
+    wait_until("the API restart", Duration::from_secs(10), || {
+        let (_, s) = http(admin, "GET", "/status");
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        v["containers"][0]["restarts"] == 2 && v["containers"][0]["phase"] == "running"
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).args(["status", "--admin", &format!("127.0.0.1:{admin}")]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("NAME") && table.lines().any(|l| l.starts_with("side ") && l.contains("running") && l.contains(" 2 ")),
+        "{table}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).args(["logs", "web", "--admin", &format!("127.0.0.1:{admin}")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web | GET /page/42"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    Command::new("kill").args(["-TERM", &sitecar.id().to_string()]).status().unwrap();
+    wait_until("exit", Duration::from_secs(15), || sitecar.try_wait().unwrap().is_some());
+}
