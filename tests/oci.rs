@@ -79,7 +79,15 @@ fn docker_runs_the_stack_in_one_network_namespace() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let calls = calls(&log);
+    // The sidecar's container was confirmed running before main's was started.
+    let all: Vec<String> = calls(&log).iter().map(|c| argv(c).join(" ")).collect();
+    let asked = all.iter().position(|c| c.starts_with("inspect --format {{.State.Running}} sitecar-redis")).expect("startup check");
+    let web_run = all.iter().position(|c| c.starts_with("run --rm --name sitecar-web")).unwrap();
+    assert!(asked < web_run, "{all:#?}");
+
+    // Engine calls that start (run) and stop (kill, rm) things, in the order sitecar made them;
+    // `inspect` polls are the startup checks in between.
+    let calls: Vec<serde_json::Value> = calls(&log).into_iter().filter(|c| c["argv"][0] != "inspect").collect();
     let argvs: Vec<Vec<String>> = calls.iter().map(argv).collect();
     let root = dir.path().join(".sitecar");
     // 1. The pause container that owns the namespace, publishing main's port on loopback only.

@@ -101,6 +101,17 @@ impl Oci {
         args
     }
 
+    /// Arguments that print `true` once the container runs.
+    pub fn running_args(&self, name: &str) -> Vec<String> {
+        vec!["inspect".into(), "--format".into(), "{{.State.Running}}".into(), self.container_name(name)]
+    }
+
+    /// Whether the engine reports the container as running.
+    pub async fn is_running(&self, name: &str) -> bool {
+        let out = Command::new(&self.engine).args(self.running_args(name)).stdin(Stdio::null()).stderr(Stdio::null()).output().await;
+        matches!(out, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
+    }
+
     pub fn cleanup_args(&self) -> Vec<String> {
         if self.podman {
             vec!["pod".into(), "rm".into(), "-f".into(), self.pod.clone()]

@@ -427,12 +427,27 @@ impl Supervisor {
             (None, _) => None,
         };
         let tx = self.events_tx.clone();
+        // Without a port to probe, a container has started when it runs: at once for a process,
+        // when the engine says so for an OCI container.
+        let engine = match &self.runtime {
+            Runtime::Oci(oci) => Some((oci.clone(), launch.name.clone())),
+            Runtime::Process => None,
+        };
         tokio::spawn(async move {
+            let deadline = Instant::now() + limit;
             let Some(probe) = probe else {
+                if let Some((oci, name)) = engine {
+                    while !oci.is_running(&name).await {
+                        if Instant::now() >= deadline || gens[unit].load(Ordering::SeqCst) != gen {
+                            let _ = tx.send(Event::StartTimedOut { unit, gen });
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
                 let _ = tx.send(Event::Started { unit, gen });
                 return;
             };
-            let deadline = Instant::now() + limit;
             let mut interval = Duration::from_millis(50);
             while gens[unit].load(Ordering::SeqCst) == gen {
                 if probe.check().await {

@@ -4,7 +4,8 @@
 Each call appends {"argv": [...], "env": {NAME: value for every `-e NAME`}} as a JSON line to
 $FAKE_LOG. `run` of a container (not the pause container) execs a real process: the image
 "test/web" becomes tests' app.py listening on the host port published by the pod; any other image
-sleeps. `kill --signal SIG NAME` signals that process; `rm`, `pod create`, `pod rm` just succeed.
+sleeps. `kill --signal SIG NAME` signals that process; `inspect` says whether it runs; `rm`,
+`pod create`, `pod rm` just succeed.
 """
 import json
 import os
@@ -17,6 +18,16 @@ state = os.path.dirname(log)
 named = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-e"]
 with open(log, "a") as f:
     f.write(json.dumps({"argv": args, "env": {n: os.environ.get(n) for n in named}}) + "\n")
+
+if args[:1] == ["inspect"]:
+    # Running when the container's process is alive.
+    try:
+        pid = int(open(os.path.join(state, args[-1] + ".pid")).read())
+        os.kill(pid, 0)
+        print("true")
+    except (OSError, ValueError):
+        print("false")
+    sys.exit(0)
 
 if args[:1] == ["kill"]:
     sig = args[args.index("--signal") + 1]
