@@ -147,6 +147,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         registry,
         token: spec.admin.token.as_ref().map(|t| t.expose().to_owned()),
         stack: crate::observe::shared(stack_view),
+        http: Some(metrics.clone()),
     });
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
     let stop_admin = CancellationToken::new();

@@ -33,6 +33,8 @@ pub struct Admin {
     pub registry: Registry,
     pub token: Option<String>,
     pub stack: Arc<dyn StackView>,
+    /// The front door's metrics, summarised in `/status` for the status page.
+    pub http: Option<Arc<crate::metrics::HttpMetrics>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -84,7 +86,15 @@ impl Admin {
             (&Method::GET, "/readyz") if self.stack.ready() => reply(StatusCode::OK, "text/plain", "ready\n"),
             (&Method::GET, "/readyz") => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "main is not ready\n"),
             (&Method::GET, "/metrics") => self.metrics(),
-            (&Method::GET, "/status") => json(StatusCode::OK, &self.stack.status()),
+            (&Method::GET, "/status") => json(StatusCode::OK, &self.status()),
+            (&Method::GET, "/") => {
+                let mut r = reply(StatusCode::OK, "text/html; charset=utf-8", crate::page::STATUS_PAGE);
+                r.headers_mut().insert(
+                    "content-security-policy",
+                    HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
+                );
+                r
+            }
             (&Method::GET, p) if p.starts_with("/logs/") => {
                 let lines = query.split('&').find_map(|kv| kv.strip_prefix("lines=")).and_then(|n| n.parse().ok()).unwrap_or(100);
                 match self.stack.logs(&p["/logs/".len()..], lines) {
@@ -106,6 +116,17 @@ impl Admin {
 }
 
 impl Admin {
+    /// The stack's status with the front door's traffic totals and the time they were taken.
+    fn status(&self) -> serde_json::Value {
+        let mut v = self.stack.status();
+        if let (Some(http), Some(obj)) = (&self.http, v.as_object_mut()) {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            obj.insert("traffic".into(), http.summary());
+            obj.insert("now_ms".into(), serde_json::json!(now));
+        }
+        v
+    }
+
     /// Prometheus text, after the stack's own metrics were brought up to date.
     fn metrics(&self) -> Response<Full<Bytes>> {
         self.stack.refresh_metrics();
@@ -155,7 +176,7 @@ mod tests {
     }
 
     fn admin(token: Option<&str>) -> Admin {
-        Admin { registry: Registry::new(), token: token.map(String::from), stack: Arc::new(Fixed) }
+        Admin { registry: Registry::new(), token: token.map(String::from), stack: Arc::new(Fixed), http: None }
     }
 
     fn get(path: &str, auth: Option<&str>) -> Request<()> {

@@ -13,7 +13,7 @@
 //! - [`io`]: client IO with a write-progress deadline.
 //! - [`metrics`]: HTTP metrics in an explicit Prometheus registry.
 //! - [`access`]: the access log writer.
-//! - [`admin`]: the admin API (health, readiness, metrics, status, logs, restart).
+//! - [`admin`]: the admin API (health, readiness, metrics, status, logs, restart) and `page`, its status page.
 //! - [`error`]: [`ProxyError`], mapped to a status in one place.
 
 pub mod access;
@@ -25,6 +25,7 @@ pub mod headers;
 pub mod ids;
 pub mod io;
 pub mod metrics;
+mod page;
 pub mod server;
 pub mod tls;
 pub mod upstream;

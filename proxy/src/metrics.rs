@@ -82,6 +82,33 @@ impl HttpMetrics {
         }
     }
 
+    /// Totals for a status page: requests, 5xx answers, and cumulative latency buckets
+    /// `[upper bound in seconds, requests at or below it]` over every method and status.
+    pub fn summary(&self) -> serde_json::Value {
+        use prometheus::core::Metric;
+        let mut requests = 0;
+        let mut server_errors = 0;
+        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS.iter().map(|b| (*b, 0)).collect();
+        for row in &self.duration {
+            for (class, h) in row.iter().enumerate() {
+                let n = h.get_sample_count();
+                requests += n;
+                if class == 4 {
+                    server_errors += n;
+                }
+                if n == 0 {
+                    continue;
+                }
+                for (i, b) in h.metric().get_histogram().get_bucket().iter().enumerate() {
+                    if let Some(slot) = buckets.get_mut(i) {
+                        slot.1 += b.cumulative_count();
+                    }
+                }
+            }
+        }
+        serde_json::json!({"requests": requests, "server_errors": server_errors, "active": self.active.get(), "latency_buckets": buckets})
+    }
+
     pub fn error(&self, e: &ProxyError) {
         if let Some(i) = ERRORS.iter().position(|k| *k == e.kind()) {
             self.errors[i].inc();
@@ -110,5 +137,9 @@ mod tests {
         );
         assert!(text.contains(r#"sitecar_upstream_errors_total{kind="refused"} 1"#));
         assert!(text.contains("http_server_response_body_size_bytes_count 1"));
+        let s = m.summary();
+        assert_eq!(s["requests"], 2);
+        assert_eq!(s["server_errors"], 1);
+        assert_eq!(s["latency_buckets"][0], serde_json::json!([0.005, 2]));
     }
 }

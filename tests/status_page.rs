@@ -1,0 +1,127 @@
+//! The status page in a real headless Chromium, against a running stack.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    (
+        out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0),
+        out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default(),
+    )
+}
+
+fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Headless Chromium with the flags this machine's closed network needs.
+fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium is needed for this test: `make test` installs Debian's chromium")
+}
+
+#[test]
+fn status_page_shows_containers_and_a_restart_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR"));
+    let (front, admin, side, main) = (free_port(), free_port(), free_port(), free_port());
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"sitecontainers": [
+              {{"name": "cache", "properties": {{"image": "t/cache", "isMain": false, "targetPort": "{side}", "startUpCommand": "exec python3 {app} cache {side}"}}}},
+              {{"name": "web", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{main}", "startUpCommand": "exec python3 {app} web {main}"}}}}
+            ], "proxy": {{"listen": ["127.0.0.1:{front}"]}}, "admin": {{"listen": "127.0.0.1:{admin}"}},
+            "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
+        .arg("up")
+        .arg(&spec)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("readyz", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", admin)).is_ok() && get(admin, "/readyz").0 == 200);
+    for i in 0..40 {
+        assert_eq!(get(front, &format!("/p/{i}")).0, 200);
+    }
+    // Kill the sidecar and wait for its restart.
+    let (_, status) = get(admin, "/status");
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let pid = v["containers"][0]["pid"].as_u64().unwrap();
+    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    wait_until("the restart", Duration::from_secs(10), || {
+        let v: serde_json::Value = serde_json::from_str(&get(admin, "/status").1).unwrap();
+        v["containers"][0]["restarts"] == 1 && v["containers"][0]["phase"] == "running"
+    });
+    // Traffic while the page is open, so it has rates to show.
+    let load = std::thread::spawn(move || {
+        for i in 0..200 {
+            let _ = get(front, &format!("/q/{i}"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+
+    let url = format!("http://127.0.0.1:{admin}/");
+    let out = chromium(&dir.path().join("profile-dom"), &["--virtual-time-budget=5000", "--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let row = |name: &str| -> String {
+        let start = dom.find(&format!("data-container=\"{name}\"")).unwrap_or_else(|| panic!("no row for {name}: {dom}"));
+        dom[start..].split("</tr>").next().unwrap().to_string()
+    };
+    let cache = row("cache");
+    assert!(cache.contains("class=\"n restarts\">1<"), "cache row shows one restart: {cache}");
+    assert!(cache.contains(">running<"), "{cache}");
+    assert!(cache.contains("signal 9"), "last exit shown: {cache}");
+    let web = row("web");
+    assert!(web.contains("class=\"n restarts\">0<") && web.contains(">main<"), "{web}");
+    assert!(dom.contains("id=\"main\" class=\"badge ready\">ready<"), "main badge");
+    let err = dom.split("id=\"err\">").nth(1).unwrap().split('<').next().unwrap();
+    assert_eq!(err, "", "the page reached the API");
+    let total: u64 = dom.split("id=\"total\">").nth(1).unwrap().split('<').next().unwrap().parse().unwrap();
+    assert!(total >= 40, "requests since start: {total}");
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = chromium(
+        &dir.path().join("profile-shot"),
+        &["--virtual-time-budget=5000", "--window-size=1280,720", &format!("--screenshot={}", shot.display()), &url],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "screenshot saved at {}", shot.display());
+
+    load.join().unwrap();
+    Command::new("kill").args(["-TERM", &sitecar.id().to_string()]).status().unwrap();
+    wait_until("exit", Duration::from_secs(15), || sitecar.try_wait().unwrap().is_some());
+}
