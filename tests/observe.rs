@@ -91,6 +91,24 @@ fn metrics_status_and_logs_of_a_running_stack() {
     let (_, m) = http(admin, "GET", "/metrics");
     assert_eq!(sample(&m, r#"sitecar_container_last_exit_code{container="side"}"#), Some(137.0));
 
+    // A failed request is listed with its ids: main is stopped for a moment by killing it.
+    let web_pid = v["containers"][1]["pid"].as_u64().unwrap();
+    Command::new("kill").args(["-STOP", &web_pid.to_string()]).status().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    s.write_all(b"GET /will-fail HTTP/1.1\r\nHost: x\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nConnection: close\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-KILL", &web_pid.to_string()]).status().unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let (_, status) = http(admin, "GET", "/status");
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let errors = v["recent_errors"].as_array().unwrap();
+    let e = errors.iter().find(|e| e["target"] == "/will-fail").unwrap_or_else(|| panic!("{errors:?}"));
+    assert_eq!(e["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(e["status"], 502);
+    wait_until("main back", Duration::from_secs(15), || http(admin, "GET", "/readyz").0 == 200);
+
     // Logs, restart through the API, and the CLI.
     let (code, logs) = http(admin, "GET", "/logs/web?lines=5");
     assert_eq!(code, 200);

@@ -122,6 +122,7 @@ impl Admin {
         if let (Some(http), Some(obj)) = (&self.http, v.as_object_mut()) {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
             obj.insert("traffic".into(), http.summary());
+            obj.insert("recent_errors".into(), serde_json::Value::Array(http.recent_errors()));
             obj.insert("now_ms".into(), serde_json::json!(now));
         }
         v

@@ -59,6 +59,8 @@ impl EdgeService {
         }
         let (mut parts, body) = req.into_parts();
         let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers)));
+        // For the error path's record: a Uri clone shares its bytes, nothing is copied here.
+        let uri = self.metrics.as_ref().map(|_| parts.uri.clone());
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
         let ids = headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore);
         let log = self.access.as_ref().map(|_| {
@@ -75,7 +77,7 @@ impl EdgeService {
             Err(e) => {
                 tracing::debug!(request_id = %ids.request_id, error = %e, "request failed");
                 if let Some(m) = &self.metrics {
-                    m.error(&e);
+                    m.error(&e, &ids.request_id, &ids.trace_id, uri.as_ref().map_or("/", |u| u.path()));
                 }
                 (e.response(&ids.request_id), None)
             }

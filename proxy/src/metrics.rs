@@ -27,7 +27,12 @@ pub struct HttpMetrics {
     errors: Vec<IntCounter>,
     /// Requests that had to wait for main to become ready.
     pub held: IntCounter,
+    /// The last failed requests, for `/status`: written only on the error path.
+    recent_errors: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// Failed requests kept for `/status`.
+const RECENT_ERRORS: usize = 20;
 
 impl HttpMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
@@ -55,7 +60,7 @@ impl HttpMetrics {
         registry.register(Box::new(held.clone()))?;
         let duration = METHODS.iter().map(|m| CLASSES.iter().map(|c| duration.with_label_values(&[*m, *c])).collect()).collect();
         let errors = ERRORS.iter().map(|k| errors.with_label_values(&[*k])).collect();
-        Ok(Self { duration, active, request_size, response_size, errors, held })
+        Ok(Self { duration, active, request_size, response_size, errors, held, recent_errors: Default::default() })
     }
 
     pub fn observe(&self, method: &Method, status: StatusCode, took: Duration, request_bytes: Option<u64>, response_bytes: Option<u64>) {
@@ -109,10 +114,26 @@ impl HttpMetrics {
         serde_json::json!({"requests": requests, "server_errors": server_errors, "active": self.active.get(), "latency_buckets": buckets})
     }
 
-    pub fn error(&self, e: &ProxyError) {
+    /// Counts a failed request and keeps it, with its ids, among the recent errors.
+    pub fn error(&self, e: &ProxyError, request_id: &str, trace_id: &str, target: &str) {
         if let Some(i) = ERRORS.iter().position(|k| *k == e.kind()) {
             self.errors[i].inc();
         }
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        if let Ok(mut recent) = self.recent_errors.lock() {
+            if recent.len() == RECENT_ERRORS {
+                recent.pop_front();
+            }
+            recent.push_back(serde_json::json!({
+                "at_ms": at_ms, "status": e.status().as_u16(), "kind": e.kind(), "error": e.to_string(),
+                "target": target, "request_id": request_id, "trace_id": trace_id,
+            }));
+        }
+    }
+
+    /// The last failed requests, newest last.
+    pub fn recent_errors(&self) -> Vec<serde_json::Value> {
+        self.recent_errors.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -126,7 +147,7 @@ mod tests {
         let m = HttpMetrics::new(&registry).unwrap();
         m.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3), None, Some(10));
         m.observe(&Method::from_bytes(b"PROPFIND").unwrap(), StatusCode::BAD_GATEWAY, Duration::from_millis(3), Some(5), None);
-        m.error(&ProxyError::Refused("x".into()));
+        m.error(&ProxyError::Refused("x".into()), "rid", "tid", "/a");
         let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
         assert!(
             text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx"} 1"#),
@@ -141,5 +162,9 @@ mod tests {
         assert_eq!(s["requests"], 2);
         assert_eq!(s["server_errors"], 1);
         assert_eq!(s["latency_buckets"][0], serde_json::json!([0.005, 2]));
+        let recent = m.recent_errors();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0]["trace_id"], "tid");
+        assert_eq!(recent[0]["status"], 502);
     }
 }
