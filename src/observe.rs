@@ -91,6 +91,8 @@ pub struct ContainerMetrics {
     exit: IntGaugeVec,
     cpu: CounterVec,
     rss: IntGaugeVec,
+    probe_seconds: prometheus::GaugeVec,
+    probe_failures: IntCounterVec,
     /// CPU seconds already counted per (container, pid): counters only go up, and a restarted
     /// container's CPU adds to what earlier runs used.
     counted_cpu: HashMap<(String, u32), f64>,
@@ -114,6 +116,14 @@ impl ContainerMetrics {
                 Opts::new("sitecar_container_memory_rss_bytes", "Resident memory of the container's process group"),
                 &["container"],
             )?,
+            probe_seconds: prometheus::GaugeVec::new(
+                Opts::new("sitecar_container_probe_duration_seconds", "Duration of the last periodic probe"),
+                &["container"],
+            )?,
+            probe_failures: IntCounterVec::new(
+                Opts::new("sitecar_container_probe_failures_total", "Failed periodic probes"),
+                &["container"],
+            )?,
             counted_cpu: HashMap::new(),
         };
         let info =
@@ -125,6 +135,8 @@ impl ContainerMetrics {
         registry.register(Box::new(m.exit.clone()))?;
         registry.register(Box::new(m.cpu.clone()))?;
         registry.register(Box::new(m.rss.clone()))?;
+        registry.register(Box::new(m.probe_seconds.clone()))?;
+        registry.register(Box::new(m.probe_failures.clone()))?;
         registry.register(Box::new(info))?;
         Ok(m)
     }
@@ -139,6 +151,11 @@ impl ContainerMetrics {
             if let Some(e) = c.last_exit {
                 self.exit.with_label_values(&[name]).set(i64::from(e.as_code()));
             }
+            if let Some(seconds) = c.probe_last_seconds {
+                self.probe_seconds.with_label_values(&[name]).set(seconds);
+            }
+            let failed = self.probe_failures.with_label_values(&[name]);
+            failed.inc_by(c.probe_failures.saturating_sub(failed.get()));
             match c.pid {
                 Some(pid) => {
                     let (seconds, bytes) = group_usage(pid);

@@ -47,6 +47,7 @@ fn metrics_status_and_logs_of_a_running_stack() {
               {{"name": "side", "properties": {{"image": "t/side", "isMain": false, "targetPort": "{side}", "startUpCommand": "exec python3 {app} side {side}"}}}},
               {{"name": "web", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{main}", "startUpCommand": "exec python3 {app} web {main}"}}}}
             ], "proxy": {{"listen": ["127.0.0.1:{front}"]}}, "admin": {{"listen": "127.0.0.1:{admin}"}},
+            "health": {{"periodSeconds": 0.2}},
             "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#
         ),
     )
@@ -75,6 +76,11 @@ fn metrics_status_and_logs_of_a_running_stack() {
     assert!(sample(&metrics, r#"sitecar_container_memory_rss_bytes{container="web"}"#).unwrap() > 1e6, "{metrics}");
     assert!(metrics.contains("process_resident_memory_bytes"), "process metrics");
     assert!(metrics.contains("sitecar_build_info{version="));
+    wait_until("probe metrics", Duration::from_secs(10), || {
+        let (_, m) = http(admin, "GET", "/metrics");
+        sample(&m, r#"sitecar_container_probe_duration_seconds{container="web"}"#).is_some_and(|s| s > 0.0 && s < 1.0)
+            && sample(&m, r#"sitecar_container_probe_failures_total{container="web"}"#) == Some(0.0)
+    });
 
     // A killed sidecar: restarts 1, up again.
     let (_, status) = http(admin, "GET", "/status");

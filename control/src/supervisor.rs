@@ -50,6 +50,18 @@ pub struct ContainerStatus {
     /// Milliseconds since the epoch when the current run passed its startup probe.
     pub started_at_ms: Option<u64>,
     pub healthy: Option<bool>,
+    /// Periodic probes run, failed, and how long the last one took.
+    pub probes: u64,
+    pub probe_failures: u64,
+    pub probe_last_seconds: Option<f64>,
+}
+
+/// Counts of one container's periodic probes, across its runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProbeStats {
+    probes: u64,
+    failures: u64,
+    last_seconds: Option<f64>,
 }
 
 /// What other parts of the program (the front door, the admin API) hold of a running stack.
@@ -86,6 +98,7 @@ pub struct Supervisor {
     port_note: Option<String>,
     main_tx: watch::Sender<MainState>,
     status_tx: watch::Sender<Vec<ContainerStatus>>,
+    probe_stats: Arc<std::sync::Mutex<Vec<ProbeStats>>>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     handle: Handle,
@@ -187,7 +200,22 @@ impl Supervisor {
             events: events_tx.clone(),
             names: Arc::new(names),
         };
-        Ok(Self { spec, runtime, launches, logs, options, main_unit, port_note, main_tx, status_tx, events_tx, events_rx, handle })
+        let probe_stats = Arc::new(std::sync::Mutex::new(vec![ProbeStats::default(); spec.containers.len()]));
+        Ok(Self {
+            spec,
+            runtime,
+            launches,
+            logs,
+            options,
+            main_unit,
+            port_note,
+            main_tx,
+            status_tx,
+            probe_stats,
+            events_tx,
+            events_rx,
+            handle,
+        })
     }
 
     pub fn handle(&self) -> Handle {
@@ -273,6 +301,7 @@ impl Supervisor {
     }
 
     fn publish_status(&self, core: &Core, started_wall: &HashMap<Unit, u64>) {
+        let stats = self.probe_stats.lock().map(|s| s.clone()).unwrap_or_default();
         let list = core
             .units
             .iter()
@@ -288,6 +317,9 @@ impl Supervisor {
                 last_exit: u.last_exit,
                 started_at_ms: started_wall.get(&i).copied().filter(|_| u.started_at.is_some()),
                 healthy: u.healthy,
+                probes: stats.get(i).map_or(0, |s| s.probes),
+                probe_failures: stats.get(i).map_or(0, |s| s.failures),
+                probe_last_seconds: stats.get(i).and_then(|s| s.last_seconds),
             })
             .collect();
         self.status_tx.send_replace(list);
@@ -480,6 +512,7 @@ impl Supervisor {
             None => Probe::tcp(addr, settings.timeout),
         };
         let tx = self.events_tx.clone();
+        let stats = self.probe_stats.clone();
         tokio::spawn(async move {
             tokio::time::sleep(settings.initial_delay).await;
             while gens[unit].load(Ordering::SeqCst) == gen {
@@ -487,7 +520,15 @@ impl Supervisor {
                 if gens[unit].load(Ordering::SeqCst) != gen {
                     break;
                 }
+                let started = Instant::now();
                 let ok = probe.check().await;
+                if let Ok(mut s) = stats.lock() {
+                    if let Some(s) = s.get_mut(unit) {
+                        s.probes += 1;
+                        s.failures += u64::from(!ok);
+                        s.last_seconds = Some(started.elapsed().as_secs_f64());
+                    }
+                }
                 if tx.send(Event::Probe { unit, gen, ok }).is_err() {
                     break;
                 }
