@@ -101,6 +101,9 @@ pub struct ProxyArgs {
     /// Access log format: common, json or off.
     #[arg(long, value_name = "FORMAT")]
     pub access_log: Option<String>,
+    /// Serve the admin API (metrics, status) on this address, e.g. 127.0.0.1:9901.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     /// A TLS listener (needs --cert and --key), e.g. 0.0.0.0:8443.
     #[arg(long, value_name = "ADDR", requires_all = ["cert", "key"])]
     pub tls_listen: Option<String>,

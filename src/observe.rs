@@ -83,6 +83,30 @@ impl StackView for Stack {
     }
 }
 
+/// The admin API's view in `sitecar proxy` mode: no containers, the app is someone else's.
+pub struct ProxyOnly {
+    pub listeners: Vec<String>,
+    pub upstream: String,
+}
+
+impl StackView for ProxyOnly {
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({"main": "ready", "main_addr": self.upstream, "containers": [], "proxy": {"listen": self.listeners}})
+    }
+
+    fn logs(&self, _: &str, _: usize) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn restart(&self, _: &str) -> bool {
+        false
+    }
+}
+
 /// Container metrics, read from the status channel and /proc when scraped.
 pub struct ContainerMetrics {
     up: IntGaugeVec,

@@ -233,10 +233,34 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         }
         let stop = CancellationToken::new();
         tokio::spawn(signals(stop.clone()));
+        let mut metrics = None;
+        if let Some(addr) = &args.admin {
+            let registry = prometheus::Registry::new();
+            let http = match sitecar_proxy::metrics::HttpMetrics::new(&registry) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    eprintln!("sitecar proxy: metrics: {e}");
+                    return 1;
+                }
+            };
+            let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+            let listener = match tokio::net::TcpListener::bind(addr.as_str()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("sitecar proxy: cannot listen on {addr} for the admin API: {e}");
+                    return 1;
+                }
+            };
+            let view = crate::observe::ProxyOnly { listeners: listeners.urls(), upstream: args.to.to_string() };
+            let admin = Arc::new(sitecar_proxy::admin::Admin { registry, token: None, stack: Arc::new(view), http: Some(http.clone()) });
+            eprintln!("sitecar proxy: admin API on http://{addr}");
+            tokio::spawn(sitecar_proxy::admin::serve(listener, admin, stop.clone()));
+            metrics = Some(http);
+        }
         // A running app is ready by definition: it is the user's to start and stop.
         let (_ready_tx, ready_rx) = watch::channel(true);
         let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
-        crate::front::run(listeners, &settings, args.to, ready_rx, Some(sink), None, stop).await;
+        crate::front::run(listeners, &settings, args.to, ready_rx, Some(sink), metrics, stop).await;
         0
     }))
 }

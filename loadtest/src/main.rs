@@ -30,7 +30,8 @@ struct Args {
     /// Scenarios: small64, small256, body64k, newconn, h2c.
     #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c")]
     scenarios: Vec<String>,
-    /// Proxies to compare (direct is always measured).
+    /// Proxies to compare (direct is always measured): sitecar, sitecar-metrics (admin API and
+    /// metrics on), sitecar-scraped (metrics scraped every second), nginx, haproxy, caddy.
     #[arg(long, value_delimiter = ',', default_value = "sitecar,nginx,haproxy,caddy")]
     proxies: Vec<String>,
     /// Worker threads/processes of every proxy (and of the origin).
@@ -63,7 +64,9 @@ fn main() -> Result<()> {
     let mut targets: Vec<Target> = vec![Target::direct(&origin)];
     for p in &args.proxies {
         targets.push(match p.as_str() {
-            "sitecar" => Target::sitecar(&dir, &sitecar, &origin, args.workers)?,
+            "sitecar" => Target::sitecar(&sitecar, &origin, args.workers, false, false)?,
+            "sitecar-metrics" => Target::sitecar(&sitecar, &origin, args.workers, true, false)?,
+            "sitecar-scraped" => Target::sitecar(&sitecar, &origin, args.workers, true, true)?,
             "nginx" => Target::nginx(&dir, &origin, args.workers)?,
             "haproxy" => Target::haproxy(&dir, &origin, args.workers)?,
             "caddy" => Target::caddy(&dir, &origin, args.workers)?,
@@ -106,6 +109,16 @@ fn machine() -> String {
 fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
     let pids = procs::tree(t.pid);
     let cpu0 = procs::cpu_seconds(&pids);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = t.scrape.map(|port| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/metrics")]).status();
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    });
     let (rps, p50, p99, requests, errors) = match scenario {
         "small64" => wrk(&t.url("/small"), 64, secs, &[])?,
         "small256" => wrk(&t.url("/small"), 256, secs, &[])?,
@@ -114,6 +127,10 @@ fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
         "h2c" => h2load(&t.h2c_url("/small"), 64, secs)?,
         other => bail!("unknown scenario {other}"),
     };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(s) = scraper {
+        let _ = s.join();
+    }
     let cpu = procs::cpu_seconds(&procs::tree(t.pid)) - cpu0;
     let rss = procs::peak_rss_kib(&procs::tree(t.pid));
     Ok(Sample {

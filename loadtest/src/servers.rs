@@ -99,33 +99,47 @@ pub struct Target {
     pub port: u16,
     pub h2c_port: u16,
     pub pid: u32,
+    /// Scrape this admin port's /metrics every second while measuring.
+    pub scrape: Option<u16>,
     /// Keeps the process alive (none for direct).
     _server: Option<Server>,
 }
 
 impl Target {
     pub fn direct(origin: &Server) -> Target {
-        Target { name: "direct".into(), port: origin.port, h2c_port: origin.h2c_port, pid: origin.child.id(), _server: None }
+        Target { name: "direct".into(), port: origin.port, h2c_port: origin.h2c_port, pid: origin.child.id(), scrape: None, _server: None }
     }
 
     fn from(name: &str, server: Server) -> Target {
-        Target { name: name.into(), port: server.port, h2c_port: server.h2c_port, pid: server.child.id(), _server: Some(server) }
+        Target {
+            name: name.into(),
+            port: server.port,
+            h2c_port: server.h2c_port,
+            pid: server.child.id(),
+            scrape: None,
+            _server: Some(server),
+        }
     }
 
-    pub fn sitecar(_dir: &Path, bin: &str, origin: &Server, workers: usize) -> Result<Target> {
+    /// sitecar; `metrics` turns on the admin API and its metrics, `scrape` also scrapes them
+    /// every second during measurements.
+    pub fn sitecar(bin: &str, origin: &Server, workers: usize, metrics: bool, scrape: bool) -> Result<Target> {
         let port = free_port()?;
-        let child = spawn(Command::new(bin).args([
-            "proxy",
-            "--to",
-            &format!("127.0.0.1:{}", origin.port),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--threads",
-            &workers.to_string(),
-            "--access-log",
-            "off",
-        ]))?;
-        Ok(Target::from("sitecar", Server { port, h2c_port: port, child }))
+        let mut cmd = Command::new(bin);
+        cmd.args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.args(["--threads", &workers.to_string(), "--access-log", "off"]);
+        let admin = free_port()?;
+        if metrics {
+            cmd.args(["--admin", &format!("127.0.0.1:{admin}")]);
+        }
+        let name = match (metrics, scrape) {
+            (false, _) => "sitecar",
+            (true, false) => "sitecar-metrics",
+            (true, true) => "sitecar-scraped",
+        };
+        let mut t = Target::from(name, Server { port, h2c_port: port, child: spawn(&mut cmd)? });
+        t.scrape = scrape.then_some(admin);
+        Ok(t)
     }
 
     pub fn nginx(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
