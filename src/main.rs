@@ -16,6 +16,7 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    raise_fd_limit();
     match cli.command {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
         Command::Up(a) => up::up(a),
@@ -56,6 +57,19 @@ fn demo_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every client and upstream connection is a
+/// descriptor, and the usual soft limit of 1024 is far below `proxy.maxConnections`.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
         }
     }
 }

@@ -1,0 +1,76 @@
+//! What `sitecar up` says when it cannot start, and that it starts nothing then.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::Command;
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_taken_port_is_named_with_its_holder_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let marker = dir.path().join("started");
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"sitecontainers": [{{"name": "web", "properties": {{"image": "w", "isMain": true, "targetPort": "{}",
+              "startUpCommand": "touch {} && sleep 30"}}}}], "proxy": {{"listen": ["127.0.0.1:{port}"]}}, "admin": {{"listen": "127.0.0.1:{}"}}}}"#,
+            free_port(),
+            marker.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("up").arg(&spec).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}: the port is already in use")), "{err}");
+    assert!(err.contains(&format!("(held by pid {}", std::process::id())), "the holder is named: {err}");
+    assert!(err.contains("nothing was started"), "{err}");
+    assert!(!marker.exists(), "a container was started");
+    drop(taken);
+}
+
+#[test]
+fn an_invalid_spec_starts_nothing_and_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"[{"name": "web", "properties": {"image": "w", "isMain": true, "targetPort": "0", "startUpCommand": "x", "colour": 1}}]"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("up").arg(&spec).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("2 problems") && err.contains("nothing was started"), "{err}");
+    assert!(err.contains("$[0].properties.targetPort") && err.contains("$[0].properties.colour"), "{err}");
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let port = free_port();
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=1024:4096", env!("CARGO_BIN_EXE_sitecar"), "proxy", "--to", "127.0.0.1:9", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "sitecar proxy did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, 4096, "{line}");
+}
