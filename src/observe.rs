@@ -75,6 +75,30 @@ impl StackView for Stack {
         self.handle.restart(name)
     }
 
+    fn follow(&self, name: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        if !self.handle.status.borrow().iter().any(|c| c.name == name) {
+            return None;
+        }
+        let mut lines = self.handle.logs.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            loop {
+                match lines.recv().await {
+                    Ok(line) if *line.container == *name => {
+                        let json = serde_json::to_string(&line).unwrap_or_default();
+                        if tx.send(json).await.is_err() {
+                            return; // the client went away
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Some(rx)
+    }
+
     fn refresh_metrics(&self) {
         let statuses = self.handle.status.borrow().clone();
         if let Ok(mut m) = self.metrics.lock() {

@@ -115,6 +115,24 @@ fn metrics_status_and_logs_of_a_running_stack() {
     assert_eq!(e["status"], 502);
     wait_until("main back", Duration::from_secs(15), || http(admin, "GET", "/readyz").0 == 200);
 
+    // Following a container's log as server-sent events.
+    let mut follow = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    follow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    follow.write_all(b"GET /logs/web?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(": following") {
+        let n = follow.read(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.to_ascii_lowercase().contains("content-type: text/event-stream"), "{seen}");
+    assert_eq!(http(front, "GET", "/followed-line").0, 200);
+    while !seen.contains("GET /followed-line") {
+        let n = follow.read(&mut buf).expect("the followed line arrives");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("data: {"), "{seen}");
+
     // Logs, restart through the API, and the CLI.
     let (code, logs) = http(admin, "GET", "/logs/web?lines=5");
     assert_eq!(code, 200);

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::{Registry, TextEncoder};
 use tokio::net::TcpListener;
@@ -26,7 +29,14 @@ pub trait StackView: Send + Sync {
     fn restart(&self, name: &str) -> bool;
     /// Brings metrics that are read from the stack up to date, just before a scrape.
     fn refresh_metrics(&self) {}
+    /// New log lines of a container as JSON, until the receiver is dropped.
+    fn follow(&self, _name: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
+    }
 }
+
+/// Responses of the admin API: whole, or streamed (server-sent events).
+pub type AdminBody = BoxBody<Bytes, Infallible>;
 
 /// The admin API's state.
 pub struct Admin {
@@ -51,15 +61,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn reply(status: StatusCode, kind: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn reply(status: StatusCode, kind: &'static str, body: impl Into<Bytes>) -> Response<AdminBody> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<AdminBody> {
     reply(status, "application/json", v.to_string())
 }
 
@@ -73,7 +83,7 @@ impl Admin {
         given.is_some_and(|g| constant_time_eq(g, token.as_bytes()))
     }
 
-    pub fn handle<B>(&self, client: SocketAddr, req: Request<B>) -> Response<Full<Bytes>> {
+    pub fn handle<B>(&self, client: SocketAddr, req: Request<B>) -> Response<AdminBody> {
         if !self.authorized(client, &req) {
             let mut r = reply(StatusCode::UNAUTHORIZED, "text/plain", "admin API: a bearer token is required from this address\n");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -94,6 +104,12 @@ impl Admin {
                     HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
                 );
                 r
+            }
+            (&Method::GET, p) if p.starts_with("/logs/") && query.split('&').any(|kv| kv == "follow=1") => {
+                match self.stack.follow(&p["/logs/".len()..]) {
+                    Some(rx) => events(rx),
+                    None => reply(StatusCode::NOT_FOUND, "text/plain", "no such container\n"),
+                }
             }
             (&Method::GET, p) if p.starts_with("/logs/") => {
                 let lines = query.split('&').find_map(|kv| kv.strip_prefix("lines=")).and_then(|n| n.parse().ok()).unwrap_or(100);
@@ -129,13 +145,26 @@ impl Admin {
     }
 
     /// Prometheus text, after the stack's own metrics were brought up to date.
-    fn metrics(&self) -> Response<Full<Bytes>> {
+    fn metrics(&self) -> Response<AdminBody> {
         self.stack.refresh_metrics();
         match TextEncoder::new().encode_to_string(&self.registry.gather()) {
             Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
         }
     }
+}
+
+/// A server-sent event stream: one `data:` event per line received.
+fn events(rx: tokio::sync::mpsc::Receiver<String>) -> Response<AdminBody> {
+    let opening = futures_util::stream::once(async { Ok::<_, Infallible>(Frame::data(Bytes::from_static(b": following\n\n"))) });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(format!("data: {line}\n\n")))), rx))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(opening.chain(lines))));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Serves the admin API on `listener` until `shutdown`.
