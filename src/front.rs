@@ -120,7 +120,7 @@ pub async fn run(
             body_idle: t.body_progress,
             drop_underscore: settings.drop_underscore_headers,
         },
-        Upstream::new(main, t.connect, t.upstream_idle),
+        Upstream::new(main, t.connect, t.upstream_idle, ready.clone(), settings.hold),
         ready,
         access,
         metrics,

@@ -1,30 +1,92 @@
-//! The pooled HTTP/1.1 client to main on loopback.
+//! The pooled HTTP/1.1 client to main on loopback, with one retry of a refused connection after
+//! main is ready again: a request that arrives in the moment between main dying and the
+//! supervisor noticing is held like any other instead of failing (nothing reached main, so this is
+//! safe for every method).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::watch;
 
 use crate::body::UpstreamBody;
 
 /// Keep-alive connections to main, shared by every worker thread.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, UpstreamBody>,
+    client: Client<GatedConnector, UpstreamBody>,
     authority: Authority,
 }
 
+/// Connects to main; a refused connection is tried once more when main is ready (within `hold`).
+#[derive(Clone, Debug)]
+pub struct GatedConnector {
+    inner: HttpConnector,
+    ready: watch::Receiver<bool>,
+    hold: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for GatedConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        tower::Service::<Uri>::poll_ready(&mut self.inner, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let mut ready = self.ready.clone();
+        let hold = self.hold;
+        Box::pin(async move {
+            let first: Result<Self::Response, BoxError> = tower::Service::call(&mut inner, uri.clone()).await.map_err(Into::into);
+            match first {
+                Err(e) if refused(&*e) => {
+                    // Main just went away: give the supervisor a moment to notice, then wait for
+                    // main to be ready again, as a request arriving now would.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let back = tokio::time::timeout(hold, ready.wait_for(|r| *r)).await.map(|r| r.is_ok()).unwrap_or(false);
+                    if !back {
+                        return Err(e);
+                    }
+                    Ok(tower::Service::call(&mut inner, uri).await?)
+                }
+                other => other,
+            }
+        })
+    }
+}
+
+fn refused(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    let e: &(dyn std::error::Error + 'static) = e;
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = s.source();
+    }
+    false
+}
+
 impl Upstream {
-    /// `idle` closes pooled connections before the app does (Node closes idle ones after 5 s).
-    pub fn new(addr: SocketAddr, connect_timeout: Duration, idle: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.enforce_http(true);
+    /// `idle` closes pooled connections before the app does (Node closes idle ones after 5 s);
+    /// `ready` and `hold` are the readiness gate's, for the retry of a refused connection.
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, idle: Duration, ready: watch::Receiver<bool>, hold: Duration) -> Self {
+        let mut inner = HttpConnector::new();
+        inner.set_nodelay(true);
+        inner.set_connect_timeout(Some(connect_timeout));
+        inner.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(idle)
@@ -32,7 +94,7 @@ impl Upstream {
             // Retried only when a pooled connection closed before the request was written.
             .retry_canceled_requests(true)
             .set_host(false)
-            .build(connector);
+            .build(GatedConnector { inner, ready, hold });
         let authority = Authority::try_from(addr.to_string().as_str()).unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
         Self { client, authority }
     }
@@ -46,7 +108,7 @@ impl Upstream {
         Uri::from_parts(parts).unwrap_or_default()
     }
 
-    pub fn client(&self) -> &Client<HttpConnector, UpstreamBody> {
+    pub fn client(&self) -> &Client<GatedConnector, UpstreamBody> {
         &self.client
     }
 }

@@ -214,3 +214,21 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "idle connection not closed: {r:?}");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+#[tokio::test]
+async fn a_request_racing_mains_death_is_held_not_failed() {
+    // The gate still says ready, but nothing listens: main just died and the supervisor has not
+    // noticed yet. It then marks main not ready, and ready again once main is back.
+    let port = free_port();
+    let main = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let front = Front::start(main, config(), limits(), true).await;
+    let addr = front.addr;
+    let request = tokio::spawn(async move { get(addr, "/headers", "").await.0 });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    front.ready.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let origin = Origin::start_on(port);
+    front.ready.send_replace(true);
+    assert_eq!(request.await.unwrap(), 200, "held and answered once main was back");
+    drop(origin);
+}

@@ -24,7 +24,10 @@ pub struct Origin {
 
 impl Origin {
     pub fn start() -> Origin {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Origin {
         let script = format!("{}/tests/support/origin.py", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("python3").arg(script).arg(port.to_string()).stdout(Stdio::piped()).spawn().unwrap();
         // Wait for its "ready" line.
@@ -77,7 +80,7 @@ impl Front {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(ready);
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold);
         let edge = EdgeService::new(config, upstream, rx, None, None);
         let stop = CancellationToken::new();
         let conns = Arc::new(Semaphore::new(limits.max_connections));
@@ -93,7 +96,7 @@ impl Front {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(true);
         let config = config();
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold);
         let edge = EdgeService::new(config, upstream, rx, None, None);
         let stop = CancellationToken::new();
         tokio::spawn(certs.clone().watch(Duration::from_millis(200), stop.clone()));
