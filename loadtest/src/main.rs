@@ -27,7 +27,7 @@ struct Args {
     /// Interleaved rounds; the table shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Scenarios: small64, small256, body64k, newconn, h2c.
+    /// Scenarios: small64, small256, body64k, newconn, h2c, idle10k (memory per idle connection).
     #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c")]
     scenarios: Vec<String>,
     /// Proxies to compare (direct is always measured): sitecar, sitecar-metrics (admin API and
@@ -78,7 +78,11 @@ fn main() -> Result<()> {
     }
 
     println!("# loadtest: {} s per run, {} rounds, {} worker(s) each; {}", args.duration, args.rounds, args.workers, machine());
-    for scenario in &args.scenarios {
+    for scenario in args.scenarios.iter().filter(|s| *s == "idle10k") {
+        let _ = scenario;
+        idle_connections(&targets, 10_000)?;
+    }
+    for scenario in args.scenarios.iter().filter(|s| *s != "idle10k") {
         let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
         for _ in 0..args.rounds {
             for t in &targets {
@@ -87,6 +91,59 @@ fn main() -> Result<()> {
             }
         }
         print_table(scenario, &targets, &results);
+    }
+    Ok(())
+}
+
+/// Resident memory of each target with `n` idle keep-alive connections, each after one request.
+fn idle_connections(targets: &[Target], n: usize) -> Result<()> {
+    use std::io::{Read, Write};
+    // Our side needs a descriptor per connection too.
+    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    println!("\n## idle{}k: resident memory with {n} idle keep-alive connections\n", n / 1000);
+    println!("| target | RSS before MiB | RSS with connections MiB | KiB per connection | connections kept |");
+    println!("|---|---:|---:|---:|---:|");
+    for t in targets.iter().filter(|t| t.name != "direct") {
+        let before = procs::rss_kib(&procs::tree(t.pid));
+        let mut conns = Vec::with_capacity(n);
+        let mut buf = [0u8; 4096];
+        for _ in 0..n {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", t.port)) else { break };
+            // A target that refuses or closes connections is reported with fewer kept, not an error.
+            if s.set_read_timeout(Some(std::time::Duration::from_secs(5))).is_err()
+                || s.write_all(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n").is_err()
+            {
+                continue;
+            }
+            let mut got = 0;
+            while got == 0 || !buf[..got].windows(2).any(|w| w == b"ok") {
+                match s.read(&mut buf[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => got += k,
+                }
+            }
+            conns.push(s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut kept = 0;
+        for c in conns.iter_mut() {
+            // Still open: a non-blocking read would block rather than see the end.
+            if c.set_nonblocking(true).is_ok() && matches!(c.read(&mut buf), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                kept += 1;
+            }
+        }
+        let with = procs::rss_kib(&procs::tree(t.pid));
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {kept} |",
+            t.name,
+            before as f64 / 1024.0,
+            with as f64 / 1024.0,
+            (with.saturating_sub(before)) as f64 / conns.len().max(1) as f64
+        );
+        drop(conns);
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     Ok(())
 }

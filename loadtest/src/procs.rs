@@ -47,3 +47,13 @@ pub fn peak_rss_kib(pids: &[u32]) -> u64 {
         })
         .sum()
 }
+
+/// Sum of the processes' current resident memory (VmRSS), KiB.
+pub fn rss_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
