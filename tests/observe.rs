@@ -3,55 +3,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
-
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
-}
+mod support;
+use support::*;
 
 /// The value of one sample line of the Prometheus text, e.g. `name{labels}`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
 }
 
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn metrics_status_and_logs_of_a_running_stack() {
     let dir = tempfile::tempdir().unwrap();
-    let app = format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR"));
-    let (front, admin, side, main) = (free_port(), free_port(), free_port(), free_port());
-    let spec = dir.path().join("spec.json");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"{{"sitecontainers": [
-              {{"name": "side", "properties": {{"image": "t/side", "isMain": false, "targetPort": "{side}", "startUpCommand": "exec python3 {app} side {side}"}}}},
-              {{"name": "web", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{main}", "startUpCommand": "exec python3 {app} web {main}"}}}}
-            ], "proxy": {{"listen": ["127.0.0.1:{front}"]}}, "admin": {{"listen": "127.0.0.1:{admin}"}},
-            "health": {{"periodSeconds": 0.2}},
-            "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#
-        ),
-    )
-    .unwrap();
+    let (spec, Ports { front, admin, .. }) = two_container_spec(dir.path(), "side", r#", "health": {"periodSeconds": 0.2}"#);
     let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
         .arg("up")
         .arg(&spec)

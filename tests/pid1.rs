@@ -2,18 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::net::{Ipv4Addr, TcpListener};
+mod support;
+use support::*;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn app() -> String {
-    format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
 
 /// A spec of one sidecar and main, with app.py flags for each.
 fn write_spec(dir: &Path, side_flags: &str, main_flags: &str) -> std::path::PathBuf {
@@ -26,7 +20,7 @@ fn write_spec(dir: &Path, side_flags: &str, main_flags: &str) -> std::path::Path
         ], "appSettings": {{"EVENTS": "{events}"}},
         "proxy": {{"listen": ["127.0.0.1:{p1}"]}}, "admin": {{"listen": "127.0.0.1:{p2}"}},
         "local": {{"gracePeriodSeconds": 2}}}}"#,
-        app = app(),
+        app = app_py(),
         events = events.display(),
         p1 = free_port(),
         p2 = free_port()
@@ -38,14 +32,6 @@ fn write_spec(dir: &Path, side_flags: &str, main_flags: &str) -> std::path::Path
 
 fn events(dir: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(dir.join("events")).unwrap_or_default().lines().map(|l| l.split(' ').map(String::from).collect()).collect()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -110,7 +96,7 @@ fn ctrl_c_leaves_no_process_behind() {
     // main starts a child in its group and a daemon in a session of its own.
     let spec = write_spec(dir.path(), "child", "child daemon");
     let mut sitecar = up(&spec, &[]);
-    wait_for("main listening", Duration::from_secs(20), || events(dir.path()).iter().any(|e| e[1] == "listening" && e[2] == "web"));
+    wait_until("main listening", Duration::from_secs(20), || events(dir.path()).iter().any(|e| e[1] == "listening" && e[2] == "web"));
     let pids: Vec<u32> = events(dir.path())
         .iter()
         .filter(|e| matches!(e[1].as_str(), "start" | "child" | "daemon"))
@@ -136,7 +122,7 @@ fn as_pid_1_orphaned_zombies_are_reaped() {
     // Both apps leave a short-lived orphan behind, which sitecar (PID 1 here) adopts.
     let spec = write_spec(dir.path(), "orphan", "orphan");
     let mut unshare = up(&spec, &["unshare", "--pid", "--fork", "--mount-proc"]);
-    wait_for("main listening", Duration::from_secs(20), || events(dir.path()).iter().any(|e| e[1] == "listening" && e[2] == "web"));
+    wait_until("main listening", Duration::from_secs(20), || events(dir.path()).iter().any(|e| e[1] == "listening" && e[2] == "web"));
     // sitecar is unshare's child: PID 1 inside the new namespace.
     let sitecar = children_of(unshare.id()).first().map(|c| c.0).expect("sitecar runs under unshare");
     let status = std::fs::read_to_string(format!("/proc/{sitecar}/status")).unwrap();

@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod support;
+use support::*;
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
 
 #[test]
 fn a_taken_port_is_named_with_its_holder_and_nothing_starts() {

@@ -2,35 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    (
-        out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0),
-        out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default(),
-    )
-}
-
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+mod support;
+use support::*;
 
 /// Headless Chromium with the flags this machine's closed network needs.
 fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
@@ -47,20 +25,7 @@ fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn status_page_shows_containers_and_a_restart_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let app = format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR"));
-    let (front, admin, side, main) = (free_port(), free_port(), free_port(), free_port());
-    let spec = dir.path().join("spec.json");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"{{"sitecontainers": [
-              {{"name": "cache", "properties": {{"image": "t/cache", "isMain": false, "targetPort": "{side}", "startUpCommand": "exec python3 {app} cache {side}"}}}},
-              {{"name": "web", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{main}", "startUpCommand": "exec python3 {app} web {main}"}}}}
-            ], "proxy": {{"listen": ["127.0.0.1:{front}"]}}, "admin": {{"listen": "127.0.0.1:{admin}"}},
-            "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#
-        ),
-    )
-    .unwrap();
+    let (spec, Ports { front, admin, .. }) = two_container_spec(dir.path(), "cache", "");
     let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
         .arg("up")
         .arg(&spec)
@@ -69,23 +34,25 @@ fn status_page_shows_containers_and_a_restart_in_chromium() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("readyz", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", admin)).is_ok() && get(admin, "/readyz").0 == 200);
+    wait_until("readyz", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
+    });
     for i in 0..40 {
-        assert_eq!(get(front, &format!("/p/{i}")).0, 200);
+        assert_eq!(http(front, "GET", &format!("/p/{i}")).0, 200);
     }
     // Kill the sidecar and wait for its restart.
-    let (_, status) = get(admin, "/status");
+    let (_, status) = http(admin, "GET", "/status");
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     let pid = v["containers"][0]["pid"].as_u64().unwrap();
     Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     wait_until("the restart", Duration::from_secs(10), || {
-        let v: serde_json::Value = serde_json::from_str(&get(admin, "/status").1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&http(admin, "GET", "/status").1).unwrap();
         v["containers"][0]["restarts"] == 1 && v["containers"][0]["phase"] == "running"
     });
     // Traffic while the page is open, so it has rates to show.
     let load = std::thread::spawn(move || {
         for i in 0..200 {
-            let _ = get(front, &format!("/q/{i}"));
+            let _ = http(front, "GET", &format!("/q/{i}"));
             std::thread::sleep(Duration::from_millis(20));
         }
     });

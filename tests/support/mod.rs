@@ -1,0 +1,72 @@
+//! Shared builders of the binary's end-to-end tests: ports, waiting, plain HTTP, and the
+//! two-container stack (a sidecar and main, both control/tests/support/app.py).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// The test container program shared with the control crate's tests.
+pub fn app_py() -> String {
+    format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `f` every 100 ms until it holds, failing the test after `within`.
+pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close` to 127.0.0.1:`port`: (status, body).
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
+}
+
+/// Ports of a two-container stack.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub front: u16,
+    pub admin: u16,
+    pub side: u16,
+    pub main: u16,
+}
+
+/// Writes a spec with sidecar `side` and main `web` (both app.py) to `dir/spec.json`; `extra`
+/// adds top-level sections (each starting with a comma).
+pub fn two_container_spec(dir: &Path, side: &str, extra: &str) -> (PathBuf, Ports) {
+    let app = app_py();
+    let p = Ports { front: free_port(), admin: free_port(), side: free_port(), main: free_port() };
+    let spec = dir.join("spec.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"sitecontainers": [
+              {{"name": "{side}", "properties": {{"image": "t/{side}", "isMain": false, "targetPort": "{s}", "startUpCommand": "exec python3 {app} {side} {s}"}}}},
+              {{"name": "web", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{m}", "startUpCommand": "exec python3 {app} web {m}"}}}}
+            ], "proxy": {{"listen": ["127.0.0.1:{f}"]}}, "admin": {{"listen": "127.0.0.1:{a}"}}{extra},
+            "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#,
+            s = p.side,
+            m = p.main,
+            f = p.front,
+            a = p.admin,
+        ),
+    )
+    .unwrap();
+    (spec, p)
+}
