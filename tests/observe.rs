@@ -19,17 +19,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 fn metrics_status_and_logs_of_a_running_stack() {
     let dir = tempfile::tempdir().unwrap();
     let (spec, Ports { front, admin, .. }) = two_container_spec(dir.path(), "side", r#", "health": {"periodSeconds": 0.2}"#);
-    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .arg("up")
-        .arg(&spec)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("readyz", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
-    });
+    let mut sitecar = up_until_ready(&spec, admin);
 
     for i in 0..100 {
         assert_eq!(http(front, "GET", &format!("/page/{i}")).0, 200);

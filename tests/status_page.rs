@@ -26,17 +26,7 @@ fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
 fn status_page_shows_containers_and_a_restart_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let (spec, Ports { front, admin, .. }) = two_container_spec(dir.path(), "cache", "");
-    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .arg("up")
-        .arg(&spec)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("readyz", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
-    });
+    let mut sitecar = up_until_ready(&spec, admin);
     for i in 0..40 {
         assert_eq!(http(front, "GET", &format!("/p/{i}")).0, 200);
     }

@@ -70,3 +70,19 @@ pub fn two_container_spec(dir: &Path, side: &str, extra: &str) -> (PathBuf, Port
     .unwrap();
     (spec, p)
 }
+
+/// Runs `sitecar up SPEC` (output discarded) and waits until its admin API says main is ready.
+pub fn up_until_ready(spec: &Path, admin: u16) -> std::process::Child {
+    let sitecar = std::process::Command::new(env!("CARGO_BIN_EXE_sitecar"))
+        .arg("up")
+        .arg(spec)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("readyz", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
+    });
+    sitecar
+}
