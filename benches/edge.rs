@@ -34,11 +34,11 @@ fn browser_headers() -> HeaderMap {
 }
 
 fn headers(c: &mut Criterion) {
-    let peer = Peer {
-        client: "203.0.113.7:51234".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
-        local: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        https: false,
-    };
+    let peer = Peer::new(
+        "203.0.113.7:51234".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        SocketAddr::from(([127, 0, 0, 1], 8080)),
+        false,
+    );
     let uri: Uri = Uri::from_static("/products/42?ref=home");
     let template = browser_headers();
     c.bench_function("prepare_request (8 browser headers)", |b| {

@@ -75,11 +75,11 @@ impl EdgeService {
         let (response, upstream_time) = match self.forward(parts, body, websocket).await {
             Ok((resp, t)) => (resp, Some(t)),
             Err(e) => {
-                tracing::debug!(request_id = %ids.request_id, error = %e, "request failed");
+                tracing::debug!(request_id = %ids.request_id(), error = %e, "request failed");
                 if let Some(m) = &self.metrics {
-                    m.error(&e, &ids.request_id, &ids.trace_id, uri.as_ref().map_or("/", |u| u.path()));
+                    m.error(&e, ids.request_id(), ids.trace_id(), uri.as_ref().map_or("/", |u| u.path()));
                 }
-                (e.response(&ids.request_id), None)
+                (e.response(ids.request_id()), None)
             }
         };
         if let (Some(m), Some((method, request_bytes))) = (&self.metrics, measured) {
@@ -97,8 +97,8 @@ impl EdgeService {
                 bytes: response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
                 duration: start.elapsed(),
                 upstream: upstream_time,
-                request_id: ids.request_id.clone(),
-                trace_id: ids.trace_id.clone(),
+                request_id: ids.request_id().to_owned(),
+                trace_id: ids.trace_id().to_owned(),
                 user_agent,
                 referer,
             });

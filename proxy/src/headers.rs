@@ -36,19 +36,39 @@ static DISGUISED_HOST: HeaderName = HeaderName::from_static("disguised-host");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// What the forwarding rules need to know about the connection.
-#[derive(Debug, Clone, Copy)]
+/// What the forwarding rules need to know about the connection, with the values that every
+/// request on it sends already formatted (once per connection, not per request).
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub https: bool,
+    client_ip: HeaderValue,
+    client_port: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(client: SocketAddr, local: SocketAddr, https: bool) -> Self {
+        let value = |s: String| HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("-"));
+        Self { client, local, https, client_ip: value(client.ip().to_string()), client_port: value(client.port().to_string()) }
+    }
 }
 
 /// Ids given to one request, for logs and error bodies.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestIds {
-    pub request_id: String,
-    pub trace_id: String,
+    request_id: HeaderValue,
+    trace_id: [u8; 32],
+}
+
+impl RequestIds {
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id).unwrap_or("-")
+    }
 }
 
 /// True for a WebSocket upgrade request (HTTP/1.1 `Upgrade: websocket` with `Connection: upgrade`).
@@ -90,8 +110,6 @@ pub fn prepare_request(
     peer: &Peer,
     drop_underscore: bool,
 ) -> RequestIds {
-    // Room for what is added below, so the map grows once.
-    headers.reserve(16);
     let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(headers);
     // An Expect is answered here (hyper sends 100 Continue when the body is read).
@@ -116,13 +134,14 @@ pub fn prepare_request(
     }
     let host = headers.get(header::HOST).cloned();
 
-    let ip = peer.client.ip().to_string();
     match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
-            let xff = format!("{prev}, {ip}");
+            let xff = format!("{prev}, {}", peer.client.ip());
             set(headers, &X_FORWARDED_FOR, &xff);
         }
-        _ => set(headers, &X_FORWARDED_FOR, &ip),
+        _ => {
+            headers.insert(X_FORWARDED_FOR.clone(), peer.client_ip.clone());
+        }
     }
     let proto = HeaderValue::from_static(if peer.https { "https" } else { "http" });
     headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
@@ -134,26 +153,30 @@ pub fn prepare_request(
     if let Some(pq) = uri.path_and_query() {
         set(headers, &X_ORIGINAL_URL, pq.as_str());
     }
-    set(headers, &X_CLIENT_IP, &ip);
-    set(headers, &X_CLIENT_PORT, itoa(peer.client.port()).as_str());
+    headers.insert(X_CLIENT_IP.clone(), peer.client_ip.clone());
+    headers.insert(X_CLIENT_PORT.clone(), peer.client_port.clone());
 
     let request_id = match headers.get(&X_REQUEST_ID) {
-        Some(v) if ids::valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        Some(v) if ids::valid_request_id(v.as_bytes()) => v.clone(),
         _ => {
-            let id = ids::request_id();
-            set(headers, &X_REQUEST_ID, &id);
-            id
+            let v = bytes_value(&ids::request_id());
+            headers.insert(X_REQUEST_ID.clone(), v.clone());
+            v
         }
     };
-    set(headers, &X_ARR_LOG_ID, &ids::guid(&request_id));
+    let log_id = match <&[u8; 32]>::try_from(request_id.as_bytes()) {
+        Ok(hex) => bytes_value(&ids::guid(hex)),
+        Err(_) => request_id.clone(),
+    };
+    headers.insert(X_ARR_LOG_ID.clone(), log_id);
 
     let trace_id = match headers.get(&TRACEPARENT).and_then(|v| ids::trace_id(v.as_bytes())) {
-        Some(t) => t.to_owned(),
+        Some(t) => t,
         None => {
             // An invalid traceparent restarts the trace, and its tracestate goes with it.
             headers.remove(&TRACESTATE);
             let (tp, trace) = ids::new_traceparent();
-            set(headers, &TRACEPARENT, &tp);
+            headers.insert(TRACEPARENT.clone(), bytes_value(&tp));
             trace
         }
     };
@@ -184,8 +207,9 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     }
 }
 
-fn itoa(n: u16) -> String {
-    n.to_string()
+/// A header value from bytes that are valid by construction (hex digits, dashes).
+fn bytes_value(b: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(b).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -193,7 +217,7 @@ mod tests {
     use super::*;
 
     fn peer() -> Peer {
-        Peer { client: "203.0.113.7:51234".parse().unwrap(), local: "127.0.0.1:8080".parse().unwrap(), https: false }
+        Peer::new("203.0.113.7:51234".parse().unwrap(), "127.0.0.1:8080".parse().unwrap(), false)
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -247,10 +271,11 @@ mod tests {
         assert_eq!(h["x-original-url"], "/cart?id=3");
         assert_eq!(h["x-client-ip"], "203.0.113.7");
         assert_eq!(h["x-client-port"], "51234");
-        assert_eq!(h["x-request-id"], ids.request_id.as_str());
-        assert_eq!(h["x-arr-log-id"], ids::guid(&ids.request_id).as_str());
+        assert_eq!(h["x-request-id"], ids.request_id());
+        assert_eq!(h["x-arr-log-id"].to_str().unwrap().replace('-', ""), ids.request_id());
+        assert_eq!(h["x-arr-log-id"].len(), 36);
         assert_eq!(h["via"], "1.1 sitecar");
-        assert_eq!(ids::trace_id(h["traceparent"].as_bytes()), Some(ids.trace_id.as_str()));
+        assert_eq!(ids::trace_id(h["traceparent"].as_bytes()).as_ref().map(|t| std::str::from_utf8(t).unwrap()), Some(ids.trace_id()));
     }
 
     #[test]
@@ -258,17 +283,18 @@ mod tests {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut h = map(&[("host", "h"), ("x-request-id", "abc-123"), ("traceparent", tp), ("tracestate", "k=v"), ("via", "1.1 edge")]);
         let ids = prepare(&mut h, "/");
-        assert_eq!(ids.request_id, "abc-123");
+        assert_eq!(ids.request_id(), "abc-123");
+        assert_eq!(h["x-arr-log-id"], "abc-123", "a client's id that is not 32 hex digits is used as is");
         assert_eq!(h["traceparent"], tp);
         assert_eq!(h["tracestate"], "k=v");
-        assert_eq!(ids.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(h.get_all("via").iter().collect::<Vec<_>>(), ["1.1 edge", "1.1 sitecar"]);
 
         let mut h = map(&[("host", "h"), ("traceparent", "00-zz-bad"), ("tracestate", "k=v")]);
         let ids = prepare(&mut h, "/");
         assert_ne!(h["traceparent"], "00-zz-bad");
         assert!(!h.contains_key("tracestate"));
-        assert_eq!(ids.trace_id.len(), 32);
+        assert_eq!(ids.trace_id().len(), 32);
     }
 
     #[test]

@@ -27,30 +27,31 @@ pub fn random_u64() -> u64 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn hex_into(out: &mut String, mut v: u64, digits: usize) {
-    let mut buf = [0u8; 16];
-    for i in (0..digits).rev() {
-        buf[i] = HEX[(v & 0xf) as usize];
+/// Writes `v` as 16 lowercase hex digits into `out[..16]`.
+fn hex16(out: &mut [u8], mut v: u64) {
+    for i in (0..16).rev() {
+        out[i] = HEX[(v & 0xf) as usize];
         v >>= 4;
     }
-    out.push_str(std::str::from_utf8(&buf[..digits]).unwrap_or(""));
 }
 
-/// A new request id: 32 lowercase hex digits.
-pub fn request_id() -> String {
-    let mut s = String::with_capacity(32);
-    hex_into(&mut s, random_u64(), 16);
-    hex_into(&mut s, random_u64(), 16);
-    s
+/// A new request id: 32 lowercase hex digits, built without allocating.
+pub fn request_id() -> [u8; 32] {
+    let mut id = [0u8; 32];
+    hex16(&mut id[..16], random_u64());
+    hex16(&mut id[16..], random_u64());
+    id
 }
 
-/// A request id (32 hex digits) in GUID form, as App Service's `X-ARR-LOG-ID`.
-pub fn guid(id: &str) -> String {
-    if id.len() == 32 {
-        format!("{}-{}-{}-{}-{}", &id[0..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32])
-    } else {
-        id.to_owned()
-    }
+/// A 32-digit request id in GUID form, as App Service's `X-ARR-LOG-ID`.
+pub fn guid(id: &[u8; 32]) -> [u8; 36] {
+    let mut g = [b'-'; 36];
+    g[0..8].copy_from_slice(&id[0..8]);
+    g[9..13].copy_from_slice(&id[8..12]);
+    g[14..18].copy_from_slice(&id[12..16]);
+    g[19..23].copy_from_slice(&id[16..20]);
+    g[24..36].copy_from_slice(&id[20..32]);
+    g
 }
 
 /// An accepted request id from a client: short, printable, no spaces.
@@ -59,33 +60,32 @@ pub fn valid_request_id(v: &[u8]) -> bool {
 }
 
 /// The trace id of a valid version-00 `traceparent`, or `None`.
-pub fn trace_id(traceparent: &[u8]) -> Option<&str> {
+pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
     // 00-<32 hex>-<16 hex>-<2 hex>
-    if traceparent.len() < 55 || &traceparent[..3] != b"00-" || traceparent[35] != b'-' || traceparent[52] != b'-' {
+    if traceparent.len() != 55 || &traceparent[..3] != b"00-" || traceparent[35] != b'-' || traceparent[52] != b'-' {
         return None;
     }
     let lower_hex = |s: &[u8]| s.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
     let (trace, span, flags) = (&traceparent[3..35], &traceparent[36..52], &traceparent[53..55]);
-    if traceparent.len() != 55 || !lower_hex(trace) || !lower_hex(span) || !lower_hex(flags) {
+    if !lower_hex(trace) || !lower_hex(span) || !lower_hex(flags) {
         return None;
     }
     if trace.iter().all(|b| *b == b'0') || span.iter().all(|b| *b == b'0') {
         return None;
     }
-    std::str::from_utf8(trace).ok()
+    let mut id = [0u8; 32];
+    id.copy_from_slice(trace);
+    Some(id)
 }
 
-/// A new `traceparent` (sampled) and its trace id.
-pub fn new_traceparent() -> (String, String) {
-    let mut trace = String::with_capacity(32);
-    hex_into(&mut trace, random_u64(), 16);
-    hex_into(&mut trace, random_u64() | 1, 16);
-    let mut tp = String::with_capacity(55);
-    tp.push_str("00-");
-    tp.push_str(&trace);
-    tp.push('-');
-    hex_into(&mut tp, random_u64() | 1, 16);
-    tp.push_str("-01");
+/// A new sampled `traceparent` and its trace id, built without allocating.
+pub fn new_traceparent() -> ([u8; 55], [u8; 32]) {
+    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    hex16(&mut tp[3..19], random_u64());
+    hex16(&mut tp[19..35], random_u64() | 1);
+    hex16(&mut tp[36..52], random_u64() | 1);
+    let mut trace = [0u8; 32];
+    trace.copy_from_slice(&tp[3..35]);
     (tp, trace)
 }
 
@@ -96,22 +96,21 @@ mod tests {
     #[test]
     fn traceparents_are_validated() {
         let ok = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(trace_id(ok), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id(ok), Some(*b"4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(trace_id(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
         assert_eq!(trace_id(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), None);
         assert_eq!(trace_id(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"), None);
         assert_eq!(trace_id(b"garbage"), None);
         let (tp, trace) = new_traceparent();
-        assert_eq!(trace_id(tp.as_bytes()), Some(trace.as_str()));
+        assert_eq!(trace_id(&tp), Some(trace));
     }
 
     #[test]
     fn ids_differ_and_have_the_right_shape() {
         let (a, b) = (request_id(), request_id());
         assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(guid("0123456789abcdef0123456789abcdef"), "01234567-89ab-cdef-0123-456789abcdef");
+        assert!(a.iter().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(&guid(b"0123456789abcdef0123456789abcdef"), b"01234567-89ab-cdef-0123-456789abcdef");
         assert!(valid_request_id(b"abc-123"));
         assert!(!valid_request_id(b"a b"));
     }

@@ -86,10 +86,11 @@ pub async fn serve(
         };
         refused_logged = false;
         let _ = stream.set_nodelay(true);
-        let peer = Peer { client, local: stream.local_addr().unwrap_or(local), https: tls.is_some() };
+        let peer = Arc::new(Peer::new(client, stream.local_addr().unwrap_or(local), tls.is_some()));
         let edge = edge.clone();
         let service = service_fn(move |req| {
             let edge = edge.clone();
+            let peer = peer.clone();
             async move { Ok::<_, Infallible>(edge.handle(req, &peer).await) }
         });
         match &tls {
