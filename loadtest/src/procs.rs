@@ -38,22 +38,22 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
         .sum()
 }
 
-/// Sum of the processes' peak resident memory (VmHWM), KiB.
-pub fn peak_rss_kib(pids: &[u32]) -> u64 {
+/// Sum of one `/proc/<pid>/status` field (in KiB) over the processes.
+fn status_kib(pids: &[u32], field: &str) -> u64 {
     pids.iter()
         .filter_map(|p| {
             let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+            status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .sum()
 }
 
+/// Sum of the processes' peak resident memory (VmHWM), KiB.
+pub fn peak_rss_kib(pids: &[u32]) -> u64 {
+    status_kib(pids, "VmHWM:")
+}
+
 /// Sum of the processes' current resident memory (VmRSS), KiB.
 pub fn rss_kib(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .sum()
+    status_kib(pids, "VmRSS:")
 }
