@@ -3,7 +3,7 @@
 //! `sitecar status` command that reads it back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -270,11 +270,6 @@ pub fn fetch(admin: &str, path: &str) -> std::io::Result<String> {
         return Err(std::io::Error::other(head.lines().next().unwrap_or("no answer").to_string()));
     }
     Ok(body.to_string())
-}
-
-/// Keeps `Arc` in use for callers that share the stack view.
-pub fn shared(stack: Stack) -> Arc<dyn StackView> {
-    Arc::new(stack)
 }
 
 /// `sitecar logs [-f] [NAME...]`: recent lines with compose-style prefixes; `-f` keeps polling.

@@ -146,7 +146,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
     let admin = Arc::new(sitecar_proxy::admin::Admin {
         registry,
         token: spec.admin.token.as_ref().map(|t| t.expose().to_owned()),
-        stack: crate::observe::shared(stack_view),
+        stack: Arc::new(stack_view),
         http: Some(metrics.clone()),
     });
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));

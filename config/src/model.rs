@@ -79,14 +79,22 @@ impl Spec {
 
     /// Ports the front door and admin API own on the host: no process-mode container may take them.
     pub fn reserved_ports(&self) -> Vec<(u16, &'static str)> {
-        let mut ports: Vec<(u16, &'static str)> = self.proxy.listen.iter().map(|a| (a.port(), "front door")).collect();
-        if let Some(tls) = &self.proxy.tls {
-            ports.push((tls.listen.port(), "TLS front door"));
-        }
-        ports.push((self.admin.listen.port(), "admin API"));
-        ports
+        reserved_ports(&self.proxy, &self.admin)
     }
 }
+
+/// Ports the front door and admin API own on the host, each with its owner as a person reads it.
+pub fn reserved_ports(proxy: &ProxySettings, admin: &AdminSettings) -> Vec<(u16, &'static str)> {
+    let mut ports: Vec<(u16, &'static str)> = proxy.listen.iter().map(|a| (a.port(), "the front door")).collect();
+    if let Some(tls) = &proxy.tls {
+        ports.push((tls.listen.port(), "the TLS front door"));
+    }
+    ports.push((admin.listen.port(), ADMIN_OWNER));
+    ports
+}
+
+/// The owner [`reserved_ports`] names for the admin API's port.
+pub const ADMIN_OWNER: &str = "the admin API";
 
 /// One container of the spec (Azure's `SiteContainer`).
 #[derive(Debug, Clone)]

@@ -201,11 +201,7 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         RuntimeChoice::Auto if drafts.iter().all(has_command) => Runtime::Process,
         RuntimeChoice::Auto => Runtime::Oci,
     };
-    let mut reserved: Vec<(u16, &str)> = proxy.listen.iter().map(|a| (a.port(), "the front door")).collect();
-    if let Some(tls) = &proxy.tls {
-        reserved.push((tls.listen.port(), "the TLS front door"));
-    }
-    reserved.push((admin.listen.port(), "the admin API"));
+    let reserved = reserved_ports(&proxy, &admin);
     for d in &drafts {
         let name = d.name.as_deref().unwrap_or("?");
         if runtime == Runtime::Process && !has_command(d) {
@@ -219,7 +215,7 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         }
         let Some(port) = d.target_port else { continue };
         let Some((_, owner)) = reserved.iter().find(|(r, _)| *r == port) else { continue };
-        let main_on_front_door = d.is_main == Some(true) && !owner.contains("admin");
+        let main_on_front_door = d.is_main == Some(true) && *owner != ADMIN_OWNER;
         if runtime == Runtime::Process && !main_on_front_door {
             p.push(
                 Problem::new(&d.target_port_path, format!("port {port} belongs to {owner}"))

@@ -118,7 +118,8 @@ impl Supervisor {
         };
         let main = spec.main();
         let main_unit = spec.containers.iter().position(|c| c.is_main).unwrap_or(0);
-        let front: Vec<u16> = spec.proxy.listen.iter().map(|a| a.port()).chain(spec.proxy.tls.iter().map(|t| t.listen.port())).collect();
+        let front: Vec<u16> =
+            spec.reserved_ports().into_iter().filter(|(_, owner)| *owner != sitecar_config::ADMIN_OWNER).map(|(p, _)| p).collect();
 
         // Main's port on this host: its targetPort, unless the front door owns that port. With an
         // OCI runtime main listens in the stack's own namespace and is published on a free
@@ -234,16 +235,11 @@ impl Supervisor {
         if let Some(note) = &self.port_note {
             self.logs.event(&self.spec.main().name, note);
         }
-        for c in &self.spec.containers {
-            if matches!(self.runtime, Runtime::Process) {
-                for m in &c.volume_mounts {
-                    let dir = self
-                        .launches
-                        .iter()
-                        .find(|l| l.name == c.name)
-                        .and_then(|l| l.mounts.iter().find(|x| x.1 == m.container_mount_path))
-                        .map(|x| x.0.display().to_string())
-                        .unwrap_or_default();
+        if matches!(self.runtime, Runtime::Process) {
+            // Launches follow spec order, and their mounts the container's mount order.
+            for (c, launch) in self.spec.containers.iter().zip(&self.launches) {
+                for (m, (host_dir, _, _)) in c.volume_mounts.iter().zip(&launch.mounts) {
+                    let dir = host_dir.display();
                     self.logs.event(
                         &c.name,
                         &format!(

@@ -58,9 +58,9 @@ impl EdgeService {
             m.active.inc();
         }
         let (mut parts, body) = req.into_parts();
-        let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers)));
-        // For the error path's record: a Uri clone shares its bytes, nothing is copied here.
-        let uri = self.metrics.as_ref().map(|_| parts.uri.clone());
+        // What metrics need after the request is gone; a Uri clone shares its bytes (for the error
+        // path's record), nothing is copied here.
+        let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers), parts.uri.clone()));
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
         let ids = headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore);
         let log = self.access.as_ref().map(|_| {
@@ -76,13 +76,13 @@ impl EdgeService {
             Ok((resp, t)) => (resp, Some(t)),
             Err(e) => {
                 tracing::debug!(request_id = %ids.request_id(), error = %e, "request failed");
-                if let Some(m) = &self.metrics {
-                    m.error(&e, ids.request_id(), ids.trace_id(), uri.as_ref().map_or("/", |u| u.path()));
+                if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
+                    m.error(&e, ids.request_id(), ids.trace_id(), uri.path());
                 }
                 (e.response(ids.request_id()), None)
             }
         };
-        if let (Some(m), Some((method, request_bytes))) = (&self.metrics, measured) {
+        if let (Some(m), Some((method, request_bytes, _))) = (&self.metrics, measured) {
             m.active.dec();
             m.observe(&method, response.status(), start.elapsed(), request_bytes, content_length(response.headers()));
         }
@@ -94,7 +94,7 @@ impl EdgeService {
                 target,
                 version,
                 status: response.status().as_u16(),
-                bytes: response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
+                bytes: content_length(response.headers()),
                 duration: start.elapsed(),
                 upstream: upstream_time,
                 request_id: ids.request_id().to_owned(),

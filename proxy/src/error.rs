@@ -43,7 +43,11 @@ impl ProxyError {
         }
     }
 
-    /// A short metric/log label for the cause.
+    /// Every [`ProxyError::kind`], for metrics that resolve their labels up front.
+    pub const KINDS: [&'static str; 7] =
+        ["not_ready", "body_too_large", "body_stalled", "refused", "connect_timeout", "upstream", "timeout"];
+
+    /// A short metric/log label for the cause (one of [`ProxyError::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NotReady(_) => "not_ready",

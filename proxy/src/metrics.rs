@@ -14,7 +14,6 @@ const DURATION_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
 const SIZE_BUCKETS: [f64; 8] = [0.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
 const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "_OTHER"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const ERRORS: [&str; 7] = ["not_ready", "body_too_large", "body_stalled", "refused", "connect_timeout", "upstream", "timeout"];
 
 /// The front door's metrics; cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -59,7 +58,7 @@ impl HttpMetrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(held.clone()))?;
         let duration = METHODS.iter().map(|m| CLASSES.iter().map(|c| duration.with_label_values(&[*m, *c])).collect()).collect();
-        let errors = ERRORS.iter().map(|k| errors.with_label_values(&[*k])).collect();
+        let errors = ProxyError::KINDS.iter().map(|k| errors.with_label_values(&[*k])).collect();
         Ok(Self { duration, active, request_size, response_size, errors, held, recent_errors: Default::default() })
     }
 
@@ -116,7 +115,7 @@ impl HttpMetrics {
 
     /// Counts a failed request and keeps it, with its ids, among the recent errors.
     pub fn error(&self, e: &ProxyError, request_id: &str, trace_id: &str, target: &str) {
-        if let Some(i) = ERRORS.iter().position(|k| *k == e.kind()) {
+        if let Some(i) = ProxyError::KINDS.iter().position(|k| *k == e.kind()) {
             self.errors[i].inc();
         }
         let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
