@@ -84,6 +84,9 @@ fn round_trip(c: &mut Criterion) {
             max_body: None,
             body_idle: Duration::from_secs(10),
             drop_underscore: true,
+            compression: false,
+            cache: None,
+            offload: None,
         };
         let edge = EdgeService::new(
             config,

@@ -23,7 +23,7 @@ pub enum Command {
     /// Start the stack of a spec (or the embedded demo stack when none is given) behind the front door.
     Up(UpArgs),
     /// Run the front door alone in front of an app that is already running.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// Show the containers of a running sitecar, like `docker compose ps`.
     Status(AdminArgs),
     /// Print the log lines of a running sitecar's containers, with compose-style prefixes.
@@ -113,6 +113,32 @@ pub struct ProxyArgs {
     /// PEM private key for --tls-listen.
     #[arg(long, value_name = "FILE")]
     pub key: Option<std::path::PathBuf>,
+    /// Turn on the shared HTTP cache (RFC 9111) in memory.
+    #[arg(long)]
+    pub cache: bool,
+    /// Bound of the cache in bytes (default 256 MiB).
+    #[arg(long, value_name = "BYTES", requires = "cache")]
+    pub cache_max_bytes: Option<u64>,
+    /// Largest response the cache keeps, in bytes (default 8 MiB).
+    #[arg(long, value_name = "BYTES", requires = "cache")]
+    pub cache_max_object_bytes: Option<u64>,
+    /// Serve files under PREFIX from DIR at the edge; a missing file goes on to the app
+    /// (repeatable), e.g. /static=./public.
+    #[arg(long, value_name = "PREFIX=DIR", value_parser = parse_offload)]
+    pub offload: Vec<(String, PathBuf)>,
+    /// As --offload, but a missing file is a 404 instead of going on to the app.
+    #[arg(long, value_name = "PREFIX=DIR", value_parser = parse_offload)]
+    pub offload_only: Vec<(String, PathBuf)>,
+    /// Do not compress the app's responses.
+    #[arg(long)]
+    pub no_compression: bool,
+}
+
+fn parse_offload(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((prefix, dir)) if prefix.starts_with('/') && !dir.is_empty() => Ok((prefix.to_owned(), PathBuf::from(dir))),
+        _ => Err(format!("expected PREFIX=DIR with PREFIX starting with /, got \"{s}\"")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitecar_config::{AccessLog as LogSetting, ProxySettings};
+use sitecar_config::{AccessLog as LogSetting, OffloadRule, ProxySettings};
 use sitecar_proxy::access::{AccessLog, Format};
+use sitecar_proxy::cache::Cache;
 use sitecar_proxy::metrics::HttpMetrics;
+use sitecar_proxy::offload::Offload;
 use sitecar_proxy::tls::Certificates;
 use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
 use tokio::sync::{watch, Semaphore};
@@ -95,10 +97,19 @@ fn holder(port: u16) -> String {
     String::new()
 }
 
+/// What the front door serves itself before asking main.
+#[derive(Default)]
+pub struct AtEdge {
+    pub cache: Option<Arc<Cache>>,
+    pub offload: Vec<OffloadRule>,
+}
+
 /// Serves the front door on `listeners` until `shutdown`, then drains.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     listeners: Listeners,
     settings: &ProxySettings,
+    at_edge: AtEdge,
     main: SocketAddr,
     ready: watch::Receiver<bool>,
     access_sink: Option<Sink>,
@@ -119,6 +130,9 @@ pub async fn run(
             max_body: settings.max_body_bytes,
             body_idle: t.body_progress,
             drop_underscore: settings.drop_underscore_headers,
+            compression: settings.compression,
+            cache: at_edge.cache,
+            offload: (!at_edge.offload.is_empty()).then(|| Offload::new(&at_edge.offload)),
         },
         Upstream::new(main, t.connect, t.upstream_idle, ready.clone(), settings.hold),
         ready,

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
         Command::Up(a) => up::up(a),
-        Command::Proxy(a) => up::proxy(a),
+        Command::Proxy(a) => up::proxy(*a),
         Command::Status(a) => observe::status_command(&a.admin, a.json),
         Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
         Command::DemoApp(a) => demo_main(demo::app(a.port)),

@@ -92,6 +92,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         }
     };
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let offload = offload_rules(&spec.offload, &base_dir);
     let options = Options { base_dir, console: true, colour, adopt_orphans: true };
     let supervisor = match Supervisor::prepare(spec.clone(), options) {
         Ok(s) => s,
@@ -130,6 +131,13 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
             return 1;
         }
     };
+    let cache = match spec.cache.enabled.then(|| sitecar_proxy::cache::Cache::new(&spec.cache, Some(&registry))).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sitecar up: cache: {e}");
+            return 1;
+        }
+    };
     let admin_listener = match tokio::net::TcpListener::bind(spec.admin.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -148,6 +156,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         token: spec.admin.token.as_ref().map(|t| t.expose().to_owned()),
         stack: Arc::new(stack_view),
         http: Some(metrics.clone()),
+        cache: cache.clone(),
     });
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
     let stop_admin = CancellationToken::new();
@@ -161,7 +170,8 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         let stop_proxy = stop_proxy.clone();
         let stop_stack = stop_stack.clone();
         async move {
-            crate::front::run(listeners, &spec.proxy, handle.main_addr, ready_rx, Some(access), Some(metrics), stop_proxy).await;
+            let at_edge = crate::front::AtEdge { cache, offload };
+            crate::front::run(listeners, &spec.proxy, at_edge, handle.main_addr, ready_rx, Some(access), Some(metrics), stop_proxy).await;
             // The front door has drained: now main, then the sidecars.
             stop_stack.cancel();
         }
@@ -174,13 +184,44 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
 }
 
 pub fn proxy(args: ProxyArgs) -> ExitCode {
-    let mut settings = match &args.spec {
+    let (mut settings, mut cache_settings, mut offload) = match &args.spec {
         Some(file) => match sitecar_config::load_file(file, &LoadOptions::default()) {
-            Ok(spec) => spec.proxy,
+            Ok(spec) => {
+                let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+                let offload = offload_rules(&spec.offload, &base);
+                (spec.proxy, spec.cache, offload)
+            }
             Err(e) => return refuse(file, &e),
         },
-        None => sitecar_config::ProxySettings { listen: vec![std::net::SocketAddr::from(([0, 0, 0, 0], 8080))], ..Default::default() },
+        None => (
+            sitecar_config::ProxySettings { listen: vec![std::net::SocketAddr::from(([0, 0, 0, 0], 8080))], ..Default::default() },
+            sitecar_config::CacheSettings::default(),
+            Vec::new(),
+        ),
     };
+    if args.cache {
+        cache_settings.enabled = true;
+    }
+    if let Some(n) = args.cache_max_bytes {
+        cache_settings.max_bytes = n;
+    }
+    if let Some(n) = args.cache_max_object_bytes {
+        cache_settings.max_object_bytes = n;
+    }
+    if cache_settings.max_object_bytes > cache_settings.max_bytes || cache_settings.max_bytes < 1024 {
+        eprintln!("sitecar proxy: the cache needs --cache-max-bytes of at least 1024 and not below --cache-max-object-bytes");
+        return ExitCode::from(2);
+    }
+    for (list, fallthrough) in [(&args.offload, true), (&args.offload_only, false)] {
+        offload.extend(list.iter().map(|(prefix, dir)| sitecar_config::OffloadRule {
+            prefix: prefix.clone(),
+            dir: dir.clone(),
+            fallthrough,
+        }));
+    }
+    if args.no_compression {
+        settings.compression = false;
+    }
     if !args.listen.is_empty() {
         settings.listen =
             args.listen.iter().filter_map(|l| sitecar_config::parse_listen(l, std::net::Ipv4Addr::UNSPECIFIED.into())).collect();
@@ -234,6 +275,16 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         let stop = CancellationToken::new();
         tokio::spawn(signals(stop.clone()));
         let mut metrics = None;
+        let mut cache = None;
+        if cache_settings.enabled && args.admin.is_none() {
+            match sitecar_proxy::cache::Cache::new(&cache_settings, None) {
+                Ok(c) => cache = Some(c),
+                Err(e) => {
+                    eprintln!("sitecar proxy: cache: {e}");
+                    return 1;
+                }
+            }
+        }
         if let Some(addr) = &args.admin {
             let registry = prometheus::Registry::new();
             let http = match sitecar_proxy::metrics::HttpMetrics::new(&registry) {
@@ -244,6 +295,15 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
                 }
             };
             let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+            if cache_settings.enabled {
+                match sitecar_proxy::cache::Cache::new(&cache_settings, Some(&registry)) {
+                    Ok(c) => cache = Some(c),
+                    Err(e) => {
+                        eprintln!("sitecar proxy: cache: {e}");
+                        return 1;
+                    }
+                }
+            }
             let listener = match tokio::net::TcpListener::bind(addr.as_str()).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -252,7 +312,13 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
                 }
             };
             let view = crate::observe::ProxyOnly { listeners: listeners.urls(), upstream: args.to.to_string() };
-            let admin = Arc::new(sitecar_proxy::admin::Admin { registry, token: None, stack: Arc::new(view), http: Some(http.clone()) });
+            let admin = Arc::new(sitecar_proxy::admin::Admin {
+                registry,
+                token: None,
+                stack: Arc::new(view),
+                http: Some(http.clone()),
+                cache: cache.clone(),
+            });
             eprintln!("sitecar proxy: admin API on http://{addr}");
             tokio::spawn(sitecar_proxy::admin::serve(listener, admin, stop.clone()));
             metrics = Some(http);
@@ -260,9 +326,15 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         // A running app is ready by definition: it is the user's to start and stop.
         let (_ready_tx, ready_rx) = watch::channel(true);
         let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
-        crate::front::run(listeners, &settings, args.to, ready_rx, Some(sink), metrics, stop).await;
+        let at_edge = crate::front::AtEdge { cache, offload };
+        crate::front::run(listeners, &settings, at_edge, args.to, ready_rx, Some(sink), metrics, stop).await;
         0
     }))
+}
+
+/// Offload directories, relative ones taken from the spec's directory.
+fn offload_rules(rules: &[sitecar_config::OffloadRule], base: &Path) -> Vec<sitecar_config::OffloadRule> {
+    rules.iter().map(|r| sitecar_config::OffloadRule { dir: base.join(&r.dir), ..r.clone() }).collect()
 }
 
 /// HTTP metrics for the front door, process metrics, and container metrics, in one registry.

@@ -278,6 +278,9 @@ pub struct ProxySettings {
     pub drop_underscore_headers: bool,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
+    /// Compress main's responses (gzip, br, zstd) for clients that accept it when main did not
+    /// (default true).
+    pub compression: bool,
 }
 
 impl Default for ProxySettings {
@@ -295,6 +298,7 @@ impl Default for ProxySettings {
             access_log: AccessLog::Common,
             drop_underscore_headers: true,
             threads: None,
+            compression: true,
         }
     }
 }
@@ -390,11 +394,13 @@ pub struct CacheSettings {
     pub max_bytes: u64,
     /// Largest response stored (default 8 MiB).
     pub max_object_bytes: u64,
+    /// How long concurrent misses for one URL wait for the first one's response (default 5 s).
+    pub lock_timeout: Duration,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { enabled: false, max_bytes: 256 << 20, max_object_bytes: 8 << 20 }
+        Self { enabled: false, max_bytes: 256 << 20, max_object_bytes: 8 << 20, lock_timeout: Duration::from_secs(5) }
     }
 }
 

@@ -152,6 +152,9 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
         s.drop_underscore_headers = b;
     }
     s.threads = o.integer(p, "threads", 1, 1024).map(|n| n as usize);
+    if let Some(b) = o.boolean(p, "compression") {
+        s.compression = b;
+    }
     o.finish(p);
     s
 }
@@ -213,6 +216,9 @@ pub(crate) fn cache(p: &mut Problems, doc: &mut Obj<'_>) -> CacheSettings {
     }
     if let Some(n) = o.integer(p, "maxObjectBytes", 1, u64::MAX) {
         s.max_object_bytes = n;
+    }
+    if let Some(d) = o.seconds(p, "lockTimeoutSeconds", 600.0) {
+        s.lock_timeout = d;
     }
     if s.max_object_bytes > s.max_bytes {
         p.push(

@@ -45,6 +45,8 @@ pub struct Admin {
     pub stack: Arc<dyn StackView>,
     /// The front door's metrics, summarised in `/status` for the status page.
     pub http: Option<Arc<crate::metrics::HttpMetrics>>,
+    /// The shared cache, for `POST /cache/purge` and the totals in `/status`.
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -126,8 +128,38 @@ impl Admin {
                     reply(StatusCode::NOT_FOUND, "text/plain", "no such container\n")
                 }
             }
+            (&Method::POST, "/cache/purge") => self.purge(query),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
+    }
+
+    /// `POST /cache/purge?url=/path` drops one path (every host and query string);
+    /// `?prefix=/static/` every path under a prefix.
+    fn purge(&self, query: &str) -> Response<AdminBody> {
+        let Some(cache) = &self.cache else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", "the cache is not enabled (cache.enabled in the spec)\n");
+        };
+        let arg = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        };
+        let (path, prefix) = match (arg("url"), arg("prefix")) {
+            (Some(u), None) => (u, false),
+            (None, Some(p)) => (p, true),
+            _ => return reply(StatusCode::BAD_REQUEST, "text/plain", "give exactly one of ?url=/path or ?prefix=/path/\n"),
+        };
+        // A full URL names its path.
+        let path = match path.parse::<http::Uri>() {
+            Ok(u) if u.scheme().is_some() => u.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned()),
+            _ => path,
+        };
+        if !path.starts_with('/') {
+            return reply(StatusCode::BAD_REQUEST, "text/plain", "the path must start with /\n");
+        }
+        let purged = cache.purge(&path, prefix);
+        json(StatusCode::OK, &serde_json::json!({"purged": purged, "path": path, "prefix": prefix}))
     }
 }
 
@@ -140,6 +172,9 @@ impl Admin {
             obj.insert("traffic".into(), http.summary());
             obj.insert("recent_errors".into(), serde_json::Value::Array(http.recent_errors()));
             obj.insert("now_ms".into(), serde_json::json!(now));
+        }
+        if let (Some(cache), Some(obj)) = (&self.cache, v.as_object_mut()) {
+            obj.insert("cache".into(), serde_json::json!({"entries": cache.entries(), "bytes": cache.bytes()}));
         }
         v
     }
@@ -206,7 +241,7 @@ mod tests {
     }
 
     fn admin(token: Option<&str>) -> Admin {
-        Admin { registry: Registry::new(), token: token.map(String::from), stack: Arc::new(Fixed), http: None }
+        Admin { registry: Registry::new(), token: token.map(String::from), stack: Arc::new(Fixed), http: None, cache: None }
     }
 
     fn get(path: &str, auth: Option<&str>) -> Request<()> {

@@ -13,11 +13,27 @@ use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A response body: main's, streamed as it comes, or one made here.
-#[derive(Debug)]
+/// A response body: main's, streamed as it comes; one made here or held by the cache (a `Bytes`
+/// shared with the store, never copied per response); a file of an offload rule; main's on its way
+/// into the cache; or any of these compressed for the client.
 pub enum EdgeBody {
     Upstream(Incoming),
     Full(Option<Bytes>),
+    File(Box<tower_http::services::fs::ServeFileSystemResponseBody>),
+    Fill(Box<crate::cache::Fill>),
+    Compressed(Box<tower_http::compression::CompressionBody<EdgeBody>>),
+}
+
+impl std::fmt::Debug for EdgeBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EdgeBody::Upstream(_) => "EdgeBody::Upstream",
+            EdgeBody::Full(_) => "EdgeBody::Full",
+            EdgeBody::File(_) => "EdgeBody::File",
+            EdgeBody::Fill(_) => "EdgeBody::Fill",
+            EdgeBody::Compressed(_) => "EdgeBody::Compressed",
+        })
+    }
 }
 
 impl EdgeBody {
@@ -38,6 +54,9 @@ impl Body for EdgeBody {
         match self.get_mut() {
             EdgeBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             EdgeBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            EdgeBody::File(b) => Pin::new(b.as_mut()).poll_frame(cx).map_err(Into::into),
+            EdgeBody::Fill(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            EdgeBody::Compressed(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -45,6 +64,9 @@ impl Body for EdgeBody {
         match self {
             EdgeBody::Upstream(b) => b.is_end_stream(),
             EdgeBody::Full(b) => b.is_none(),
+            EdgeBody::File(b) => b.is_end_stream(),
+            EdgeBody::Fill(b) => b.is_end_stream(),
+            EdgeBody::Compressed(b) => b.is_end_stream(),
         }
     }
 
@@ -53,6 +75,9 @@ impl Body for EdgeBody {
             EdgeBody::Upstream(b) => b.size_hint(),
             EdgeBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             EdgeBody::Full(None) => SizeHint::with_exact(0),
+            EdgeBody::File(b) => b.size_hint(),
+            EdgeBody::Fill(b) => b.size_hint(),
+            EdgeBody::Compressed(b) => b.size_hint(),
         }
     }
 }
@@ -69,10 +94,10 @@ pub enum BodyError {
 }
 
 /// The client's request body on its way to main: streamed, never buffered, cut when it grows
-/// past `limit` or pauses longer than `idle`.
+/// past `limit` or pauses longer than `idle`. Empty for the cache's own revalidations.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
@@ -82,7 +107,11 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
-        Self { inner, limit, seen: 0, idle, sleep: None }
+        Self { inner: Some(inner), limit, seen: 0, idle, sleep: None }
+    }
+
+    pub fn empty() -> Self {
+        Self { inner: None, limit: None, seen: 0, idle: Duration::ZERO, sleep: None }
     }
 }
 
@@ -92,7 +121,8 @@ impl Body for UpstreamBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.sleep = None;
                 let frame = match frame {
@@ -118,10 +148,10 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }

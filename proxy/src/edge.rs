@@ -1,20 +1,23 @@
 //! `EdgeService::handle`: the request path, top to bottom.
-//! admit (main ready?) -> limits -> rewrite head -> forward to main -> rewrite response -> log.
+//! offload (files at the edge) -> cache (RFC 9111) -> admit (main ready?) -> limits -> forward to
+//! main -> rewrite response -> compress -> log.
 
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{header, Request, Response, StatusCode, Version};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::access::{AccessLog, Record};
 use crate::body::{BodyError, EdgeBody, UpstreamBody};
+use crate::cache::{cache_status, Cache, Fill, Lookup, Outcome, StaleReason, Stored, Turn};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer};
 use crate::metrics::HttpMetrics;
+use crate::offload::Offload;
 use crate::upstream::Upstream;
 
 /// Settings of the request path.
@@ -29,16 +32,35 @@ pub struct EdgeConfig {
     /// Longest pause in a request body.
     pub body_idle: Duration,
     pub drop_underscore: bool,
+    /// Compress main's responses for clients that accept it.
+    pub compression: bool,
+    /// The shared cache, when enabled.
+    pub cache: Option<Arc<Cache>>,
+    /// Files served at the edge.
+    pub offload: Option<Offload>,
 }
 
 /// The front door's request handling, shared by every connection.
 #[derive(Debug)]
 pub struct EdgeService {
     config: EdgeConfig,
-    upstream: Upstream,
+    origin: Origin,
     ready: watch::Receiver<bool>,
     access: Option<AccessLog>,
     metrics: Option<Arc<HttpMetrics>>,
+}
+
+/// How a request was answered, besides its response.
+struct Answer {
+    response: Response<EdgeBody>,
+    /// Time until main's response head, when main was asked.
+    upstream: Option<Duration>,
+}
+
+impl Answer {
+    fn local(response: Response<EdgeBody>) -> Self {
+        Self { response, upstream: None }
+    }
 }
 
 impl EdgeService {
@@ -49,7 +71,8 @@ impl EdgeService {
         access: Option<AccessLog>,
         metrics: Option<Arc<HttpMetrics>>,
     ) -> Arc<Self> {
-        Arc::new(Self { config, upstream, ready, access, metrics })
+        let origin = Origin { upstream, request_timeout: config.request_timeout, connect_timeout: config.connect_timeout };
+        Arc::new(Self { config, origin, ready, access, metrics })
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<EdgeBody> {
@@ -71,9 +94,14 @@ impl EdgeService {
                 agent(&parts.headers),
             )
         });
+        let accept_encoding = if self.config.compression && parts.method != Method::HEAD {
+            parts.headers.get(header::ACCEPT_ENCODING).cloned()
+        } else {
+            None
+        };
 
-        let (response, upstream_time) = match self.forward(parts, body, websocket).await {
-            Ok((resp, t)) => (resp, Some(t)),
+        let (mut response, upstream_time) = match self.route(parts, body, websocket).await {
+            Ok(a) => (a.response, a.upstream),
             Err(e) => {
                 tracing::debug!(request_id = %ids.request_id(), error = %e, "request failed");
                 if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
@@ -82,6 +110,9 @@ impl EdgeService {
                 (e.response(ids.request_id()), None)
             }
         };
+        if let Some(accept) = accept_encoding {
+            response = compress(accept, response).await;
+        }
         if let (Some(m), Some((method, request_bytes, _))) = (&self.metrics, measured) {
             m.active.dec();
             m.observe(&method, response.status(), start.elapsed(), request_bytes, content_length(response.headers()));
@@ -106,6 +137,204 @@ impl EdgeService {
         response
     }
 
+    /// Offload, then the cache, then main.
+    async fn route(&self, parts: http::request::Parts, body: Incoming, websocket: bool) -> Result<Answer, ProxyError> {
+        if let Some(offload) = &self.config.offload {
+            if let Some(r) = offload.serve(&parts).await {
+                return Ok(Answer::local(r));
+            }
+        }
+        match &self.config.cache {
+            Some(cache) if !websocket => self.through_cache(cache, parts, body).await,
+            _ => self.forward(parts, UpstreamBody::new(body, self.config.max_body, self.config.body_idle), websocket).await,
+        }
+    }
+
+    /// The cache's part of the request path (RFC 9111): fresh hits answered from memory, stale
+    /// entries revalidated (in the background within `stale-while-revalidate`, or served when
+    /// main fails within `stale-if-error`), concurrent misses collapsed into one request to main,
+    /// storable responses kept on their way to the client, and unsafe methods invalidating.
+    async fn through_cache(&self, cache: &Arc<Cache>, parts: http::request::Parts, body: Incoming) -> Result<Answer, ProxyError> {
+        let body = UpstreamBody::new(body, self.config.max_body, self.config.body_idle);
+        let safe = parts.method == Method::GET || parts.method == Method::HEAD;
+        if !safe {
+            return self.unsafe_request(cache, parts, body).await;
+        }
+        if no_store(&parts.headers) {
+            return self.bypass(cache, parts, body, "request").await;
+        }
+        let key = Cache::key(&parts);
+        let now = SystemTime::now();
+        let with_directives = parts.headers.contains_key(header::CACHE_CONTROL) || parts.headers.contains_key(header::PRAGMA);
+        let vary_miss = match cache.lookup(&key, &parts.headers) {
+            Lookup::Found(s) => {
+                if s.fresh(now) && (!with_directives || s.satisfies(&parts, now)) {
+                    cache.count(Outcome::Hit);
+                    return Ok(Answer::local(s.respond(&parts, now, cache_status(Outcome::Hit, Some(s.ttl(now)), false))));
+                }
+                return self.revalidate(cache, key, s, parts, now, with_directives).await;
+            }
+            Lookup::VaryMiss => true,
+            Lookup::None => false,
+        };
+        let miss = Outcome::Miss { stored: false, vary: vary_miss, stale: false };
+        // A client's own conditional or range request on a miss goes to main as it is.
+        if parts.method == Method::HEAD || conditional(&parts.headers) {
+            cache.count(miss);
+            let mut a = self.forward(parts, body, false).await?;
+            tag(&mut a.response, cache_status(miss, None, false));
+            return Ok(a);
+        }
+        match cache.turn(&key) {
+            Turn::Fill(guard) => self.fill(cache, key, parts, body, miss, Some(guard)).await,
+            Turn::Wait(mut rx) => {
+                // Another request is asking main for this URL: wait for its answer.
+                let _ = tokio::time::timeout(cache.lock_timeout, rx.changed()).await;
+                let now = SystemTime::now();
+                if let Lookup::Found(s) = cache.lookup(&key, &parts.headers) {
+                    if s.fresh(now) && (!with_directives || s.satisfies(&parts, now)) {
+                        cache.count(Outcome::Hit);
+                        return Ok(Answer::local(s.respond(&parts, now, cache_status(Outcome::Hit, Some(s.ttl(now)), true))));
+                    }
+                }
+                self.fill(cache, key, parts, body, miss, None).await
+            }
+        }
+    }
+
+    /// Asks main and stores its response if it may be.
+    async fn fill(
+        &self,
+        cache: &Arc<Cache>,
+        key: Arc<str>,
+        parts: http::request::Parts,
+        body: UpstreamBody,
+        miss: Outcome,
+        guard: Option<crate::cache::FillGuard>,
+    ) -> Result<Answer, ProxyError> {
+        let head = request_head(&parts);
+        let (resp, took) = self.ask(parts, body).await?;
+        let (mut rp, incoming) = resp.into_parts();
+        headers::prepare_response(&mut rp.headers, false);
+        let candidate = cache.candidate(&head, &rp, SystemTime::now());
+        let stored = candidate.is_some();
+        cache.count(miss);
+        let body = match candidate {
+            Some(c) => EdgeBody::Fill(Box::new(Fill::new(incoming, c, cache.clone(), key, guard))),
+            None => EdgeBody::Upstream(incoming),
+        };
+        let outcome = match miss {
+            Outcome::Miss { vary, stale, .. } => Outcome::Miss { stored, vary, stale },
+            other => other,
+        };
+        rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
+        rp.version = head.version;
+        Ok(Answer { response: Response::from_parts(rp, body), upstream: Some(took) })
+    }
+
+    /// A stored response that cannot answer as it is: served stale while a background request
+    /// refreshes it, or revalidated with main now; stale again if main fails and that is allowed.
+    async fn revalidate(
+        &self,
+        cache: &Arc<Cache>,
+        key: Arc<str>,
+        stored: Arc<Stored>,
+        parts: http::request::Parts,
+        now: SystemTime,
+        with_directives: bool,
+    ) -> Result<Answer, ProxyError> {
+        let stale = |reason| {
+            cache.count(Outcome::Stale(reason));
+            Ok(Answer::local(stored.respond(&parts, now, cache_status(Outcome::Stale(reason), Some(stored.ttl(now)), false))))
+        };
+        if !with_directives && stored.within_stale_while_revalidate(now) {
+            if let Turn::Fill(guard) = cache.turn(&key) {
+                let request = stored.revalidation(&parts, now);
+                let (origin, cache, stored, key) = (self.origin.clone(), cache.clone(), stored.clone(), key.clone());
+                tokio::spawn(async move {
+                    let head = request.clone();
+                    if let Ok((resp, _)) = origin.send(Request::from_parts(request, UpstreamBody::empty())).await {
+                        refresh_in_background(&cache, &key, &stored, &head, resp).await;
+                    }
+                    drop(guard);
+                });
+            }
+            return stale(StaleReason::WhileRevalidate);
+        }
+        // Main is down and the response may be served stale on error: do not wait for it.
+        if !*self.ready.borrow() && stored.within_stale_if_error(now) {
+            return stale(StaleReason::IfError);
+        }
+        let request = stored.revalidation(&parts, now);
+        let head = request.clone();
+        match self.ask(request, UpstreamBody::empty()).await {
+            Ok((resp, took)) => {
+                let (mut rp, incoming) = resp.into_parts();
+                headers::prepare_response(&mut rp.headers, false);
+                if rp.status == StatusCode::NOT_MODIFIED {
+                    if let Some(fresh) = cache.refresh(&key, &stored, &head, &rp, SystemTime::now()) {
+                        cache.count(Outcome::Revalidated);
+                        let now = SystemTime::now();
+                        let r = fresh.respond(&parts, now, cache_status(Outcome::Revalidated, Some(fresh.ttl(now)), false));
+                        return Ok(Answer { response: r, upstream: Some(took) });
+                    }
+                }
+                if rp.status.is_server_error() && stored.within_stale_if_error(now) {
+                    return stale(StaleReason::IfError);
+                }
+                // A new response: it replaces the stored one when it may be stored.
+                let candidate = cache.candidate(&head, &rp, SystemTime::now());
+                let outcome = Outcome::Miss { stored: candidate.is_some(), vary: false, stale: true };
+                cache.count(outcome);
+                let body = match candidate {
+                    Some(c) if rp.status != StatusCode::NOT_MODIFIED => {
+                        EdgeBody::Fill(Box::new(Fill::new(incoming, c, cache.clone(), key, None)))
+                    }
+                    _ => EdgeBody::Upstream(incoming),
+                };
+                rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
+                rp.version = parts.version;
+                Ok(Answer { response: Response::from_parts(rp, body), upstream: Some(took) })
+            }
+            Err(_) if stored.within_stale_if_error(now) => stale(StaleReason::IfError),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Unsafe methods go to main; a success invalidates the URL and the `Location` and
+    /// `Content-Location` it names on this host (RFC 9111 §4.4).
+    async fn unsafe_request(&self, cache: &Arc<Cache>, parts: http::request::Parts, body: UpstreamBody) -> Result<Answer, ProxyError> {
+        let key = Cache::key(&parts);
+        let host_len = key.len() - parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+        let host = key[..host_len].to_owned();
+        let mut a = self.forward(parts, body, false).await?;
+        let status = a.response.status();
+        if status.is_success() || status.is_redirection() {
+            cache.invalidate(&key);
+            for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                if let Some(target) = a.response.headers().get(&name).and_then(|v| v.to_str().ok()).and_then(|t| same_host_key(&host, t)) {
+                    cache.invalidate(&target);
+                }
+            }
+        }
+        cache.count(Outcome::Bypass("method"));
+        tag(&mut a.response, cache_status(Outcome::Bypass("method"), None, false));
+        Ok(a)
+    }
+
+    async fn bypass(
+        &self,
+        cache: &Cache,
+        parts: http::request::Parts,
+        body: UpstreamBody,
+        why: &'static str,
+    ) -> Result<Answer, ProxyError> {
+        cache.count(Outcome::Bypass(why));
+        let mut a = self.forward(parts, body, false).await?;
+        tag(&mut a.response, cache_status(Outcome::Bypass(why), None, false));
+        Ok(a)
+    }
+
     /// Waits until main is ready, at most the hold time.
     async fn admit(&self) -> Result<(), ProxyError> {
         if *self.ready.borrow() {
@@ -122,33 +351,23 @@ impl EdgeService {
         }
     }
 
-    async fn forward(
-        &self,
-        mut parts: http::request::Parts,
-        body: Incoming,
-        websocket: bool,
-    ) -> Result<(Response<EdgeBody>, Duration), ProxyError> {
+    /// Main's response to a request, after the readiness gate.
+    async fn ask(&self, mut parts: http::request::Parts, body: UpstreamBody) -> Result<(Response<Incoming>, Duration), ProxyError> {
         if let (Some(limit), Some(len)) = (self.config.max_body, content_length(&parts.headers)) {
             if len > limit {
                 return Err(ProxyError::BodyTooLarge(limit));
             }
         }
         self.admit().await?;
+        parts.uri = self.origin.upstream.uri(parts.uri.path_and_query());
+        parts.version = Version::HTTP_11;
+        self.origin.send(Request::from_parts(parts, body)).await
+    }
 
+    async fn forward(&self, mut parts: http::request::Parts, body: UpstreamBody, websocket: bool) -> Result<Answer, ProxyError> {
         let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
         let client_version = parts.version;
-        parts.uri = self.upstream.uri(parts.uri.path_and_query());
-        parts.version = Version::HTTP_11;
-        let request = Request::from_parts(parts, UpstreamBody::new(body, self.config.max_body, self.config.body_idle));
-
-        let asked = Instant::now();
-        let result = tokio::time::timeout(self.config.request_timeout, self.upstream.client().request(request)).await;
-        let mut resp = match result {
-            Err(_) => return Err(ProxyError::Timeout(self.config.request_timeout)),
-            Ok(Err(e)) => return Err(self.classify(&e)),
-            Ok(Ok(r)) => r,
-        };
-        let took = asked.elapsed();
+        let (mut resp, took) = self.ask(parts, body).await?;
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
@@ -168,7 +387,31 @@ impl EdgeService {
         parts.version = client_version;
         headers::prepare_response(&mut parts.headers, switching);
         let body = if switching { EdgeBody::empty() } else { EdgeBody::Upstream(body) };
-        Ok((Response::from_parts(parts, body), took))
+        Ok(Answer { response: Response::from_parts(parts, body), upstream: Some(took) })
+    }
+}
+
+/// The pooled client to main with its timeouts; cloned into the cache's background refreshes.
+#[derive(Debug, Clone)]
+struct Origin {
+    upstream: Upstream,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Origin {
+    /// Sends a request whose URI is already main's; the time until the response head.
+    async fn send(&self, mut request: Request<UpstreamBody>) -> Result<(Response<Incoming>, Duration), ProxyError> {
+        if request.uri().scheme().is_none() {
+            *request.uri_mut() = self.upstream.uri(request.uri().path_and_query());
+            *request.version_mut() = Version::HTTP_11;
+        }
+        let asked = Instant::now();
+        match tokio::time::timeout(self.request_timeout, self.upstream.client().request(request)).await {
+            Err(_) => Err(ProxyError::Timeout(self.request_timeout)),
+            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Ok(r)) => Ok((r, asked.elapsed())),
+        }
     }
 
     /// Who failed: the client's body, connecting to main, or main itself.
@@ -185,7 +428,7 @@ impl EdgeService {
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
                 if e.is_connect() {
                     return match io.kind() {
-                        std::io::ErrorKind::TimedOut => ProxyError::ConnectTimeout(self.config.connect_timeout),
+                        std::io::ErrorKind::TimedOut => ProxyError::ConnectTimeout(self.connect_timeout),
                         _ => ProxyError::Refused(io.to_string()),
                     };
                 }
@@ -195,11 +438,104 @@ impl EdgeService {
         if e.is_connect() {
             let text = e.source().map(|s| s.to_string()).unwrap_or_default();
             if text.contains("timed out") {
-                return ProxyError::ConnectTimeout(self.config.connect_timeout);
+                return ProxyError::ConnectTimeout(self.connect_timeout);
             }
             return ProxyError::Refused(text);
         }
         ProxyError::Upstream(e.source().map_or_else(|| e.to_string(), |s| s.to_string()))
+    }
+}
+
+/// A background revalidation's answer: a 304 refreshes the stored response, a storable new one
+/// replaces it (read whole, bounded by `maxObjectBytes`).
+async fn refresh_in_background(cache: &Arc<Cache>, key: &Arc<str>, stored: &Stored, head: &http::request::Parts, resp: Response<Incoming>) {
+    use http_body_util::BodyExt;
+    let (mut rp, incoming) = resp.into_parts();
+    headers::prepare_response(&mut rp.headers, false);
+    let now = SystemTime::now();
+    if rp.status == StatusCode::NOT_MODIFIED {
+        if cache.refresh(key, stored, head, &rp, now).is_some() {
+            cache.count(Outcome::Revalidated);
+        }
+        return;
+    }
+    if let Some(c) = cache.candidate(head, &rp, now) {
+        // Draining the body through a Fill stores it when it ends.
+        let mut fill = Fill::new(incoming, c, cache.clone(), key.clone(), None);
+        while let Some(Ok(_)) = fill.frame().await {}
+    }
+}
+
+/// The cache's copy of a request head (for the storage decision made once main answers).
+fn request_head(parts: &http::request::Parts) -> http::request::Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = parts.method.clone();
+    *r.uri_mut() = parts.uri.clone();
+    *r.version_mut() = parts.version;
+    *r.headers_mut() = parts.headers.clone();
+    r.into_parts().0
+}
+
+fn cache_status_name() -> HeaderName {
+    HeaderName::from_static("cache-status")
+}
+
+fn tag(r: &mut Response<EdgeBody>, status: HeaderValue) {
+    r.headers_mut().insert(cache_status_name(), status);
+}
+
+/// The request's `Cache-Control: no-store`: neither stored nor answered from the store.
+fn no_store(h: &http::HeaderMap) -> bool {
+    h.get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store"))))
+}
+
+fn conditional(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::IF_NONE_MATCH)
+        || h.contains_key(header::IF_MODIFIED_SINCE)
+        || h.contains_key(header::RANGE)
+        || h.contains_key(header::IF_MATCH)
+}
+
+/// The cache key a `Location` or `Content-Location` names, when it is on the request's host.
+fn same_host_key(host: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') && !target.starts_with("//") {
+        return Some(format!("{host}{target}"));
+    }
+    let uri: http::Uri = target.parse().ok()?;
+    let authority = uri.authority()?.as_str();
+    authority.eq_ignore_ascii_case(host).then(|| format!("{host}{}", uri.path_and_query().map_or("/", |p| p.as_str())))
+}
+
+/// Compresses a response for a client whose `Accept-Encoding` allows it, when main did not and
+/// the type is worth it (tower-http's predicate: not images, not event streams, not tiny). Files
+/// of offload rules are served precompressed instead.
+async fn compress(accept: HeaderValue, response: Response<EdgeBody>) -> Response<EdgeBody> {
+    use tower::{Service, ServiceExt};
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate, SizeAbove};
+    use tower_http::compression::{Compression, CompressionLevel};
+    if matches!(response.body(), EdgeBody::File(_))
+        || response.headers().contains_key(header::CONTENT_ENCODING)
+        || matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+    {
+        return response;
+    }
+    let mut slot = Some(response);
+    let inner = tower::service_fn(move |_: Request<()>| {
+        let r = slot.take().unwrap_or_else(|| Response::new(EdgeBody::empty()));
+        std::future::ready(Ok::<_, std::convert::Infallible>(r))
+    });
+    let predicate = DefaultPredicate::new().and(SizeAbove::new(256)).and(NotForContentType::const_new("application/octet-stream"));
+    let mut service = Compression::new(inner).compress_when(predicate).quality(CompressionLevel::Precise(4));
+    let mut req = Request::new(());
+    req.headers_mut().insert(header::ACCEPT_ENCODING, accept);
+    match service.ready().await {
+        Ok(s) => match s.call(req).await {
+            Ok(r) => r.map(|b| EdgeBody::Compressed(Box::new(b))),
+            Err(never) => match never {},
+        },
+        Err(never) => match never {},
     }
 }
 

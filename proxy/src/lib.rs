@@ -8,6 +8,8 @@
 //! - [`headers`]: forwarding rules for request and response heads.
 //! - [`tls`]: rustls server config, SNI across certificates, reload on file change.
 //! - [`upstream`]: the pooled client to main.
+//! - [`cache`]: the RFC 9111 shared cache (store, freshness, answers from stored responses).
+//! - [`offload`]: static files served at the edge, confined to their directory.
 //! - [`body`]: request and response body types (limits, progress timeout, no boxing).
 //! - [`ids`]: request ids and W3C `traceparent`.
 //! - [`io`]: client IO with a write-progress deadline.
@@ -19,12 +21,14 @@
 pub mod access;
 pub mod admin;
 pub mod body;
+pub mod cache;
 pub mod edge;
 pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod io;
 pub mod metrics;
+pub mod offload;
 mod page;
 pub mod server;
 pub mod tls;

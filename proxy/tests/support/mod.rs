@@ -28,7 +28,16 @@ impl Origin {
     }
 
     pub fn start_on(port: u16) -> Origin {
-        let script = format!("{}/tests/support/origin.py", env!("CARGO_MANIFEST_DIR"));
+        Self::script("origin.py", port)
+    }
+
+    /// The scriptable origin of the cache tests (tests/support/cache_origin.py).
+    pub fn cache_origin() -> Origin {
+        Self::script("cache_origin.py", free_port())
+    }
+
+    fn script(name: &str, port: u16) -> Origin {
+        let script = format!("{}/tests/support/{name}", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("python3").arg(script).arg(port.to_string()).stdout(Stdio::piped()).spawn().unwrap();
         // Wait for its "ready" line.
         let mut out = child.stdout.take().unwrap();
@@ -53,6 +62,9 @@ pub fn config() -> EdgeConfig {
         max_body: None,
         body_idle: Duration::from_secs(10),
         drop_underscore: true,
+        compression: false,
+        cache: None,
+        offload: None,
     }
 }
 
@@ -118,9 +130,14 @@ pub async fn raw(addr: SocketAddr, request: &[u8], within: Duration) -> String {
 
 /// A one-shot HTTP/1.1 request with `Connection: close`; (status, headers text, body).
 pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, String) {
+    request(addr, "GET", path, extra).await
+}
+
+/// As [`get`], with any method (and no body).
+pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String, String) {
     let text = raw(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{extra}\r\n").as_bytes(),
+        format!("{method} {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{extra}\r\n").as_bytes(),
         Duration::from_secs(15),
     )
     .await;
@@ -138,6 +155,14 @@ pub fn seen(body: &str) -> Vec<(String, String)> {
         .iter()
         .map(|p| (p[0].as_str().unwrap().to_ascii_lowercase(), p[1].as_str().unwrap().to_string()))
         .collect()
+}
+
+/// A response header's value from a head as [`get`] returns it (case-insensitive name).
+pub fn response_header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
 }
 
 pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {

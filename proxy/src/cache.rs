@@ -1,0 +1,848 @@
+//! The shared HTTP cache (RFC 9111) in memory, bounded in bytes: what may be stored and for how
+//! long (`http-cache-semantics`, fed the cache's own targeted field `CDN-Cache-Control` of RFC 9213
+//! when main sends one), the store (`quick_cache`, weighed in bytes), collapsing of concurrent
+//! misses, and the answers made from a stored response: `Age`, the client's own conditional
+//! requests, HEAD, single byte ranges, and RFC 9211 `Cache-Status`. The request flow that uses
+//! them is in `edge.rs`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
+use hyper::body::Incoming;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::sync::watch;
+
+use crate::body::{BoxError, EdgeBody};
+
+/// The name this cache gives itself in `Cache-Status`.
+const NAME: &str = "sitecar";
+/// Variants kept per URL (one per distinct value of the fields named in `Vary`).
+const MAX_VARIANTS: usize = 8;
+/// Bookkeeping counted into an entry's weight beside its body and headers.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// How a response was answered, for `Cache-Status` and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served fresh from the store.
+    Hit,
+    /// Served stale: while revalidating in the background, or because main failed.
+    Stale(StaleReason),
+    /// Main confirmed the stored response (304).
+    Revalidated,
+    /// Forwarded: nothing usable was stored (`stored` when main's answer was kept).
+    Miss { stored: bool, vary: bool, stale: bool },
+    /// Not a request the cache answers (method, upgrade, credentials, client's `no-store`).
+    Bypass(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    WhileRevalidate,
+    IfError,
+}
+
+impl Outcome {
+    const RESULTS: [&'static str; 5] = ["hit", "miss", "stale", "revalidated", "bypass"];
+
+    fn result(self) -> usize {
+        match self {
+            Outcome::Hit => 0,
+            Outcome::Miss { .. } => 1,
+            Outcome::Stale(_) => 2,
+            Outcome::Revalidated => 3,
+            Outcome::Bypass(_) => 4,
+        }
+    }
+}
+
+/// An RFC 9211 `Cache-Status` value.
+pub fn cache_status(outcome: Outcome, ttl: Option<i64>, collapsed: bool) -> HeaderValue {
+    let mut s = String::with_capacity(48);
+    s.push_str(NAME);
+    match outcome {
+        Outcome::Hit => s.push_str("; hit"),
+        Outcome::Stale(StaleReason::WhileRevalidate) => s.push_str("; hit; detail=stale-while-revalidate"),
+        Outcome::Stale(StaleReason::IfError) => s.push_str("; fwd=stale; detail=stale-if-error"),
+        Outcome::Revalidated => s.push_str("; fwd=stale; fwd-status=304"),
+        Outcome::Miss { stored, vary, stale } => {
+            s.push_str(if stale {
+                "; fwd=stale"
+            } else if vary {
+                "; fwd=vary-miss"
+            } else {
+                "; fwd=uri-miss"
+            });
+            if stored {
+                s.push_str("; stored");
+            }
+        }
+        Outcome::Bypass(why) => {
+            s.push_str("; fwd=");
+            s.push_str(why);
+        }
+    }
+    if let Some(ttl) = ttl {
+        s.push_str("; ttl=");
+        s.push_str(&ttl.to_string());
+    }
+    if collapsed {
+        s.push_str("; collapsed");
+    }
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("sitecar"))
+}
+
+/// A response kept in the store.
+#[derive(Debug)]
+pub struct Stored {
+    policy: CachePolicy,
+    status: StatusCode,
+    /// What clients get, hop-by-hop fields removed, `Content-Length` exact.
+    headers: HeaderMap,
+    body: Bytes,
+    /// The freshness lifetime (max-age or its equivalent).
+    lifetime: Duration,
+    stale_while_revalidate: Duration,
+    stale_if_error: Duration,
+    /// No `no-cache`, `must-revalidate` or `proxy-revalidate`: stale may be served when allowed.
+    may_serve_stale: bool,
+    /// Allowed for requests carrying `Authorization` (RFC 9111 §3.5).
+    authorized_ok: bool,
+    /// The request's values of the fields `Vary` names.
+    vary: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+impl Stored {
+    fn age(&self, now: SystemTime) -> Duration {
+        self.policy.age(now)
+    }
+
+    pub fn fresh(&self, now: SystemTime) -> bool {
+        self.age(now) < self.lifetime
+    }
+
+    /// Seconds of freshness left; negative once stale.
+    pub fn ttl(&self, now: SystemTime) -> i64 {
+        self.lifetime.as_secs() as i64 - self.age(now).as_secs() as i64
+    }
+
+    fn staleness(&self, now: SystemTime) -> Duration {
+        self.age(now).saturating_sub(self.lifetime)
+    }
+
+    pub fn within_stale_while_revalidate(&self, now: SystemTime) -> bool {
+        self.may_serve_stale && self.staleness(now) < self.stale_while_revalidate
+    }
+
+    pub fn within_stale_if_error(&self, now: SystemTime) -> bool {
+        self.may_serve_stale && self.staleness(now) < self.stale_if_error
+    }
+
+    fn vary_matches(&self, req: &HeaderMap) -> bool {
+        self.vary.iter().all(|(name, value)| req.get(name) == value.as_ref())
+    }
+
+    /// Whether a request's own directives let a stored, fresh response answer it (`no-cache`,
+    /// `max-age`, `min-fresh`, `max-stale`); only asked when it has any.
+    pub fn satisfies(&self, req: &http::request::Parts, now: SystemTime) -> bool {
+        matches!(self.policy.before_request(req, now), BeforeRequest::Fresh(_))
+    }
+
+    /// The request that revalidates this response with main: the client's request with
+    /// `If-None-Match` / `If-Modified-Since` from the stored validators.
+    pub fn revalidation(&self, req: &http::request::Parts, now: SystemTime) -> http::request::Parts {
+        match self.policy.before_request(req, now) {
+            BeforeRequest::Stale { request, .. } => request,
+            BeforeRequest::Fresh(_) => {
+                let mut r = http::Request::new(());
+                *r.method_mut() = req.method.clone();
+                *r.uri_mut() = req.uri.clone();
+                *r.headers_mut() = req.headers.clone();
+                r.into_parts().0
+            }
+        }
+    }
+
+    fn weight(&self, key: &str) -> u64 {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        self.body.len() as u64 + headers as u64 * 2 + key.len() as u64 + ENTRY_OVERHEAD
+    }
+
+    /// The answer to `req` from this response: `Age` set, the client's conditionals evaluated
+    /// (304), HEAD without a body, a single byte range as 206.
+    pub fn respond(&self, req: &http::request::Parts, now: SystemTime, status: HeaderValue) -> Response<EdgeBody> {
+        let mut headers = self.headers.clone();
+        headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
+        headers.insert(HeaderName::from_static("cache-status"), status);
+        if not_modified(&req.headers, &self.headers) {
+            return response(StatusCode::NOT_MODIFIED, not_modified_headers(headers), EdgeBody::empty());
+        }
+        let body = if req.method == Method::HEAD { EdgeBody::empty() } else { EdgeBody::full(self.body.clone()) };
+        if self.status == StatusCode::OK && req.method == Method::GET {
+            if let Some(range) = req.headers.get(header::RANGE).filter(|_| if_range_holds(&req.headers, &self.headers)) {
+                return self.partial(range, headers);
+            }
+        }
+        let mut r = response(self.status, headers, body);
+        if req.method == Method::HEAD {
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        }
+        r
+    }
+
+    /// 206 for one satisfiable range, 416 for none; several ranges get the whole response.
+    fn partial(&self, range: &HeaderValue, mut headers: HeaderMap) -> Response<EdgeBody> {
+        let len = self.body.len() as u64;
+        let parsed = range.to_str().ok().and_then(|r| http_range_header::parse_range_header(r).ok()).map(|r| r.validate(len));
+        match parsed {
+            Some(Ok(ranges)) if ranges.len() == 1 => {
+                let r = &ranges[0];
+                let (start, end) = (*r.start(), *r.end());
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+                let body = self.body.slice(start as usize..=end as usize);
+                response(StatusCode::PARTIAL_CONTENT, headers, EdgeBody::full(body))
+            }
+            Some(Err(_)) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+                headers.remove(header::CONTENT_TYPE);
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                response(StatusCode::RANGE_NOT_SATISFIABLE, headers, EdgeBody::empty())
+            }
+            // Several ranges, or a Range this cache does not parse: the whole response.
+            _ => response(self.status, headers, EdgeBody::full(self.body.clone())),
+        }
+    }
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// A 304 carries the fields a 200 would have that describe the representation's metadata
+/// (RFC 9110 §15.4.5), not its content.
+fn not_modified_headers(mut h: HeaderMap) -> HeaderMap {
+    for name in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::ACCEPT_RANGES] {
+        h.remove(name);
+    }
+    h
+}
+
+/// RFC 9110 §13.1.2 and §13.1.3: `If-None-Match` (weak comparison) takes precedence over
+/// `If-Modified-Since`.
+fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else { return false };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
+    }
+    let (Some(since), Some(modified)) = (req.get(header::IF_MODIFIED_SINCE), stored.get(header::LAST_MODIFIED)) else { return false };
+    match (date(since), date(modified)) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+/// RFC 9110 §13.1.5: a Range applies when `If-Range` is absent or matches (strong comparison for
+/// an entity tag, exact date for Last-Modified).
+fn if_range_holds(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    let Some(cond) = req.get(header::IF_RANGE) else { return true };
+    let Ok(cond) = cond.to_str() else { return false };
+    if cond.starts_with('"') {
+        return stored.get(header::ETAG).and_then(|e| e.to_str().ok()).is_some_and(|e| e == cond);
+    }
+    match (httpdate::parse_http_date(cond).ok(), stored.get(header::LAST_MODIFIED).and_then(date)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn date(v: &HeaderValue) -> Option<SystemTime> {
+    httpdate::parse_http_date(v.to_str().ok()?).ok()
+}
+
+/// A response main just sent that may be stored, waiting for its body.
+#[derive(Debug)]
+pub struct Candidate {
+    stored: Stored,
+}
+
+/// What `Cache-Control` (or `CDN-Cache-Control`) says beyond what `http-cache-semantics` reads.
+struct Directives {
+    stale_while_revalidate: Duration,
+    stale_if_error: Duration,
+    may_serve_stale: bool,
+    authorized_ok: bool,
+}
+
+fn directives(cc: &str) -> Directives {
+    let mut d =
+        Directives { stale_while_revalidate: Duration::ZERO, stale_if_error: Duration::ZERO, may_serve_stale: true, authorized_ok: false };
+    for part in cc.split(',') {
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (part.trim(), None),
+        };
+        let secs = || value.and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or_default();
+        match name.to_ascii_lowercase().as_str() {
+            "stale-while-revalidate" => d.stale_while_revalidate = secs(),
+            "stale-if-error" => d.stale_if_error = secs(),
+            "no-cache" | "must-revalidate" | "proxy-revalidate" => {
+                d.may_serve_stale = false;
+                d.authorized_ok |= name.eq_ignore_ascii_case("must-revalidate");
+            }
+            "public" | "s-maxage" => d.authorized_ok = true,
+            _ => {}
+        }
+    }
+    d
+}
+
+/// Statuses never stored whatever the freshness: partial content and not-modified answers
+/// belong to one client's request, and interim ones are no response at all.
+fn storable_status(s: StatusCode) -> bool {
+    !s.is_informational() && s != StatusCode::PARTIAL_CONTENT && s != StatusCode::NOT_MODIFIED
+}
+
+/// The stored variants of one URL, newest first.
+type Variants = Arc<Vec<Arc<Stored>>>;
+
+/// The shared cache.
+pub struct Cache {
+    store: quick_cache::sync::Cache<Arc<str>, Variants, Weigh, quick_cache::DefaultHashBuilder, Evictions>,
+    max_object: u64,
+    pub lock_timeout: Duration,
+    /// Misses being filled: later requests for the key wait for the first one's response.
+    fills: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
+    metrics: CacheMetrics,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("entries", &self.store.len()).field("bytes", &self.store.weight()).finish()
+    }
+}
+
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<Arc<str>, Variants> for Weigh {
+    fn weight(&self, key: &Arc<str>, val: &Variants) -> u64 {
+        val.iter().map(|s| s.weight(key)).sum()
+    }
+}
+
+#[derive(Clone)]
+struct Evictions(IntCounter);
+
+impl quick_cache::Lifecycle<Arc<str>, Variants> for Evictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _: &mut (), _: Arc<str>, _: Variants) {
+        self.0.inc();
+    }
+}
+
+/// Cache metrics: results, bytes, entries, evictions.
+struct CacheMetrics {
+    results: Vec<IntCounter>,
+    bytes: IntGauge,
+    entries: IntGauge,
+}
+
+/// Either this request fills the key (and others wait for it), or another one does.
+#[derive(Debug)]
+pub enum Turn {
+    Fill(FillGuard),
+    Wait(watch::Receiver<()>),
+}
+
+/// Held while a miss is being filled; dropping it lets the waiting requests go on.
+#[derive(Debug)]
+pub struct FillGuard {
+    cache: Arc<Cache>,
+    key: Arc<str>,
+    _tx: watch::Sender<()>,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        if let Ok(mut fills) = self.cache.fills.lock() {
+            fills.remove(&self.key);
+        }
+    }
+}
+
+impl Cache {
+    pub fn new(settings: &sitecar_config::CacheSettings, registry: Option<&Registry>) -> Result<Arc<Self>, BoxError> {
+        let results = IntCounterVec::new(Opts::new("sitecar_cache_requests_total", "Requests through the cache, by result"), &["result"])?;
+        let bytes = IntGauge::new("sitecar_cache_bytes", "Weight of the stored responses in bytes (bodies, headers, bookkeeping)")?;
+        let entries = IntGauge::new("sitecar_cache_entries", "URLs in the cache")?;
+        let evictions = IntCounter::new("sitecar_cache_evictions_total", "Entries evicted to stay within cache.maxBytes")?;
+        if let Some(r) = registry {
+            r.register(Box::new(results.clone()))?;
+            r.register(Box::new(bytes.clone()))?;
+            r.register(Box::new(entries.clone()))?;
+            r.register(Box::new(evictions.clone()))?;
+        }
+        let results = Outcome::RESULTS.iter().map(|r| results.with_label_values(&[*r])).collect();
+        // Every shard must hold the largest object: quick_cache bounds each shard alone.
+        let shards = (settings.max_bytes / settings.max_object_bytes.max(1) / 4).clamp(1, 16).next_power_of_two() as usize;
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity((settings.max_bytes / 16384).clamp(64, 1 << 20) as usize)
+            .weight_capacity(settings.max_bytes)
+            .shards(shards)
+            .build()
+            .map_err(|e| format!("cache settings: {e:?}"))?;
+        let store = quick_cache::sync::Cache::with_options(options, Weigh, Default::default(), Evictions(evictions));
+        Ok(Arc::new(Self {
+            store,
+            max_object: settings.max_object_bytes,
+            lock_timeout: settings.lock_timeout,
+            fills: Mutex::new(HashMap::new()),
+            metrics: CacheMetrics { results, bytes, entries },
+        }))
+    }
+
+    /// The key of a request: host and path with query (GET and HEAD share it).
+    pub fn key(parts: &http::request::Parts) -> Arc<str> {
+        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut k = String::with_capacity(host.map_or(0, str::len) + pq.len());
+        if let Some(h) = host {
+            k.extend(h.chars().map(|c| c.to_ascii_lowercase()));
+        }
+        k.push_str(pq);
+        Arc::from(k)
+    }
+
+    /// Counts how a request was answered.
+    pub fn count(&self, outcome: Outcome) {
+        if let Some(c) = self.metrics.results.get(outcome.result()) {
+            c.inc();
+        }
+    }
+
+    /// The stored response for a request: same key, matching `Vary`, usable with its credentials.
+    pub fn lookup(&self, key: &str, req: &HeaderMap) -> Lookup {
+        let Some(variants) = self.store.get(key) else { return Lookup::None };
+        let authorized = req.contains_key(header::AUTHORIZATION);
+        match variants.iter().find(|s| s.vary_matches(req)) {
+            Some(s) if authorized && !s.authorized_ok => Lookup::None,
+            Some(s) => Lookup::Found(s.clone()),
+            None => Lookup::VaryMiss,
+        }
+    }
+
+    /// Claims the fill of a missing key, or hands back the receiver to wait on.
+    pub fn turn(self: &Arc<Self>, key: &Arc<str>) -> Turn {
+        let Ok(mut fills) = self.fills.lock() else {
+            // A poisoned map only loses collapsing, never a response.
+            let (tx, _) = watch::channel(());
+            return Turn::Fill(FillGuard { cache: self.clone(), key: key.clone(), _tx: tx });
+        };
+        if let Some(rx) = fills.get(key) {
+            return Turn::Wait(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        fills.insert(key.clone(), rx);
+        Turn::Fill(FillGuard { cache: self.clone(), key: key.clone(), _tx: tx })
+    }
+
+    /// A response of main that may be stored once its body is complete: storable for a shared
+    /// cache (judged on `CDN-Cache-Control` when present), not larger than `maxObjectBytes`, and
+    /// worth keeping (fresh for a while, or revalidatable).
+    pub fn candidate(&self, req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> Option<Candidate> {
+        if !storable_status(resp.status) || resp.headers.contains_key(header::SET_COOKIE) {
+            return None;
+        }
+        if resp.headers.get_all(header::VARY).iter().any(|v| v.to_str().map_or(true, |v| v.split(',').any(|f| f.trim() == "*"))) {
+            return None;
+        }
+        if content_length(&resp.headers).is_some_and(|l| l > self.max_object) {
+            return None;
+        }
+        let (policy, cc) = policy_for(req, resp, now);
+        if !policy.is_storable() {
+            return None;
+        }
+        let ttl = policy.time_to_live(now);
+        let lifetime = if ttl.is_zero() { Duration::ZERO } else { ttl + policy.age(now) };
+        let validators = resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
+        let d = directives(&cc);
+        if lifetime.is_zero() && !validators && d.stale_if_error.is_zero() {
+            return None;
+        }
+        let vary = resp
+            .headers
+            .get_all(header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|f| HeaderName::from_bytes(f.trim().as_bytes()).ok())
+            .map(|n| {
+                let v = req.headers.get(&n).cloned();
+                (n, v)
+            })
+            .collect();
+        let mut headers = resp.headers.clone();
+        headers.remove(header::TRANSFER_ENCODING);
+        headers.remove(HeaderName::from_static("cache-status"));
+        Some(Candidate {
+            stored: Stored {
+                policy,
+                status: resp.status,
+                headers,
+                body: Bytes::new(),
+                lifetime,
+                stale_while_revalidate: d.stale_while_revalidate,
+                stale_if_error: d.stale_if_error,
+                may_serve_stale: d.may_serve_stale,
+                authorized_ok: d.authorized_ok,
+                vary,
+            },
+        })
+    }
+
+    /// Main's 304 to a revalidation: the stored response with its headers updated (RFC 9111
+    /// §4.3.4), stored again; `None` when the 304 does not select it.
+    pub fn refresh(
+        &self,
+        key: &Arc<str>,
+        old: &Stored,
+        req: &http::request::Parts,
+        resp: &http::response::Parts,
+        now: SystemTime,
+    ) -> Option<Arc<Stored>> {
+        let AfterResponse::NotModified(_, _) = old.policy.after_response(req, resp, now) else { return None };
+        let mut headers = old.headers.clone();
+        for (name, value) in &resp.headers {
+            if !matches!(name.as_str(), "content-length" | "content-encoding" | "transfer-encoding" | "content-range" | "connection") {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let head = {
+            let mut r = Response::new(());
+            *r.status_mut() = old.status;
+            *r.headers_mut() = headers;
+            r.into_parts().0
+        };
+        let mut c = self.candidate(req, &head, now)?;
+        c.stored.body = old.body.clone();
+        c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(old.body.len()));
+        Some(self.insert(key, c.stored))
+    }
+
+    fn insert(&self, key: &Arc<str>, stored: Stored) -> Arc<Stored> {
+        let stored = Arc::new(stored);
+        let mut variants: Vec<Arc<Stored>> = self.store.get(key).map(|v| v.as_ref().clone()).unwrap_or_default();
+        variants.retain(|v| v.vary != stored.vary);
+        variants.insert(0, stored.clone());
+        variants.truncate(MAX_VARIANTS);
+        self.store.insert(key.clone(), Arc::new(variants));
+        self.update_gauges();
+        stored
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.bytes.set(self.store.weight() as i64);
+        self.metrics.entries.set(self.store.len() as i64);
+    }
+
+    /// Drops a URL after a successful unsafe request to it (RFC 9111 §4.4).
+    pub fn invalidate(&self, key: &str) {
+        if self.store.remove(key).is_some() {
+            self.update_gauges();
+        }
+    }
+
+    /// Purges one path (every host and query) or, with `prefix`, every path under it; the number
+    /// of URLs dropped.
+    pub fn purge(&self, path: &str, prefix: bool) -> usize {
+        let before = self.store.len();
+        self.store.retain(|k, _| {
+            let p = k.find('/').map_or("", |i| &k[i..]);
+            let p_no_query = p.split_once('?').map_or(p, |(a, _)| a);
+            !(if prefix { p.starts_with(path) } else { p_no_query == path || p == path })
+        });
+        self.update_gauges();
+        before.saturating_sub(self.store.len())
+    }
+
+    pub fn entries(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.store.weight()
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    None,
+    /// Stored for the URL, but for other values of the fields `Vary` names.
+    VaryMiss,
+    Found(Arc<Stored>),
+}
+
+/// The policy for a response, judged on `CDN-Cache-Control` in place of `Cache-Control` and
+/// `Expires` when main sent one (RFC 9213 §2.1); and the directives it was judged on.
+fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> (CachePolicy, String) {
+    let options = CacheOptions { shared: true, ..Default::default() };
+    let targeted = resp.headers.get("cdn-cache-control").and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty());
+    match targeted {
+        Some(t) => {
+            let mut view = http::Response::new(());
+            *view.status_mut() = resp.status;
+            let mut h = resp.headers.clone();
+            h.remove(header::EXPIRES);
+            h.remove(header::PRAGMA);
+            if let Ok(v) = HeaderValue::from_str(t) {
+                h.insert(header::CACHE_CONTROL, v);
+            }
+            *view.headers_mut() = h;
+            let policy = CachePolicy::new_options(req, &view.into_parts().0, now, options);
+            (policy, t.to_owned())
+        }
+        None => {
+            let cc = resp.headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+            (CachePolicy::new_options(req, resp, now, options), cc)
+        }
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Main's body on its way to the client, kept (as the `Bytes` it arrives in) until it is
+/// complete, then stored; abandoned past `maxObjectBytes` or on an error. Waiting requests go on
+/// when it is stored or abandoned.
+pub struct Fill {
+    inner: Incoming,
+    chunks: Vec<Bytes>,
+    seen: u64,
+    limit: u64,
+    pending: Option<Pending>,
+}
+
+/// Where a complete body goes: the response it completes, the store and key, and the claim on
+/// the key that waiting requests are released from.
+struct Pending {
+    candidate: Candidate,
+    cache: Arc<Cache>,
+    key: Arc<str>,
+    _guard: Option<FillGuard>,
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fill").field("seen", &self.seen).finish()
+    }
+}
+
+impl Fill {
+    pub fn new(inner: Incoming, candidate: Candidate, cache: Arc<Cache>, key: Arc<str>, guard: Option<FillGuard>) -> Self {
+        let limit = cache.max_object;
+        Self { inner, chunks: Vec::new(), seen: 0, limit, pending: Some(Pending { candidate, cache, key, _guard: guard }) }
+    }
+
+    fn finish(&mut self) {
+        let Some(Pending { candidate: mut c, cache, key, _guard }) = self.pending.take() else { return };
+        let body = match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.seen as usize);
+                for chunk in self.chunks.drain(..) {
+                    b.extend_from_slice(&chunk);
+                }
+                b.freeze()
+            }
+        };
+        c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        c.stored.body = body;
+        cache.insert(&key, c.stored);
+        // Stored first, then the waiting requests released (when `_guard` drops here).
+    }
+}
+
+impl Body for Fill {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), true) = (frame.data_ref(), this.pending.is_some()) {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        this.pending = None;
+                        this.chunks = Vec::new();
+                    } else {
+                        this.chunks.push(data.clone());
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.pending = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(req: &[(&str, &str)], status: u16, resp: &[(&str, &str)]) -> (http::request::Parts, http::response::Parts) {
+        let mut q = http::Request::builder().uri("/a").header("host", "example.test");
+        for (k, v) in req {
+            q = q.header(*k, *v);
+        }
+        let mut r = http::Response::builder().status(status);
+        for (k, v) in resp {
+            r = r.header(*k, *v);
+        }
+        (q.body(()).unwrap().into_parts().0, r.body(()).unwrap().into_parts().0)
+    }
+
+    fn cache() -> Arc<Cache> {
+        Cache::new(
+            &sitecar_config::CacheSettings { enabled: true, max_bytes: 1 << 20, max_object_bytes: 1 << 16, ..Default::default() },
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn storability_follows_the_shared_cache_rules() {
+        let c = cache();
+        let now = SystemTime::now();
+        let ok = |req: &[(&str, &str)], status, resp: &[(&str, &str)]| {
+            let (q, r) = heads(req, status, resp);
+            c.candidate(&q, &r, now).is_some()
+        };
+        assert!(ok(&[], 200, &[("cache-control", "max-age=60")]));
+        assert!(!ok(&[], 200, &[("cache-control", "no-store")]));
+        assert!(!ok(&[], 200, &[("cache-control", "private, max-age=60")]));
+        assert!(!ok(&[("authorization", "Bearer x")], 200, &[("cache-control", "max-age=60")]));
+        assert!(ok(&[("authorization", "Bearer x")], 200, &[("cache-control", "public, max-age=60")]));
+        assert!(!ok(&[], 200, &[("cache-control", "max-age=60"), ("vary", "*")]));
+        assert!(!ok(&[], 206, &[("cache-control", "max-age=60")]));
+        assert!(!ok(&[], 200, &[("cache-control", "max-age=60"), ("content-length", "100000")]));
+        // CDN-Cache-Control is the cache's own field: it wins over Cache-Control both ways.
+        assert!(ok(&[], 200, &[("cache-control", "no-store"), ("cdn-cache-control", "max-age=60")]));
+        assert!(!ok(&[], 200, &[("cache-control", "max-age=60"), ("cdn-cache-control", "no-store")]));
+        // Nothing fresh and nothing to revalidate with: not worth keeping.
+        assert!(!ok(&[], 200, &[]));
+    }
+
+    #[test]
+    fn conditionals_and_ranges_answered_from_a_stored_response() {
+        let c = cache();
+        let now = SystemTime::now();
+        let (q, r) =
+            heads(&[], 200, &[("cache-control", "max-age=60"), ("etag", "\"v1\""), ("last-modified", "Sun, 01 Nov 2026 00:00:00 GMT")]);
+        let mut cand = c.candidate(&q, &r, now).unwrap();
+        cand.stored.body = Bytes::from_static(b"0123456789");
+        let s = c.insert(&Arc::from("k"), cand.stored);
+        let ask = |h: &[(&str, &str)]| {
+            let (q, _) = heads(h, 200, &[]);
+            s.respond(&q, now, HeaderValue::from_static("x"))
+        };
+        assert_eq!(ask(&[("if-none-match", "W/\"v1\"")]).status(), 304);
+        assert_eq!(ask(&[("if-none-match", "\"v2\"")]).status(), 200);
+        assert_eq!(ask(&[("if-modified-since", "Mon, 02 Nov 2026 00:00:00 GMT")]).status(), 304);
+        let r = ask(&[("range", "bytes=2-4")]);
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.headers()["content-range"], "bytes 2-4/10");
+        assert_eq!(ask(&[("range", "bytes=20-30")]).status(), 416);
+        assert_eq!(ask(&[("range", "bytes=2-4"), ("if-range", "\"other\"")]).status(), 200);
+        assert_eq!(ask(&[("range", "bytes=2-4"), ("if-range", "\"v1\"")]).status(), 206);
+    }
+
+    #[test]
+    fn hits_share_the_stored_bytes() {
+        use http_body_util::BodyExt;
+        let c = cache();
+        let now = SystemTime::now();
+        let (q, r) = heads(&[], 200, &[("cache-control", "max-age=60")]);
+        let mut cand = c.candidate(&q, &r, now).unwrap();
+        cand.stored.body = Bytes::from(vec![7u8; 4096]);
+        let s = c.insert(&Arc::from("k"), cand.stored);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for _ in 0..2 {
+            let body = s.respond(&q, now, HeaderValue::from_static("x")).into_body();
+            let frame = rt.block_on(async { BodyExt::frame(&mut Box::pin(body)).await }).unwrap().unwrap();
+            // The same memory as the stored body: nothing was copied for this response.
+            assert_eq!(frame.data_ref().unwrap().as_ptr(), s.body.as_ptr());
+        }
+    }
+
+    #[test]
+    fn stale_directives_read_from_the_targeted_field() {
+        let d = directives("max-age=1, stale-while-revalidate=30, stale-if-error=600");
+        assert_eq!(
+            (d.stale_while_revalidate, d.stale_if_error, d.may_serve_stale),
+            (Duration::from_secs(30), Duration::from_secs(600), true)
+        );
+        assert!(!directives("max-age=1, must-revalidate, stale-if-error=60").may_serve_stale);
+        assert_eq!(
+            cache_status(Outcome::Miss { stored: true, vary: false, stale: false }, None, true).to_str().unwrap(),
+            "sitecar; fwd=uri-miss; stored; collapsed"
+        );
+        assert_eq!(cache_status(Outcome::Hit, Some(59), false).to_str().unwrap(), "sitecar; hit; ttl=59");
+    }
+
+    #[test]
+    fn purge_by_path_and_prefix() {
+        let c = cache();
+        let now = SystemTime::now();
+        let (q, r) = heads(&[], 200, &[("cache-control", "max-age=60")]);
+        for k in ["h/static/a.css", "h/static/b.css?v=2", "h/api/x", "other/api/x"] {
+            let cand = c.candidate(&q, &r, now).unwrap();
+            c.insert(&Arc::from(k), cand.stored);
+        }
+        assert_eq!(c.purge("/api/x", false), 2);
+        assert_eq!(c.purge("/static/", true), 2);
+        assert_eq!(c.entries(), 0);
+    }
+}

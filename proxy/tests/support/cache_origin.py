@@ -1,0 +1,111 @@
+"""A scriptable origin for the cache tests. usage: cache_origin.py PORT
+
+Any GET/HEAD path answers "<path> #<n>" where n counts the requests that reached this origin for
+that path and query; query parameters choose the response:
+  cc=...        Cache-Control          cdn=...    CDN-Cache-Control
+  etag=...      ETag (quoted as given) lm=1       Last-Modified (a fixed date)
+  vary=...      Vary                   cookie=1   Set-Cookie
+  status=N      status code            delay=S    answer after S seconds
+  x=...         X-Version header       type=...   Content-Type
+  size=N        body of N bytes instead
+Every answer carries X-Count: n.
+A request whose If-None-Match holds the response's ETag, or whose If-Modified-Since is set while
+lm=1, gets 304 (with the X-Version and Cache-Control of this request). The headers main saw are
+recorded: GET /_seen?p=PATH answers the last request head for PATH as JSON.
+POST/PUT/DELETE answer 200 (status=N to choose; loc=... for Location; cloc=... Content-Location).
+POST /_fail?on=1 makes every other answer a 503 until /_fail?on=0.
+GET /_count?p=PATH answers how many requests reached the origin for PATH (path and query).
+"""
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+counts = {}
+seen = {}
+fail = False
+lock = threading.Lock()
+LM = "Sun, 01 Nov 2026 00:00:00 GMT"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, code, headers, body):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        if code not in (204, 304):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code not in (204, 304):
+            self.wfile.write(body)
+
+    def handle_one(self):
+        global fail
+        u = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
+        if u.path == "/_fail":
+            fail = q.get("on") == "1"
+            return self.answer(200, [], b"ok")
+        if u.path == "/_count":
+            with lock:
+                n = counts.get(q.get("p", ""), 0)
+            return self.answer(200, [("Content-Type", "text/plain")], str(n).encode())
+        if u.path == "/_seen":
+            with lock:
+                h = seen.get(q.get("p", ""), [])
+            return self.answer(200, [("Content-Type", "application/json")], json.dumps(h).encode())
+        with lock:
+            counts[self.path] = counts.get(self.path, 0) + 1
+            n = counts[self.path]
+            seen[self.path] = [[k.lower(), v] for k, v in self.headers.items()]
+        if "delay" in q:
+            time.sleep(float(q["delay"]))
+        if fail:
+            return self.answer(503, [("Content-Type", "text/plain")], b"origin failing")
+        if self.command in ("POST", "PUT", "DELETE", "PATCH"):
+            length = int(self.headers.get("Content-Length", "0"))
+            if length:
+                self.rfile.read(length)
+            h = []
+            if "loc" in q:
+                h.append(("Location", q["loc"]))
+            if "cloc" in q:
+                h.append(("Content-Location", q["cloc"]))
+            return self.answer(int(q.get("status", "200")), h, b"done")
+        h = [("Content-Type", q.get("type", "text/plain")), ("X-Count", str(n))]
+        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"), ("x", "X-Version")):
+            if key in q:
+                h.append((name, q[key]))
+        if "etag" in q:
+            h.append(("ETag", '"%s"' % q["etag"]))
+        if q.get("lm") == "1":
+            h.append(("Last-Modified", LM))
+        if q.get("cookie") == "1":
+            h.append(("Set-Cookie", "session=secret"))
+        inm = self.headers.get("If-None-Match")
+        ims = self.headers.get("If-Modified-Since")
+        if ("etag" in q and inm and ('"%s"' % q["etag"]) in inm) or (inm is None and q.get("lm") == "1" and ims):
+            return self.answer(304, [x for x in h if x[0] != "Content-Type"], b"")
+        if "size" in q:
+            body = b"y" * int(q["size"])
+        else:
+            body = ("%s #%d" % (self.path, n)).encode()
+            if "vary" in q:
+                body += (" lang=%s" % self.headers.get("Accept-Language", "-")).encode()
+        return self.answer(int(q.get("status", "200")), h, body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = handle_one
+
+
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer.request_queue_size = 256
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+print("ready", flush=True)
+server.serve_forever()
