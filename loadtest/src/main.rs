@@ -27,13 +27,19 @@ struct Args {
     /// Interleaved rounds; the table shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Scenarios: small64, small256, body64k, newconn, h2c, idle10k (memory per idle connection).
-    #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c")]
+    /// Scenarios: small64, small256, body64k, newconn, h2c, idle10k (memory per idle connection);
+    /// and the edge ones, cachehit (a small cached object) and static64k (a 64 KiB file from disk),
+    /// which run on the edge targets.
+    #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c,cachehit,static64k")]
     scenarios: Vec<String>,
     /// Proxies to compare (direct is always measured): sitecar, sitecar-metrics (admin API and
     /// metrics on), sitecar-scraped (metrics scraped every second), nginx, haproxy, caddy.
     #[arg(long, value_delimiter = ',', default_value = "sitecar,nginx,haproxy,caddy")]
     proxies: Vec<String>,
+    /// Edge targets for cachehit and static64k: sitecar-edge (--cache, --offload), nginx-edge
+    /// (proxy_cache, a static location), varnish.
+    #[arg(long, value_delimiter = ',', default_value = "sitecar-edge,nginx-edge,varnish")]
+    edge: Vec<String>,
     /// Worker threads/processes of every proxy (and of the origin).
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -55,7 +61,11 @@ struct Sample {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let edge_scenarios = args.scenarios.iter().any(|s| EDGE_SCENARIOS.contains(&s.as_str()));
     servers::ensure_tools(&["nginx", "haproxy", "caddy", "wrk", "h2load"])?;
+    if edge_scenarios && args.edge.iter().any(|e| e == "varnish") {
+        servers::ensure_tools(&["varnishd"])?;
+    }
     let sitecar = args.sitecar.clone().unwrap_or_else(|| format!("{}/../target/release/sitecar", env!("CARGO_MANIFEST_DIR")));
     anyhow::ensure!(std::path::Path::new(&sitecar).exists(), "{sitecar} not found: build it with `cargo build --release` first");
     let dir = tempfile_dir()?;
@@ -73,7 +83,16 @@ fn main() -> Result<()> {
             other => bail!("unknown proxy {other}"),
         });
     }
-    for t in &targets {
+    let mut edge: Vec<Target> = vec![Target::direct(&origin)];
+    for e in args.edge.iter().filter(|_| edge_scenarios) {
+        edge.push(match e.as_str() {
+            "sitecar-edge" => Target::sitecar_edge(&sitecar, &dir, &origin, args.workers)?,
+            "nginx-edge" => Target::nginx_edge(&dir, &origin, args.workers)?,
+            "varnish" => Target::varnish(&dir, &origin)?,
+            other => bail!("unknown edge target {other}"),
+        });
+    }
+    for t in targets.iter().chain(&edge) {
         t.wait_ready()?;
     }
 
@@ -83,14 +102,20 @@ fn main() -> Result<()> {
         idle_connections(&targets, 10_000)?;
     }
     for scenario in args.scenarios.iter().filter(|s| *s != "idle10k") {
+        let (these, refs): (&[Target], &[&str]) =
+            if EDGE_SCENARIOS.contains(&scenario.as_str()) { (&edge, &["nginx-edge", "varnish"]) } else { (&targets, &["nginx"]) };
         let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        for t in these {
+            // One untimed pass so every cache holds the object before it is measured.
+            measure(t, scenario, 1).with_context(|| format!("warming {} for {scenario}", t.name))?;
+        }
         for _ in 0..args.rounds {
-            for t in &targets {
+            for t in these {
                 let s = measure(t, scenario, args.duration).with_context(|| format!("{scenario} through {}", t.name))?;
                 results.entry(t.name.clone()).or_default().push(s);
             }
         }
-        print_table(scenario, &targets, &results);
+        print_table(scenario, these, refs, &results);
     }
     Ok(())
 }
@@ -182,6 +207,8 @@ fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
         "body64k" => wrk(&t.url("/64k"), 64, secs, &[])?,
         "newconn" => wrk(&t.url("/small"), 16, secs, &["-H", "Connection: close"])?,
         "h2c" => h2load(&t.h2c_url("/small"), 64, secs)?,
+        "cachehit" => wrk(&t.url("/cacheable"), 64, secs, &[])?,
+        "static64k" => wrk(&t.url("/static/64k.bin"), 64, secs, &[])?,
         other => bail!("unknown scenario {other}"),
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -276,24 +303,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn print_table(scenario: &str, targets: &[Target], results: &BTreeMap<String, Vec<Sample>>) {
+/// Scenarios measured on the edge targets (cache and static files) instead of the proxies.
+const EDGE_SCENARIOS: [&str; 2] = ["cachehit", "static64k"];
+
+fn print_table(scenario: &str, targets: &[Target], refs: &[&str], results: &BTreeMap<String, Vec<Sample>>) {
     let med = |name: &str, f: fn(&Sample) -> f64| median(results.get(name).map(|v| v.iter().map(f).collect()).unwrap_or_default());
-    let nginx = med("nginx", |s| s.rps);
+    let refs: Vec<(&str, f64)> = refs.iter().filter(|r| results.contains_key(**r)).map(|r| (*r, med(r, |s| s.rps))).collect();
     let direct = med("direct", |s| s.rps);
     println!("\n## {scenario}\n");
-    println!("| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors | × nginx | × direct |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let ratio_heads: String = refs.iter().map(|(r, _)| format!(" × {r} |")).collect();
+    println!("| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |{ratio_heads} × direct |");
+    println!("|---|---:|---:|---:|---:|---:|---:|{}---:|", "---:|".repeat(refs.len()));
     for t in targets {
         let n = t.name.as_str();
         let rps = med(n, |s| s.rps);
         let errors: u64 = results.get(n).map(|v| v.iter().map(|s| s.errors).sum()).unwrap_or(0);
         let rss = med(n, |s| s.rss_kib as f64) / 1024.0;
+        let ratios: String = refs.iter().map(|(_, r)| format!(" {:.2} |", rps / r)).collect();
         println!(
-            "| {n} | {rps:.0} | {:.3} | {:.3} | {:.1} | {rss:.1} | {errors} | {:.2} | {:.2} |",
+            "| {n} | {rps:.0} | {:.3} | {:.3} | {:.1} | {rss:.1} | {errors} |{ratios} {:.2} |",
             med(n, |s| s.p50_ms),
             med(n, |s| s.p99_ms),
             med(n, |s| s.cpu_us_per_req),
-            rps / nginx,
             rps / direct
         );
     }

@@ -26,6 +26,7 @@ pub fn ensure_tools(tools: &[&str]) -> Result<()> {
         .map(|t| match *t {
             "nginx" => "nginx-light",
             "h2load" => "nghttp2-client",
+            "varnishd" => "varnish",
             other => other,
         })
         .collect();
@@ -79,19 +80,27 @@ fn nginx_common(dir: &Path, name: &str, workers: usize, http: &str) -> Result<Pa
 }
 
 impl Server {
-    /// The origin: nginx answering `/small` (2 bytes) and `/64k` from a file.
+    /// The origin: nginx answering `/small` (2 bytes), `/64k` from a file, `/cacheable` (a small
+    /// object any shared cache may keep for an hour) and `/static/64k.bin` (the file the edge
+    /// scenarios serve from disk).
     pub fn origin(dir: &Path, workers: usize) -> Result<Server> {
         let (port, h2c_port) = (free_port()?, free_port()?);
         std::fs::write(dir.join("64k.bin"), vec![b'x'; 65536])?;
+        std::fs::create_dir_all(dir.join("static"))?;
+        std::fs::write(dir.join("static/64k.bin"), vec![b's'; 65536])?;
         let http = format!(
-            "  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    listen 127.0.0.1:{h2c_port} http2;\n    location = /small {{ default_type text/plain; return 200 'ok'; }}\n    location = /64k {{ default_type application/octet-stream; alias {}; }}\n  }}",
-            dir.join("64k.bin").display()
+            "  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    listen 127.0.0.1:{h2c_port} http2;\n    location = /small {{ default_type text/plain; return 200 'ok'; }}\n    location = /64k {{ default_type application/octet-stream; alias {}; }}\n    location = /cacheable {{ default_type text/plain; add_header Cache-Control \"public, max-age=3600\"; return 200 '{CACHEABLE}'; }}\n    location /static/ {{ alias {}/; }}\n  }}",
+            dir.join("64k.bin").display(),
+            dir.join("static").display(),
         );
         let conf = nginx_common(dir, "origin", workers, &http)?;
         let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
         Ok(Server { port, h2c_port, child })
     }
 }
+
+/// The small object of the cache scenario (256 bytes).
+const CACHEABLE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// Something the load generator talks to.
 pub struct Target {
@@ -140,6 +149,45 @@ impl Target {
         let mut t = Target::from(name, Server { port, h2c_port: port, child: spawn(&mut cmd)? });
         t.scrape = scrape.then_some(admin);
         Ok(t)
+    }
+
+    /// sitecar with its edge features: the cache on, and `/static/` served from the directory.
+    pub fn sitecar_edge(bin: &str, dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
+        let port = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.args(["--threads", &workers.to_string(), "--access-log", "off", "--cache"]);
+        cmd.arg("--offload").arg(format!("/static={}", dir.join("static").display()));
+        Ok(Target::from("sitecar-edge", Server { port, h2c_port: port, child: spawn(&mut cmd)? }))
+    }
+
+    /// nginx with `proxy_cache` in front of the origin and `/static/` served from the directory.
+    pub fn nginx_edge(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
+        let port = free_port()?;
+        let http = format!(
+            "  proxy_cache_path {cache} levels=1:2 keys_zone=edge:10m max_size=256m inactive=60m use_temp_path=off;\n  upstream origin {{ server 127.0.0.1:{}; keepalive 512; }}\n  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    location /static/ {{ alias {static}/; }}\n    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_cache edge; add_header Cache-Status $upstream_cache_status; }}\n  }}",
+            origin.port,
+            cache = dir.join("nginx-cache").display(),
+            static = dir.join("static").display(),
+        );
+        let conf = nginx_common(dir, "nginx-edge", workers, &http)?;
+        let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
+        Ok(Target::from("nginx-edge", Server { port, h2c_port: port, child }))
+    }
+
+    /// Varnish with its built-in VCL in front of the origin, one thread pool, 256 MiB of malloc
+    /// storage.
+    pub fn varnish(dir: &Path, origin: &Server) -> Result<Target> {
+        let port = free_port()?;
+        let work = dir.join("varnish");
+        std::fs::create_dir_all(&work)?;
+        let child = spawn(
+            Command::new("varnishd")
+                .args(["-F", "-a", &format!("127.0.0.1:{port}"), "-b", &format!("127.0.0.1:{}", origin.port)])
+                .args(["-s", "malloc,256m", "-p", "thread_pools=1", "-n"])
+                .arg(&work),
+        )?;
+        Ok(Target::from("varnish", Server { port, h2c_port: port, child }))
     }
 
     pub fn nginx(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {

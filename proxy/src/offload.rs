@@ -4,7 +4,9 @@
 //! [`Beneath`], which opens every path with `openat2(RESOLVE_BENEATH)` relative to the rule's
 //! directory, so neither `..` nor a symlink pointing out of the tree can reach a file outside it.
 //! The kernel does the confinement at open time, so there is no window between a check and the
-//! open for a swapped symlink to slip through. Relative symlinks that stay inside the directory
+//! open for a swapped symlink to slip through. What a lookup finds (metadata, the bytes of a file
+//! up to 1 MiB, or that nothing is there) is reused for one second, as nginx's `open_file_cache`:
+//! a changed file is served within a second of the change. Relative symlinks that stay inside the directory
 //! are followed; absolute ones are refused (403), wherever they point.
 
 use std::future::Future;
@@ -13,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
@@ -38,11 +43,12 @@ struct Rule {
 
 impl Offload {
     pub fn new(rules: &[sitecar_config::OffloadRule]) -> Self {
+        let found = Arc::new(quick_cache::sync::Cache::with_weighter(4096, KEEP_BYTES, FoundWeight));
         let mut rules: Vec<Rule> = rules
             .iter()
             .map(|r| {
                 let prefix = if r.prefix.len() > 1 { r.prefix.trim_end_matches('/').to_owned() } else { r.prefix.clone() };
-                let serve = ServeDir::with_backend(&r.dir, Beneath { root: Arc::new(r.dir.clone()) })
+                let serve = ServeDir::with_backend(&r.dir, Beneath::new(r.dir.clone(), found.clone()))
                     .precompressed_br()
                     .precompressed_zstd()
                     .precompressed_gzip()
@@ -128,10 +134,125 @@ fn plain(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
     r
 }
 
-/// `ServeDir`'s file system, confined to one directory by the kernel.
+/// How long what was learned about a path (its metadata, a small file's bytes, its absence) is
+/// used before the file system is asked again, as nginx's `open_file_cache_valid`.
+const VALID_FOR: Duration = Duration::from_secs(1);
+/// Files up to this size are kept in memory (and served without touching the disk while valid).
+const KEEP_FILES_UP_TO: u64 = 1 << 20;
+/// Bound of the bytes kept in memory across every rule.
+const KEEP_BYTES: u64 = 64 << 20;
+
+/// `ServeDir`'s file system, confined to one directory by the kernel, with a small cache of what
+/// it found: one trip to the blocking pool opens, stats and (for small files) reads a file, and
+/// requests within [`VALID_FOR`] need none.
 #[derive(Debug, Clone)]
 pub struct Beneath {
     root: Arc<PathBuf>,
+    found: Arc<FoundCache>,
+}
+
+type FoundCache = quick_cache::sync::Cache<PathBuf, Arc<Found>, FoundWeight>;
+
+#[derive(Clone)]
+struct FoundWeight;
+
+impl quick_cache::Weighter<PathBuf, Arc<Found>> for FoundWeight {
+    fn weight(&self, key: &PathBuf, val: &Arc<Found>) -> u64 {
+        let body = match &val.what {
+            What::File { bytes: Some(b), .. } => b.len() as u64,
+            _ => 0,
+        };
+        body + key.as_os_str().len() as u64 + 128
+    }
+}
+
+/// What the file system said about a path, and when.
+#[derive(Debug)]
+struct Found {
+    what: What,
+    at: Instant,
+}
+
+#[derive(Debug)]
+enum What {
+    Missing(io::ErrorKind),
+    Dir(Meta),
+    /// A file, with its bytes when small enough to keep.
+    File {
+        meta: Meta,
+        bytes: Option<Bytes>,
+    },
+}
+
+/// A file's metadata as `ServeDir` needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    dir: bool,
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl tower_http::services::fs::Metadata for Meta {
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+
+    fn modified(&self) -> io::Result<SystemTime> {
+        self.modified.ok_or_else(|| io::Error::other("no modification time"))
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl From<&std::fs::Metadata> for Meta {
+    fn from(m: &std::fs::Metadata) -> Self {
+        Meta { dir: m.is_dir(), modified: m.modified().ok(), len: m.len() }
+    }
+}
+
+impl Beneath {
+    fn new(root: PathBuf, found: Arc<FoundCache>) -> Self {
+        Self { root: Arc::new(root), found }
+    }
+
+    /// What is known of `path`, asking the file system when nothing valid is known.
+    async fn find(&self, path: PathBuf) -> io::Result<Arc<Found>> {
+        if let Some(f) = self.found.get(&path).filter(|f| f.at.elapsed() < VALID_FOR) {
+            return Ok(f);
+        }
+        let root = self.root.clone();
+        let key = path.clone();
+        let what = tokio::task::spawn_blocking(move || probe(&root, &path)).await.map_err(io::Error::other)??;
+        let found = Arc::new(Found { what, at: Instant::now() });
+        self.found.insert(key, found.clone());
+        Ok(found)
+    }
+}
+
+/// Opens, stats and, when small, reads a path beneath `root`; a missing path is an answer too.
+fn probe(root: &Path, path: &Path) -> io::Result<What> {
+    let mut file = match open_beneath(root, path) {
+        Ok(f) => f,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(What::Missing(e.kind())),
+        Err(e) => return Err(e),
+    };
+    let m = file.metadata()?;
+    let meta = Meta::from(&m);
+    if m.is_dir() {
+        return Ok(What::Dir(meta));
+    }
+    let bytes = if m.is_file() && m.len() <= KEEP_FILES_UP_TO {
+        let mut buf = Vec::with_capacity(m.len() as usize);
+        std::io::Read::read_to_end(&mut file, &mut buf)?;
+        Some(Bytes::from(buf))
+    } else {
+        None
+    };
+    // The bytes read are what is served: their length is the one that counts.
+    let meta = Meta { len: bytes.as_ref().map_or(meta.len, |b| b.len() as u64), ..meta };
+    Ok(What::File { meta, bytes })
 }
 
 /// Opens `path` (which `ServeDir` built as `root/rest`) beneath `root`: a symlink or `..` that
@@ -153,53 +274,80 @@ fn open_beneath(root: &Path, path: &Path) -> io::Result<std::fs::File> {
 type Boxed<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 
 impl Backend for Beneath {
-    type File = BeneathFile;
-    type Metadata = std::fs::Metadata;
-    type OpenFuture = Boxed<BeneathFile>;
-    type MetadataFuture = Boxed<std::fs::Metadata>;
+    type File = OffloadFile;
+    type Metadata = Meta;
+    type OpenFuture = Boxed<OffloadFile>;
+    type MetadataFuture = Boxed<Meta>;
 
     fn open(&self, path: PathBuf) -> Self::OpenFuture {
-        let root = self.root.clone();
+        let this = self.clone();
         Box::pin(async move {
-            let file = tokio::task::spawn_blocking(move || open_beneath(&root, &path)).await.map_err(io::Error::other)??;
-            Ok(BeneathFile(tokio::fs::File::from_std(file)))
+            let found = this.find(path.clone()).await?;
+            match &found.what {
+                What::Missing(kind) => Err(io::Error::from(*kind)),
+                What::File { meta, bytes: Some(b) } => Ok(OffloadFile::Memory(std::io::Cursor::new(b.clone()), *meta)),
+                // A directory or a large file: opened for streaming.
+                What::Dir(_) | What::File { bytes: None, .. } => {
+                    let root = this.root.clone();
+                    let file = tokio::task::spawn_blocking(move || open_beneath(&root, &path)).await.map_err(io::Error::other)??;
+                    Ok(OffloadFile::Disk(tokio::fs::File::from_std(file)))
+                }
+            }
         })
     }
 
     fn metadata(&self, path: PathBuf) -> Self::MetadataFuture {
-        let root = self.root.clone();
-        Box::pin(
-            async move { tokio::task::spawn_blocking(move || open_beneath(&root, &path)?.metadata()).await.map_err(io::Error::other)? },
-        )
+        let this = self.clone();
+        Box::pin(async move {
+            match &this.find(path).await?.what {
+                What::Missing(kind) => Err(io::Error::from(*kind)),
+                What::Dir(m) | What::File { meta: m, .. } => Ok(*m),
+            }
+        })
     }
 }
 
-/// A file opened by [`Beneath`].
+/// A file opened by [`Beneath`]: kept bytes, or a file on disk.
 #[derive(Debug)]
-pub struct BeneathFile(tokio::fs::File);
+pub enum OffloadFile {
+    Memory(std::io::Cursor<Bytes>, Meta),
+    Disk(tokio::fs::File),
+}
 
-impl AsyncRead for BeneathFile {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+impl AsyncRead for OffloadFile {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OffloadFile::Memory(c, _) => Pin::new(c).poll_read(cx, buf),
+            OffloadFile::Disk(f) => Pin::new(f).poll_read(cx, buf),
+        }
     }
 }
 
-impl AsyncSeek for BeneathFile {
-    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        Pin::new(&mut self.0).start_seek(position)
+impl AsyncSeek for OffloadFile {
+    fn start_seek(self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        match self.get_mut() {
+            OffloadFile::Memory(c, _) => Pin::new(c).start_seek(position),
+            OffloadFile::Disk(f) => Pin::new(f).start_seek(position),
+        }
     }
 
-    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.0).poll_complete(cx)
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        match self.get_mut() {
+            OffloadFile::Memory(c, _) => Pin::new(c).poll_complete(cx),
+            OffloadFile::Disk(f) => Pin::new(f).poll_complete(cx),
+        }
     }
 }
 
-impl tower_http::services::fs::File for BeneathFile {
-    type Metadata = std::fs::Metadata;
-    type MetadataFuture<'a> = Pin<Box<dyn Future<Output = io::Result<std::fs::Metadata>> + Send + 'a>>;
+impl tower_http::services::fs::File for OffloadFile {
+    type Metadata = Meta;
+    type MetadataFuture<'a> = Pin<Box<dyn Future<Output = io::Result<Meta>> + Send + 'a>>;
 
     fn metadata(&self) -> Self::MetadataFuture<'_> {
-        Box::pin(self.0.metadata())
+        match self {
+            OffloadFile::Memory(_, m) => Box::pin(std::future::ready(Ok(*m))),
+            OffloadFile::Disk(f) => Box::pin(async move { Ok(Meta::from(&f.metadata().await?)) }),
+        }
     }
 }
 

@@ -102,6 +102,19 @@ async fn precompressed_variant_chosen_by_accept_encoding() {
 }
 
 #[tokio::test]
+async fn a_changed_file_is_served_within_a_second() {
+    let s = site(true, false).await;
+    let file = s._dir.path().join("public/app.css");
+    assert_eq!(get(s.front.addr, "/static/app.css", "").await.2.len(), 1000);
+    std::fs::write(&file, "changed").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(get(s.front.addr, "/static/app.css", "").await.2, "changed");
+    std::fs::remove_file(&file).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(get(s.front.addr, "/static/app.css", "").await.2.contains("/static/app.css"), "gone: main answers");
+}
+
+#[tokio::test]
 async fn misses_fall_through_to_main_unless_the_rule_says_otherwise() {
     let s = site(true, false).await;
     let (code, _, body) = get(s.front.addr, "/static/nope.css", "").await;
