@@ -422,6 +422,11 @@ impl Cache {
 
     /// The key of a request: host and path with query (GET and HEAD share it).
     pub fn key(parts: &http::request::Parts) -> Arc<str> {
+        Arc::from(Self::key_string(parts))
+    }
+
+    /// [`Cache::key`] for a lookup only.
+    pub fn key_string(parts: &http::request::Parts) -> String {
         let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut k = String::with_capacity(host.map_or(0, str::len) + pq.len());
@@ -429,7 +434,7 @@ impl Cache {
             k.extend(h.chars().map(|c| c.to_ascii_lowercase()));
         }
         k.push_str(pq);
-        Arc::from(k)
+        k
     }
 
     /// Counts how a request was answered.

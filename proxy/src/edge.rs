@@ -85,7 +85,15 @@ impl EdgeService {
         // path's record), nothing is copied here.
         let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers), parts.uri.clone()));
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
-        let ids = headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore);
+        // A fresh hit is answered before anything is rewritten for main.
+        let hit = match &self.config.cache {
+            Some(cache) if !websocket => fresh_hit(cache, &parts),
+            _ => None,
+        };
+        let ids = match hit {
+            Some(_) => headers::request_ids(&parts.headers),
+            None => headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore),
+        };
         let log = self.access.as_ref().map(|_| {
             (
                 parts.method.clone(),
@@ -100,7 +108,11 @@ impl EdgeService {
             None
         };
 
-        let (mut response, upstream_time) = match self.route(parts, body, websocket).await {
+        let routed = match hit {
+            Some(r) => Ok(Answer::local(r)),
+            None => Box::pin(self.route(parts, body, websocket)).await,
+        };
+        let (mut response, upstream_time) = match routed {
             Ok(a) => (a.response, a.upstream),
             Err(e) => {
                 tracing::debug!(request_id = %ids.request_id(), error = %e, "request failed");
@@ -165,7 +177,7 @@ impl EdgeService {
         }
         let key = Cache::key(&parts);
         let now = SystemTime::now();
-        let with_directives = parts.headers.contains_key(header::CACHE_CONTROL) || parts.headers.contains_key(header::PRAGMA);
+        let with_directives = has_directives(&parts.headers);
         let vary_miss = match cache.lookup(&key, &parts.headers) {
             Lookup::Found(s) => {
                 if s.fresh(now) && (!with_directives || s.satisfies(&parts, now)) {
@@ -464,6 +476,28 @@ async fn refresh_in_background(cache: &Arc<Cache>, key: &Arc<str>, stored: &Stor
         let mut fill = Fill::new(incoming, c, cache.clone(), key.clone(), None);
         while let Some(Ok(_)) = fill.frame().await {}
     }
+}
+
+fn has_directives(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::CACHE_CONTROL) || h.contains_key(header::PRAGMA)
+}
+
+/// A fresh stored response that answers a GET or HEAD as it came from the client; `None` sends
+/// the request down the full path (which looks again, after the head is rewritten for main).
+fn fresh_hit(cache: &Cache, parts: &http::request::Parts) -> Option<Response<EdgeBody>> {
+    if (parts.method != Method::GET && parts.method != Method::HEAD) || no_store(&parts.headers) {
+        return None;
+    }
+    if !parts.headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
+        return None;
+    }
+    let Lookup::Found(s) = cache.lookup(&Cache::key_string(parts), &parts.headers) else { return None };
+    let now = SystemTime::now();
+    if !s.fresh(now) || (has_directives(&parts.headers) && !s.satisfies(parts, now)) {
+        return None;
+    }
+    cache.count(Outcome::Hit);
+    Some(s.respond(parts, now, cache_status(Outcome::Hit, Some(s.ttl(now)), false)))
 }
 
 /// The cache's copy of a request head (for the storage decision made once main answers).

@@ -190,6 +190,17 @@ pub fn prepare_request(
     RequestIds { request_id, trace_id }
 }
 
+/// The ids of a request answered at the edge without being rewritten for main (a cache hit): the
+/// client's valid `X-Request-Id` and `traceparent` trace id, or new ones.
+pub fn request_ids(headers: &HeaderMap) -> RequestIds {
+    let request_id = match headers.get(&X_REQUEST_ID) {
+        Some(v) if ids::valid_request_id(v.as_bytes()) => v.clone(),
+        _ => bytes_value(&ids::request_id()),
+    };
+    let trace_id = headers.get(&TRACEPARENT).and_then(|v| ids::trace_id(v.as_bytes())).unwrap_or_else(|| ids::new_traceparent().1);
+    RequestIds { request_id, trace_id }
+}
+
 /// Rewrites main's response head for the client: hop-by-hop headers out (the upgrade headers of
 /// an accepted WebSocket handshake stay).
 pub fn prepare_response(headers: &mut HeaderMap, switching: bool) {
