@@ -51,7 +51,8 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for p in crate::procs::tree(self.child.id()).into_iter().rev() {
+        // Parent first: an nginx master that outlives a worker starts a new one.
+        for p in crate::procs::tree(self.child.id()) {
             let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
         }
         let _ = self.child.wait();

@@ -90,10 +90,16 @@ impl EdgeService {
             Some(cache) if !websocket => fresh_hit(cache, &parts),
             _ => None,
         };
+        // A hit needs ids only for its access-log line.
         let ids = match hit {
-            Some(_) => headers::request_ids(&parts.headers),
-            None => headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore),
+            Some(_) if self.access.is_none() => None,
+            Some(_) => Some(headers::request_ids(&parts.headers)),
+            None => {
+                Some(headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore))
+            }
         };
+        let request_id = || ids.as_ref().map_or("-", |i| i.request_id());
+        let trace_id = || ids.as_ref().map_or("-", |i| i.trace_id());
         let log = self.access.as_ref().map(|_| {
             (
                 parts.method.clone(),
@@ -115,11 +121,11 @@ impl EdgeService {
         let (mut response, upstream_time) = match routed {
             Ok(a) => (a.response, a.upstream),
             Err(e) => {
-                tracing::debug!(request_id = %ids.request_id(), error = %e, "request failed");
+                tracing::debug!(request_id = %request_id(), error = %e, "request failed");
                 if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
-                    m.error(&e, ids.request_id(), ids.trace_id(), uri.path());
+                    m.error(&e, request_id(), trace_id(), uri.path());
                 }
-                (e.response(ids.request_id()), None)
+                (e.response(request_id()), None)
             }
         };
         if let Some(accept) = accept_encoding {
@@ -140,8 +146,8 @@ impl EdgeService {
                 bytes: content_length(response.headers()),
                 duration: start.elapsed(),
                 upstream: upstream_time,
-                request_id: ids.request_id().to_owned(),
-                trace_id: ids.trace_id().to_owned(),
+                request_id: request_id().to_owned(),
+                trace_id: trace_id().to_owned(),
                 user_agent,
                 referer,
             });
