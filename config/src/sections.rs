@@ -214,13 +214,16 @@ pub(crate) fn cache(p: &mut Problems, doc: &mut Obj<'_>) -> CacheSettings {
     if let Some(n) = o.integer(p, "maxBytes", 1024, u64::MAX) {
         s.max_bytes = n;
     }
-    if let Some(n) = o.integer(p, "maxObjectBytes", 1, u64::MAX) {
-        s.max_object_bytes = n;
+    let explicit_object = o.integer(p, "maxObjectBytes", 1, u64::MAX);
+    match explicit_object {
+        Some(n) => s.max_object_bytes = n,
+        // Unsaid, the object bound follows a small cache down: a quarter of it at most.
+        None => s.max_object_bytes = s.max_object_bytes.min(s.max_bytes / 4).max(1),
     }
     if let Some(d) = o.seconds(p, "lockTimeoutSeconds", 600.0) {
         s.lock_timeout = d;
     }
-    if s.max_object_bytes > s.max_bytes {
+    if explicit_object.is_some() && s.max_object_bytes > s.max_bytes {
         p.push(
             Problem::new(format!("{}.maxObjectBytes", o.path), "maxObjectBytes is larger than maxBytes")
                 .hint("one object cannot be larger than the whole cache"),

@@ -50,6 +50,7 @@ fn azure_cli_example_loads_with_defaults() {
     assert_eq!(spec.proxy.hold, Duration::from_secs(10));
     assert_eq!(spec.admin.listen.to_string(), "127.0.0.1:9901");
     assert!(!spec.cache.enabled);
+    assert!(spec.proxy.compression, "on by default");
     assert_eq!(spec.local.grace_period, Duration::from_secs(30));
     assert_eq!(spec.health.defaults.period, Duration::from_secs(10));
     assert_eq!(spec.health.defaults.failure_threshold, 3);
@@ -119,6 +120,9 @@ fn sitecar_document_sets_every_section() {
     assert_eq!(app_probe.failure_threshold, 2, "per-container probes start from the section's defaults");
     assert!(spec.cache.enabled);
     assert_eq!(spec.cache.max_bytes, 10_485_760);
+    assert_eq!(spec.cache.max_object_bytes, 2_621_440, "unsaid, a quarter of a cache below 32 MiB");
+    assert_eq!(spec.cache.lock_timeout, Duration::from_secs(2));
+    assert!(!spec.proxy.compression);
     assert_eq!(spec.offload[0], OffloadRule { prefix: "/static".into(), dir: "./public".into(), fallthrough: false });
     assert_eq!(spec.admin.listen.port(), 9911);
     assert_eq!(spec.local.grace_period, Duration::from_secs(5));

@@ -110,6 +110,8 @@ pub fn prepare_request(
     peer: &Peer,
     drop_underscore: bool,
 ) -> RequestIds {
+    // Room for the fields added below, so the map grows (and rehashes) at most once.
+    headers.reserve(12);
     let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(headers);
     // An Expect is answered here (hyper sends 100 Continue when the body is read).

@@ -6,7 +6,8 @@ usage: app.py NAME PORT [ignore-term] [delay=SECONDS] [child] [orphan] [daemon]
   child         start `sleep 1000` in the same process group
   orphan        leave a short-lived orphan behind (it becomes a zombie of whoever adopts it)
   daemon        start a `sleep 1000` in a new session (escapes the process group)
-GET /env answers the environment as JSON; GET /robots933456.txt answers 404; anything else 200.
+GET /env answers the environment as JSON; GET /robots933456.txt answers 404; GET /cached answers
+"cached from NAME #n" with Cache-Control: max-age=60 (n counts its requests); anything else 200.
 """
 import json
 import os
@@ -45,15 +46,26 @@ if "orphan" in opts:
     subprocess.run(["sh", "-c", "sleep 0.2 & echo $! > /dev/null"])
 
 
+cached = 0
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
+        global cached
+        extra = []
         if self.path == "/env":
             body, code = json.dumps(dict(os.environ)).encode(), 200
+        elif self.path == "/cached":
+            cached += 1
+            body, code = f"cached from {name} #{cached}".encode(), 200
+            extra = [("Cache-Control", "max-age=60")]
         elif self.path == "/robots933456.txt":
             body, code = b"not found", 404
         else:
             body, code = f"hello from {name}".encode(), 200
         self.send_response(code)
+        for k, v in extra:
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
