@@ -55,11 +55,17 @@ struct Answer {
     response: Response<EdgeBody>,
     /// Time until main's response head, when main was asked.
     upstream: Option<Duration>,
+    /// A file of an offload rule: served precompressed or as it is, never compressed here.
+    file: bool,
 }
 
 impl Answer {
     fn local(response: Response<EdgeBody>) -> Self {
-        Self { response, upstream: None }
+        Self { response, upstream: None, file: false }
+    }
+
+    fn main(response: Response<EdgeBody>, took: Duration) -> Self {
+        Self { response, upstream: Some(took), file: false }
     }
 }
 
@@ -118,17 +124,17 @@ impl EdgeService {
             Some(r) => Ok(Answer::local(r)),
             None => Box::pin(self.route(parts, body, websocket)).await,
         };
-        let (mut response, upstream_time) = match routed {
-            Ok(a) => (a.response, a.upstream),
+        let (mut response, upstream_time, file) = match routed {
+            Ok(a) => (a.response, a.upstream, a.file),
             Err(e) => {
                 tracing::debug!(request_id = %request_id(), error = %e, "request failed");
                 if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
                     m.error(&e, request_id(), trace_id(), uri.path());
                 }
-                (e.response(request_id()), None)
+                (e.response(request_id()), None, false)
             }
         };
-        if let Some(accept) = accept_encoding {
+        if let Some(accept) = accept_encoding.filter(|_| !file) {
             response = compress(accept, response).await;
         }
         if let (Some(m), Some((method, request_bytes, _))) = (&self.metrics, measured) {
@@ -159,7 +165,7 @@ impl EdgeService {
     async fn route(&self, parts: http::request::Parts, body: Incoming, websocket: bool) -> Result<Answer, ProxyError> {
         if let Some(offload) = &self.config.offload {
             if let Some(r) = offload.serve(&parts).await {
-                return Ok(Answer::local(r));
+                return Ok(Answer { file: true, ..Answer::local(r) });
             }
         }
         match &self.config.cache {
@@ -247,7 +253,7 @@ impl EdgeService {
         };
         rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
         rp.version = head.version;
-        Ok(Answer { response: Response::from_parts(rp, body), upstream: Some(took) })
+        Ok(Answer::main(Response::from_parts(rp, body), took))
     }
 
     /// A stored response that cannot answer as it is: served stale while a background request
@@ -294,7 +300,7 @@ impl EdgeService {
                         cache.count(Outcome::Revalidated);
                         let now = SystemTime::now();
                         let r = fresh.respond(&parts, now, cache_status(Outcome::Revalidated, Some(fresh.ttl(now)), false));
-                        return Ok(Answer { response: r, upstream: Some(took) });
+                        return Ok(Answer::main(r, took));
                     }
                 }
                 if rp.status.is_server_error() && stored.within_stale_if_error(now) {
@@ -312,7 +318,7 @@ impl EdgeService {
                 };
                 rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
                 rp.version = parts.version;
-                Ok(Answer { response: Response::from_parts(rp, body), upstream: Some(took) })
+                Ok(Answer::main(Response::from_parts(rp, body), took))
             }
             Err(_) if stored.within_stale_if_error(now) => stale(StaleReason::IfError),
             Err(e) => Err(e),
@@ -405,7 +411,7 @@ impl EdgeService {
         parts.version = client_version;
         headers::prepare_response(&mut parts.headers, switching);
         let body = if switching { EdgeBody::empty() } else { EdgeBody::Upstream(body) };
-        Ok(Answer { response: Response::from_parts(parts, body), upstream: Some(took) })
+        Ok(Answer::main(Response::from_parts(parts, body), took))
     }
 }
 
@@ -550,13 +556,12 @@ fn same_host_key(host: &str, target: &str) -> Option<String> {
 
 /// Compresses a response for a client whose `Accept-Encoding` allows it, when main did not and
 /// the type is worth it (tower-http's predicate: not images, not event streams, not tiny). Files
-/// of offload rules are served precompressed instead.
+/// of offload rules are not passed here: they are served precompressed instead.
 async fn compress(accept: HeaderValue, response: Response<EdgeBody>) -> Response<EdgeBody> {
     use tower::{Service, ServiceExt};
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate, SizeAbove};
     use tower_http::compression::{Compression, CompressionLevel};
-    if matches!(response.body(), EdgeBody::File(_))
-        || response.headers().contains_key(header::CONTENT_ENCODING)
+    if response.headers().contains_key(header::CONTENT_ENCODING)
         || matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
     {
         return response;

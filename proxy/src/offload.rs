@@ -31,6 +31,26 @@ use crate::body::EdgeBody;
 #[derive(Debug, Clone)]
 pub struct Offload {
     rules: Vec<Rule>,
+    /// Whole 200 answers to plain GETs (no validators, no Range) of files kept in memory, reused
+    /// for [`VALID_FOR`] without `ServeDir` or a copy of the body.
+    answers: Arc<quick_cache::sync::Cache<String, Arc<Kept>, KeptWeight>>,
+}
+
+/// An answer of `ServeDir`, kept.
+#[derive(Debug)]
+struct Kept {
+    headers: http::HeaderMap,
+    body: Bytes,
+    at: Instant,
+}
+
+#[derive(Clone)]
+struct KeptWeight;
+
+impl quick_cache::Weighter<String, Arc<Kept>> for KeptWeight {
+    fn weight(&self, key: &String, val: &Arc<Kept>) -> u64 {
+        (key.len() + val.body.len() + 512) as u64
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +78,7 @@ impl Offload {
             })
             .collect();
         rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { rules }
+        Self { rules, answers: Arc::new(quick_cache::sync::Cache::with_weighter(4096, KEEP_BYTES, KeptWeight)) }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,6 +116,17 @@ impl Offload {
             uri.push('?');
             uri.push_str(q);
         }
+        // A plain GET may be answered by a kept answer for the same file and Accept-Encoding.
+        let plain_get = parts.method == Method::GET && !CONDITIONS.iter().any(|h| parts.headers.contains_key(h));
+        let key = plain_get.then(|| {
+            let accept = parts.headers.get(header::ACCEPT_ENCODING).map_or(&b""[..], |v| v.as_bytes());
+            format!("{}{}\n{}", rule.prefix, rest, String::from_utf8_lossy(accept))
+        });
+        if let Some(kept) = key.as_ref().and_then(|k| self.answers.get(k)).filter(|k| k.at.elapsed() < VALID_FOR) {
+            let mut r = Response::new(EdgeBody::full(kept.body.clone()));
+            *r.headers_mut() = kept.headers.clone();
+            return Some(r);
+        }
         let mut req = Request::new(());
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri.parse().ok()?;
@@ -103,7 +134,12 @@ impl Offload {
         let mut serve = rule.serve.clone();
         match serve.try_call(req).await {
             Ok(resp) if resp.status() == StatusCode::NOT_FOUND && rule.fallthrough => None,
-            Ok(resp) => Some(resp.map(|b| EdgeBody::File(Box::new(b)))),
+            Ok(resp) => match key {
+                Some(key) if resp.status() == StatusCode::OK && content_length(resp.headers()).is_some_and(|l| l <= KEEP_FILES_UP_TO) => {
+                    Some(self.keep(key, resp).await)
+                }
+                _ => Some(resp.map(|b| EdgeBody::File(Box::new(b)))),
+            },
             Err(e) if missing(&e) && rule.fallthrough => None,
             Err(e) if missing(&e) => Some(plain(StatusCode::NOT_FOUND, "not found\n")),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Some(plain(StatusCode::FORBIDDEN, "forbidden\n")),
@@ -113,6 +149,33 @@ impl Offload {
             }
         }
     }
+}
+
+impl Offload {
+    /// Reads a small file's answer whole (it comes from memory) and keeps it.
+    async fn keep(&self, key: String, resp: Response<tower_http::services::fs::ServeFileSystemResponseBody>) -> Response<EdgeBody> {
+        use http_body_util::BodyExt;
+        let (parts, body) = resp.into_parts();
+        match body.collect().await {
+            Ok(b) => {
+                let body = b.to_bytes();
+                self.answers.insert(key, Arc::new(Kept { headers: parts.headers.clone(), body: body.clone(), at: Instant::now() }));
+                Response::from_parts(parts, EdgeBody::full(body))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "offload: cannot read the file");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "the file cannot be read\n")
+            }
+        }
+    }
+}
+
+/// Request fields that make an answer depend on more than the file.
+const CONDITIONS: [header::HeaderName; 6] =
+    [header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE];
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// No such file: a missing name, or a file name used as a directory.
