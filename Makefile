@@ -38,7 +38,7 @@ prereqs:
 
 # Test prerequisites: tools the end-to-end tests drive for real.
 test-prereqs:
-	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare openssl chromium" PKGS="curl python3 util-linux openssl chromium"
+	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare openssl chromium zsh fish groff" PKGS="curl python3 util-linux openssl chromium zsh fish groff-base"
 
 # Installs the Debian packages PKGS when any command of CMDS is missing.
 apt-install:

@@ -34,8 +34,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Turn another format (compose) into a sitecar spec.
     Import(ImportArgs),
-    /// Print shell completions (bash, zsh, fish).
+    /// Print shell completions (bash, zsh, fish), e.g. `source <(sitecar completions bash)`.
     Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `sitecar man > /usr/local/share/man/man1/sitecar.1`.
+    Man,
     /// Demo main app of the embedded stack (used by `sitecar up` without a spec).
     #[command(hide = true)]
     DemoApp(DemoArgs),
@@ -181,8 +183,8 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
-    /// bash, zsh or fish.
-    pub shell: String,
+    /// The shell: bash, zsh, fish (also elvish, powershell).
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

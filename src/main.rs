@@ -23,6 +23,17 @@ fn main() -> ExitCode {
         Command::Proxy(a) => up::proxy(*a),
         Command::Status(a) => observe::status_command(&a.admin, a.json),
         Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
+        Command::Completions(a) => {
+            clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sitecar man: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::DemoApp(a) => demo_main(demo::app(a.port)),
         Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
         other => not_yet(&other),
