@@ -167,10 +167,22 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Target: kubernetes or azure.
-    pub target: String,
+    /// Target: kubernetes (manifests for `kubectl apply -f`) or azure (the file
+    /// `az webapp sitecontainers create --sitecontainers-spec-file` takes).
+    pub target: ExportTarget,
     /// The spec to export.
     pub file: PathBuf,
+    /// With azure: an ARM template of sitecontainers resources instead.
+    #[arg(long)]
+    pub arm: bool,
+    #[command(flatten)]
+    pub settings: SettingArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportTarget {
+    Kubernetes,
+    Azure,
 }
 
 #[derive(Debug, Args)]

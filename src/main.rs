@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Proxy(a) => up::proxy(*a),
         Command::Status(a) => observe::status_command(&a.admin, a.json),
         Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
+        Command::Export(a) => export(&a),
         Command::Completions(a) => {
             clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -38,6 +39,33 @@ fn main() -> ExitCode {
         Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
         other => not_yet(&other),
     }
+}
+
+/// `sitecar export`: a valid spec written for Kubernetes or Azure on stdout; an invalid one is
+/// refused with every problem, as `validate` lists them.
+fn export(a: &cli::ExportArgs) -> ExitCode {
+    let spec = match sitecar_config::load_file(&a.file, &validate::load_options(&a.settings)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sitecar export: {}: {e}", a.file.display());
+            for p in e.problems() {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(if matches!(e, sitecar_config::LoadError::Unreadable { .. }) { 2 } else { 1 });
+        }
+    };
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    match (a.target, a.arm) {
+        (cli::ExportTarget::Azure, false) => println!("{}", pretty(&sitecar_config::export::azure_cli(&spec))),
+        (cli::ExportTarget::Azure, true) => println!("{}", pretty(&sitecar_config::export::arm_template(&spec))),
+        (cli::ExportTarget::Kubernetes, _) => {
+            // JSON documents are YAML documents: one stream for `kubectl apply -f`.
+            for doc in sitecar_config::export::kubernetes(&spec) {
+                println!("---\n{}", pretty(&doc));
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// A subcommand whose issue has not landed: refuse plainly, never pretend success.

@@ -17,6 +17,7 @@
 
 pub mod env;
 pub mod error;
+pub mod export;
 mod json;
 pub mod model;
 mod parse;

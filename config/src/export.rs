@@ -1,0 +1,303 @@
+//! A loaded spec written for other platforms: the file `az webapp sitecontainers create
+//! --sitecontainers-spec-file` takes, an ARM template of `Microsoft.Web/sites/sitecontainers`
+//! resources, and Kubernetes manifests (a Deployment with native sidecars, a ConfigMap of app
+//! settings, a Secret of connection strings, a Service for 80 and 8080).
+
+use serde_json::{json, Map, Value};
+
+use crate::model::{Auth, Container, Spec};
+
+/// One container's `properties`, as Azure reads them.
+fn properties(c: &Container) -> Value {
+    let mut p = Map::new();
+    p.insert("image".into(), json!(c.image));
+    p.insert("isMain".into(), json!(c.is_main));
+    if let Some(port) = c.target_port {
+        // A string, as Azure's schema has it.
+        p.insert("targetPort".into(), json!(port.to_string()));
+    }
+    if let Some(cmd) = &c.startup_command {
+        p.insert("startUpCommand".into(), json!(cmd));
+    }
+    match &c.auth {
+        Auth::Anonymous => {
+            p.insert("authType".into(), json!("Anonymous"));
+        }
+        Auth::UserCredentials { user_name, password_secret } => {
+            p.insert("authType".into(), json!("UserCredentials"));
+            p.insert("userName".into(), json!(user_name));
+            p.insert("passwordSecret".into(), json!(password_secret.expose()));
+        }
+        Auth::SystemIdentity => {
+            p.insert("authType".into(), json!("SystemIdentity"));
+        }
+        Auth::UserAssigned { client_id } => {
+            p.insert("authType".into(), json!("UserAssigned"));
+            p.insert("userManagedIdentityClientId".into(), json!(client_id));
+        }
+    }
+    p.insert("inheritAppSettingsAndConnectionStrings".into(), json!(c.inherit_app_settings));
+    if !c.volume_mounts.is_empty() {
+        let mounts: Vec<Value> = c
+            .volume_mounts
+            .iter()
+            .map(|m| {
+                let mut v =
+                    json!({"volumeSubPath": m.volume_sub_path, "containerMountPath": m.container_mount_path, "readOnly": m.read_only});
+                if let (Some(d), Some(o)) = (&m.data, v.as_object_mut()) {
+                    o.insert("data".into(), json!(d));
+                }
+                v
+            })
+            .collect();
+        p.insert("volumeMounts".into(), Value::Array(mounts));
+    }
+    if !c.environment_variables.is_empty() {
+        let vars: Vec<Value> = c.environment_variables.iter().map(|e| json!({"name": e.name, "value": e.app_setting})).collect();
+        p.insert("environmentVariables".into(), Value::Array(vars));
+    }
+    Value::Object(p)
+}
+
+/// The `--sitecontainers-spec-file` of `az webapp sitecontainers create`: an array of
+/// `{name, properties}` in spec order. App settings live on the site, not in this file.
+pub fn azure_cli(spec: &Spec) -> Value {
+    Value::Array(spec.containers.iter().map(|c| json!({"name": c.name, "properties": properties(c)})).collect())
+}
+
+/// An ARM template fragment: one `Microsoft.Web/sites/sitecontainers` resource per container on
+/// the site named by the `siteName` parameter (defaulting to the spec's site name).
+pub fn arm_template(spec: &Spec) -> Value {
+    let resources: Vec<Value> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            json!({
+                "type": "Microsoft.Web/sites/sitecontainers",
+                "apiVersion": "2024-04-01",
+                "name": format!("[concat(parameters('siteName'), '/{}')]", c.name),
+                "properties": properties(c),
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"siteName": {"type": "string", "defaultValue": spec.local.site_name}},
+        "resources": resources,
+    })
+}
+
+/// A DNS-1123 label from a name: lower case, letters, digits and dashes.
+fn label(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let s = s.trim_matches('-');
+    if s.is_empty() {
+        "sitecar".into()
+    } else {
+        s.chars().take(63).collect()
+    }
+}
+
+/// Kubernetes manifests for the spec, applied with `kubectl apply -f`: a ConfigMap of the app
+/// settings (each also as `APPSETTING_<name>`, as App Service injects them), a Secret of the
+/// connection strings under their typed prefixes, a Deployment whose sidecars are native sidecars
+/// (init containers with `restartPolicy: Always`, started in spec order, each with a startup probe
+/// on its port so the next starts once it listens) and whose app container is main (a startup
+/// probe from the warmup path and start time limit, readiness from the health settings, liveness
+/// when `WEBSITE_HEALTHCHECK_PATH` is set), and a Service for ports 80 and 8080.
+pub fn kubernetes(spec: &Spec) -> Vec<Value> {
+    let site = label(&spec.local.site_name);
+    let settings_name = format!("{site}-appsettings");
+    let strings_name = format!("{site}-connectionstrings");
+    let mut settings = Map::new();
+    for (k, v) in &spec.app_settings {
+        settings.insert(k.clone(), json!(v));
+        settings.insert(format!("APPSETTING_{k}"), json!(v));
+    }
+    let strings: Map<String, Value> =
+        spec.connection_strings.iter().map(|(k, cs)| (format!("{}{k}", cs.kind.env_prefix()), json!(cs.value.expose()))).collect();
+    let main = spec.main();
+    let main_port = main.target_port.unwrap_or(80);
+
+    // Every volumeSubPath is a sub-directory of one shared emptyDir: the same subpath shares
+    // files, and a nested one sees its parent's subtree, as on App Service.
+    let shared = spec.containers.iter().any(|c| !c.volume_mounts.is_empty());
+    let container = |c: &Container, sidecar: bool| -> Value {
+        let mut v = Map::new();
+        v.insert("name".into(), json!(label(&c.name)));
+        v.insert("image".into(), json!(c.image));
+        if let Some(args) = c.startup_command.as_deref().and_then(|cmd| shell_words::split(cmd).ok()) {
+            // startUpCommand replaces the image's command, not its entrypoint.
+            v.insert("args".into(), json!(args));
+        }
+        if let Some(port) = c.target_port {
+            v.insert("ports".into(), json!([{"containerPort": port, "name": "http"}]));
+        }
+        let mut env = vec![json!({"name": "WEBSITE_SITE_NAME", "value": spec.local.site_name})];
+        if let Some(port) = c.target_port {
+            env.push(json!({"name": "PORT", "value": port.to_string()}));
+            if c.is_main {
+                env.push(json!({"name": "WEBSITES_PORT", "value": port.to_string()}));
+            }
+        }
+        for e in &c.environment_variables {
+            let source = if spec.connection_strings.contains_key(&e.app_setting) {
+                // A connection string named by an environment variable: from the Secret.
+                let key = spec.connection_strings.get(&e.app_setting).map(|cs| format!("{}{}", cs.kind.env_prefix(), e.app_setting));
+                json!({"secretKeyRef": {"name": strings_name, "key": key, "optional": true}})
+            } else {
+                json!({"configMapKeyRef": {"name": settings_name, "key": e.app_setting, "optional": true}})
+            };
+            env.push(json!({"name": e.name, "valueFrom": source}));
+        }
+        v.insert("env".into(), Value::Array(env));
+        if c.inherit_app_settings {
+            v.insert("envFrom".into(), json!([{"configMapRef": {"name": settings_name}}, {"secretRef": {"name": strings_name}}]));
+        }
+        if !c.volume_mounts.is_empty() {
+            let mounts: Vec<Value> = c
+                .volume_mounts
+                .iter()
+                .map(|m| {
+                    json!({"name": "shared", "mountPath": m.container_mount_path, "subPath": m.volume_sub_path.trim_start_matches('/'), "readOnly": m.read_only})
+                })
+                .collect();
+            v.insert("volumeMounts".into(), Value::Array(mounts));
+        }
+        let probes = spec.health.for_container(&c.name);
+        let secs = |d: std::time::Duration| (d.as_secs().max(1)) as u32;
+        if sidecar {
+            v.insert("restartPolicy".into(), json!("Always"));
+            if let Some(port) = c.target_port {
+                v.insert(
+                    "startupProbe".into(),
+                    json!({"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": secs(spec.platform.start_time_limit)}),
+                );
+            }
+        } else {
+            let period = 5u32;
+            v.insert(
+                "startupProbe".into(),
+                json!({"httpGet": {"path": spec.platform.warmup_path, "port": main_port}, "periodSeconds": period,
+                       "failureThreshold": (secs(spec.platform.start_time_limit) / period).max(1)}),
+            );
+        }
+        if let Some(port) = c.target_port {
+            let check = match &probes.path {
+                Some(path) => json!({"httpGet": {"path": path, "port": port}}),
+                None => json!({"tcpSocket": {"port": port}}),
+            };
+            let mut readiness = check.as_object().cloned().unwrap_or_default();
+            readiness.insert("initialDelaySeconds".into(), json!(probes.initial_delay.as_secs()));
+            readiness.insert("periodSeconds".into(), json!(secs(probes.period)));
+            readiness.insert("timeoutSeconds".into(), json!(secs(probes.timeout)));
+            readiness.insert("failureThreshold".into(), json!(probes.failure_threshold.max(1)));
+            readiness.insert("successThreshold".into(), json!(probes.success_threshold.max(1)));
+            if !sidecar {
+                v.insert("readinessProbe".into(), Value::Object(readiness));
+            }
+            if let (false, Some(path)) = (sidecar, &spec.platform.healthcheck_path) {
+                v.insert(
+                    "livenessProbe".into(),
+                    json!({"httpGet": {"path": path, "port": port}, "periodSeconds": secs(probes.period), "timeoutSeconds": secs(probes.timeout), "failureThreshold": probes.failure_threshold.max(1)}),
+                );
+            }
+        }
+        Value::Object(v)
+    };
+    let sidecars: Vec<Value> = spec.containers.iter().filter(|c| !c.is_main).map(|c| container(c, true)).collect();
+    let mut pod = json!({
+        "initContainers": sidecars,
+        "containers": [container(main, false)],
+        "terminationGracePeriodSeconds": spec.local.grace_period.as_secs(),
+    });
+    if shared {
+        if let Some(o) = pod.as_object_mut() {
+            o.insert("volumes".into(), json!([{"name": "shared", "emptyDir": {}}]));
+        }
+    }
+    let labels = json!({"app.kubernetes.io/name": site, "app.kubernetes.io/managed-by": "sitecar"});
+    vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": settings_name, "labels": labels}, "data": settings}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": strings_name, "labels": labels}, "type": "Opaque", "stringData": strings}),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": site, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": site}},
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": site, "labels": labels},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": site},
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": main_port},
+                    {"name": "http-alt", "port": 8080, "targetPort": main_port},
+                ],
+            },
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{load_str, LoadOptions};
+
+    const DOC: &str = r#"{"sitecontainers": [
+        {"name": "redis", "properties": {"image": "redis:7-alpine", "isMain": false, "targetPort": "6379"}},
+        {"name": "otel", "properties": {"image": "otel/collector", "isMain": false, "targetPort": "4318",
+           "inheritAppSettingsAndConnectionStrings": false,
+           "volumeMounts": [{"volumeSubPath": "/shared/logs", "containerMountPath": "/logs", "readOnly": true}],
+           "environmentVariables": [{"name": "AI", "value": "AI_KEY"}]}},
+        {"name": "Web", "properties": {"image": "example/web:1", "isMain": true, "targetPort": "8080",
+           "startUpCommand": "python3 app.py --port 8080", "authType": "UserAssigned", "userManagedIdentityClientId": "abc",
+           "volumeMounts": [{"volumeSubPath": "/shared", "containerMountPath": "/data", "readOnly": false}]}}
+      ],
+      "appSettings": {"AI_KEY": "k", "WEBSITE_HEALTHCHECK_PATH": "/health"},
+      "connectionStrings": {"Db": {"value": "Server=db", "type": "PostgreSQL"}},
+      "local": {"siteName": "Shop"}}"#;
+
+    #[test]
+    fn azure_cli_file_keeps_every_property() {
+        let spec = load_str(DOC, &LoadOptions::default()).unwrap();
+        let v = azure_cli(&spec);
+        assert_eq!(v[2]["name"], "Web");
+        assert_eq!(v[2]["properties"]["targetPort"], "8080");
+        assert_eq!(v[2]["properties"]["authType"], "UserAssigned");
+        assert_eq!(v[2]["properties"]["userManagedIdentityClientId"], "abc");
+        assert_eq!(v[1]["properties"]["inheritAppSettingsAndConnectionStrings"], false);
+        assert_eq!(v[1]["properties"]["environmentVariables"][0]["value"], "AI_KEY");
+    }
+
+    #[test]
+    fn kubernetes_sidecars_are_native_and_ordered() {
+        let spec = load_str(DOC, &LoadOptions::default()).unwrap();
+        let docs = kubernetes(&spec);
+        let pod = &docs[2]["spec"]["template"]["spec"];
+        let init: Vec<&str> = pod["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(init, ["redis", "otel"]);
+        assert!(pod["initContainers"].as_array().unwrap().iter().all(|c| c["restartPolicy"] == "Always"));
+        let main = &pod["containers"][0];
+        assert_eq!(main["name"], "web");
+        assert_eq!(main["args"], json!(["python3", "app.py", "--port", "8080"]));
+        assert_eq!(main["startupProbe"]["httpGet"]["path"], "/robots933456.txt");
+        assert_eq!(main["livenessProbe"]["httpGet"]["path"], "/health");
+        assert!(main["envFrom"].is_array());
+        assert!(pod["initContainers"][1].get("envFrom").is_none(), "inherit false: no app settings");
+        let ai = pod["initContainers"][1]["env"].as_array().unwrap().iter().find(|e| e["name"] == "AI").unwrap();
+        assert_eq!(ai["valueFrom"]["configMapKeyRef"]["key"], "AI_KEY");
+        assert_eq!(pod["initContainers"][1]["volumeMounts"][0]["subPath"], "shared/logs");
+        assert_eq!(docs[0]["data"]["APPSETTING_AI_KEY"], "k");
+        assert_eq!(docs[1]["stringData"]["POSTGRESQLCONNSTR_Db"], "Server=db");
+        assert_eq!(docs[3]["spec"]["ports"][1]["targetPort"], 8080);
+        assert_eq!(docs[2]["metadata"]["name"], "shop");
+    }
+}
