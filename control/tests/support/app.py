@@ -7,7 +7,8 @@ usage: app.py NAME PORT [ignore-term] [delay=SECONDS] [child] [orphan] [daemon]
   orphan        leave a short-lived orphan behind (it becomes a zombie of whoever adopts it)
   daemon        start a `sleep 1000` in a new session (escapes the process group)
 GET /env answers the environment as JSON; GET /robots933456.txt answers 404; GET /cached answers
-"cached from NAME #n" with Cache-Control: max-age=60 (n counts its requests); anything else 200.
+"cached from NAME #n" with Cache-Control: max-age=60 (n counts its requests); GET /slow... answers
+after one second; anything else 200.
 """
 import json
 import os
@@ -55,6 +56,9 @@ class Handler(BaseHTTPRequestHandler):
         extra = []
         if self.path == "/env":
             body, code = json.dumps(dict(os.environ)).encode(), 200
+        elif self.path.startswith("/slow"):
+            time.sleep(1.0)
+            body, code = f"slow from {name}".encode(), 200
         elif self.path == "/cached":
             cached += 1
             body, code = f"cached from {name} #{cached}".encode(), 200
