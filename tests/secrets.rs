@@ -34,7 +34,7 @@ fn secrets_never_show_outside_the_containers() {
         ),
     )
     .unwrap();
-    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
+    let sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
         .arg("up")
         .arg(&spec)
         .env("NO_COLOR", "1")
