@@ -76,6 +76,9 @@ pub struct ValidateArgs {
 pub struct UpArgs {
     /// The spec; without one, the embedded demo stack runs.
     pub file: Option<PathBuf>,
+    /// Re-read the spec whenever the file changes (as `sitecar reload` or SIGHUP do).
+    #[arg(long, requires = "file")]
+    pub watch: bool,
     #[command(flatten)]
     pub settings: SettingArgs,
     /// Front-door listen addresses, replacing the spec's (repeatable).

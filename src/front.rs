@@ -104,25 +104,23 @@ pub struct AtEdge {
     pub offload: Vec<OffloadRule>,
 }
 
-/// Serves the front door on `listeners` until `shutdown`, then drains.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    listeners: Listeners,
+/// New settings for the request path (a reload): applied to connections accepted from then on.
+pub struct Reconfigure {
+    pub settings: ProxySettings,
+    pub at_edge: AtEdge,
+}
+
+/// The request path for `settings`, with the access log and metrics that outlive reloads.
+fn edge(
     settings: &ProxySettings,
     at_edge: AtEdge,
     main: SocketAddr,
-    ready: watch::Receiver<bool>,
-    access_sink: Option<Sink>,
-    metrics: Option<Arc<HttpMetrics>>,
-    shutdown: CancellationToken,
-) {
+    ready: &watch::Receiver<bool>,
+    access: &Option<AccessLog>,
+    metrics: &Option<Arc<HttpMetrics>>,
+) -> Arc<EdgeService> {
     let t = &settings.timeouts;
-    let access = match (settings.access_log, access_sink) {
-        (LogSetting::Off, _) | (_, None) => None,
-        (LogSetting::Common, Some(mut sink)) => Some(AccessLog::spawn(Format::Common, move |l| sink(l))),
-        (LogSetting::Json, Some(mut sink)) => Some(AccessLog::spawn(Format::Json, move |l| sink(l))),
-    };
-    let edge = EdgeService::new(
+    EdgeService::new(
         EdgeConfig {
             hold: settings.hold,
             request_timeout: t.request,
@@ -135,10 +133,46 @@ pub async fn run(
             offload: (!at_edge.offload.is_empty()).then(|| Offload::new(&at_edge.offload)),
         },
         Upstream::new(main, t.connect, t.upstream_idle, ready.clone(), settings.hold),
-        ready,
-        access,
-        metrics,
-    );
+        ready.clone(),
+        access.clone(),
+        metrics.clone(),
+    )
+}
+
+/// Serves the front door on `listeners` until `shutdown`, then drains. `reconfigure` swaps the
+/// request path's settings (timeouts, hold, limits on bodies, compression, cache, offload) without
+/// closing a connection; listeners and connection limits stay as they were bound.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    listeners: Listeners,
+    settings: &ProxySettings,
+    at_edge: AtEdge,
+    main: SocketAddr,
+    ready: watch::Receiver<bool>,
+    access_sink: Option<Sink>,
+    metrics: Option<Arc<HttpMetrics>>,
+    shutdown: CancellationToken,
+    mut reconfigure: Option<tokio::sync::mpsc::UnboundedReceiver<Reconfigure>>,
+) {
+    let t = &settings.timeouts;
+    let access = match (settings.access_log, access_sink) {
+        (LogSetting::Off, _) | (_, None) => None,
+        (LogSetting::Common, Some(mut sink)) => Some(AccessLog::spawn(Format::Common, move |l| sink(l))),
+        (LogSetting::Json, Some(mut sink)) => Some(AccessLog::spawn(Format::Json, move |l| sink(l))),
+    };
+    let (edge_tx, edge_rx) = watch::channel(edge(settings, at_edge, main, &ready, &access, &metrics));
+    if let Some(mut rx) = reconfigure.take() {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    n = rx.recv() => match n { Some(n) => n, None => break },
+                };
+                edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics));
+            }
+        });
+    }
     let limits = ServerLimits {
         header_timeout: t.request_header,
         max_header_bytes: settings.max_header_bytes,
@@ -150,14 +184,28 @@ pub async fn run(
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners.plain {
-        tasks.spawn(sitecar_proxy::serve(l, edge.clone(), limits.clone(), connections.clone(), None, shutdown.clone()));
+        tasks.spawn(sitecar_proxy::server::serve_swappable(
+            l,
+            edge_rx.clone(),
+            limits.clone(),
+            connections.clone(),
+            None,
+            shutdown.clone(),
+        ));
     }
     if let Some((l, certs)) = listeners.tls {
         match sitecar_proxy::tls::server_config(certs.clone()) {
             Ok(config) => {
                 tokio::spawn(certs.watch(Duration::from_secs(2), shutdown.clone()));
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                tasks.spawn(sitecar_proxy::serve(l, edge.clone(), limits.clone(), connections.clone(), Some(acceptor), shutdown.clone()));
+                tasks.spawn(sitecar_proxy::server::serve_swappable(
+                    l,
+                    edge_rx.clone(),
+                    limits.clone(),
+                    connections.clone(),
+                    Some(acceptor),
+                    shutdown.clone(),
+                ));
             }
             Err(e) => tracing::error!(error = %e, "TLS listener not started"),
         }

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Status(a) => observe::status_command(&a.admin, a.json),
         Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
         Command::Export(a) => export(&a),
+        Command::Reload(a) => observe::reload_command(&a.admin, a.json),
         Command::Completions(a) => {
             clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
             ExitCode::SUCCESS

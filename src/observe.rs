@@ -17,6 +17,8 @@ pub struct Stack {
     pub ready: watch::Receiver<bool>,
     pub listeners: Vec<String>,
     pub metrics: Mutex<ContainerMetrics>,
+    /// Asks the reloader of `sitecar up` to re-read the spec.
+    pub reload: Option<crate::up::ReloadRequests>,
 }
 
 /// CPU seconds and resident bytes of every process in process group `pgid`.
@@ -73,6 +75,12 @@ impl StackView for Stack {
 
     fn restart(&self, name: &str) -> bool {
         self.handle.restart(name)
+    }
+
+    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<Vec<String>, Vec<String>>>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload.as_ref()?.send(Some(tx)).ok()?;
+        Some(rx)
     }
 
     fn follow(&self, name: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
@@ -270,6 +278,46 @@ pub fn fetch(admin: &str, path: &str) -> std::io::Result<String> {
         return Err(std::io::Error::other(head.lines().next().unwrap_or("no answer").to_string()));
     }
     Ok(body.to_string())
+}
+
+/// `sitecar reload`: asks a running `sitecar up` to re-read its spec; prints what was restarted,
+/// or every problem (exit 1: the running stack is unchanged).
+pub fn reload_command(admin: &str, as_json: bool) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(admin)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.write_all(format!("POST /reload HTTP/1.0\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n").as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    let out = match answer {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sitecar reload: cannot reach the admin API at {admin}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    if as_json {
+        println!("{body}");
+    }
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    if v["reloaded"] == serde_json::Value::Bool(true) {
+        if !as_json {
+            let restarted: Vec<&str> = v["restarted"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect();
+            println!("reloaded; restarted: {}", if restarted.is_empty() { "nothing".to_string() } else { restarted.join(", ") });
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    if !as_json {
+        eprintln!("sitecar reload: refused, the running stack is unchanged ({})", head.lines().next().unwrap_or(""));
+        for p in v["problems"].as_array().into_iter().flatten() {
+            eprintln!("  {}", p.as_str().unwrap_or(""));
+        }
+    }
+    std::process::ExitCode::from(1)
 }
 
 /// `sitecar logs [-f] [NAME...]`: recent lines with compose-style prefixes; `-f` keeps polling.

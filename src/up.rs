@@ -72,7 +72,98 @@ pub fn up(args: UpArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    exit(rt.block_on(serve_stack(Arc::new(spec), base_dir)))
+    let source = args.file.clone().map(|file| Source { file, options, watch: args.watch });
+    exit(rt.block_on(serve_stack(Arc::new(spec), base_dir, source)))
+}
+
+/// Where a reload re-reads the spec from.
+struct Source {
+    file: PathBuf,
+    options: LoadOptions,
+    watch: bool,
+}
+
+/// Where the answer to a reload goes: the containers restarted, or every problem.
+pub type ReloadAnswer = tokio::sync::oneshot::Sender<Result<Vec<String>, Vec<String>>>;
+
+/// Reload requests: from SIGHUP and `--watch` (no one waits for the answer) or the admin API.
+pub type ReloadRequests = tokio::sync::mpsc::UnboundedSender<Option<ReloadAnswer>>;
+
+/// Re-reads the spec for every request, one at a time. An invalid spec is logged with every
+/// problem and changes nothing; a valid one restarts the containers whose launch changed and
+/// swaps the front door's settings, cache bounds and offload rules for new connections.
+async fn reloader(
+    source: Source,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<Option<ReloadAnswer>>,
+    handle: sitecar_control::Handle,
+    mut current: Arc<Spec>,
+    cache: Arc<sitecar_proxy::cache::Cache>,
+    front: tokio::sync::mpsc::UnboundedSender<crate::front::Reconfigure>,
+    base_dir: PathBuf,
+) {
+    while let Some(reply) = requests.recv().await {
+        let result = match sitecar_config::load_file(&source.file, &source.options) {
+            Err(e) => {
+                let mut problems = vec![e.to_string()];
+                problems.extend(e.problems().iter().map(|p| p.to_string()));
+                handle.logs.event("sitecar", &format!("reload refused, the running stack is unchanged: {}", problems.join("; ")));
+                Err(problems)
+            }
+            Ok(spec) => {
+                let spec = Arc::new(spec);
+                match handle.reload(spec.clone()).await {
+                    Err(why) => {
+                        handle.logs.event("sitecar", &format!("reload refused, the running stack is unchanged: {why}"));
+                        Err(vec![why])
+                    }
+                    Ok(restarted) => {
+                        cache.reconfigure(&spec.cache);
+                        let at_edge = crate::front::AtEdge {
+                            cache: spec.cache.enabled.then(|| cache.clone()),
+                            offload: offload_rules(&spec.offload, &base_dir),
+                        };
+                        let _ = front.send(crate::front::Reconfigure { settings: spec.proxy.clone(), at_edge });
+                        let (old, new) = (&current.proxy, &spec.proxy);
+                        if old.listen != new.listen || old.tls != new.tls || old.max_connections != new.max_connections {
+                            handle.logs.event(
+                                "sitecar",
+                                "reload: listeners and the connection limit stay as they were bound until sitecar restarts",
+                            );
+                        }
+                        handle.logs.event(
+                            "sitecar",
+                            &format!(
+                                "reloaded {}: restarting {}",
+                                source.file.display(),
+                                if restarted.is_empty() { "nothing".into() } else { restarted.join(", ") }
+                            ),
+                        );
+                        current = spec;
+                        Ok(restarted)
+                    }
+                }
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// `--watch`: a reload whenever the spec file's modification time or size changes.
+async fn watch_file(file: PathBuf, requests: ReloadRequests) {
+    let stamp = |f: &Path| std::fs::metadata(f).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&file);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = stamp(&file);
+        if now != last {
+            last = now;
+            if requests.send(None).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 fn refuse(file: &Path, e: &LoadError) -> ExitCode {
@@ -83,7 +174,7 @@ fn refuse(file: &Path, e: &LoadError) -> ExitCode {
     ExitCode::from(if matches!(e, LoadError::Unreadable { .. }) { 2 } else { 1 })
 }
 
-async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
+async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>) -> i32 {
     let listeners = match crate::front::bind(&spec.proxy) {
         Ok(l) => l,
         Err(e) => {
@@ -93,6 +184,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
     };
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let offload = offload_rules(&spec.offload, &base_dir);
+    let base_dir_for_reload = base_dir.clone();
     let options = Options { base_dir, console: true, colour, adopt_orphans: true };
     let supervisor = match Supervisor::prepare(spec.clone(), options) {
         Ok(s) => s,
@@ -131,13 +223,16 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
             return 1;
         }
     };
-    let cache = match spec.cache.enabled.then(|| sitecar_proxy::cache::Cache::new(&spec.cache, Some(&registry))).transpose() {
+    // The cache exists even when off, so that a reload can turn it on.
+    let cache = match sitecar_proxy::cache::Cache::new(&spec.cache, Some(&registry)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sitecar up: cache: {e}");
             return 1;
         }
     };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (front_tx, front_rx) = tokio::sync::mpsc::unbounded_channel();
     let admin_listener = match tokio::net::TcpListener::bind(spec.admin.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -150,18 +245,25 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         ready: ready_rx.clone(),
         listeners: listeners.urls(),
         metrics: std::sync::Mutex::new(container_metrics),
+        reload: source.as_ref().map(|_| reload_tx.clone()),
     };
     let admin = Arc::new(sitecar_proxy::admin::Admin {
         registry,
         token: spec.admin.token.as_ref().map(|t| t.expose().to_owned()),
         stack: Arc::new(stack_view),
         http: Some(metrics.clone()),
-        cache: cache.clone(),
+        cache: Some(cache.clone()),
     });
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
     let stop_admin = CancellationToken::new();
     tokio::spawn(sitecar_proxy::admin::serve(admin_listener, admin, stop_admin.clone()));
-    tokio::spawn(signals(stop_proxy.clone()));
+    tokio::spawn(signals(stop_proxy.clone(), source.as_ref().map(|_| reload_tx.clone())));
+    if let Some(source) = source {
+        if source.watch {
+            tokio::spawn(watch_file(source.file.clone(), reload_tx.clone()));
+        }
+        tokio::spawn(reloader(source, reload_rx, handle.clone(), spec.clone(), cache.clone(), front_tx, base_dir_for_reload.clone()));
+    }
     let logs = handle.logs.clone();
     let access: crate::front::Sink =
         Box::new(move |line: &str| logs.push(&Arc::from("front-door"), sitecar_control::logs::Stream::Stdout, line.as_bytes()));
@@ -170,8 +272,19 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf) -> i32 {
         let stop_proxy = stop_proxy.clone();
         let stop_stack = stop_stack.clone();
         async move {
-            let at_edge = crate::front::AtEdge { cache, offload };
-            crate::front::run(listeners, &spec.proxy, at_edge, handle.main_addr, ready_rx, Some(access), Some(metrics), stop_proxy).await;
+            let at_edge = crate::front::AtEdge { cache: spec.cache.enabled.then_some(cache), offload };
+            crate::front::run(
+                listeners,
+                &spec.proxy,
+                at_edge,
+                handle.main_addr,
+                ready_rx,
+                Some(access),
+                Some(metrics),
+                stop_proxy,
+                Some(front_rx),
+            )
+            .await;
             // The front door has drained: now main, then the sidecars.
             stop_stack.cancel();
         }
@@ -273,7 +386,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
             eprintln!("sitecar proxy: listening on {url} -> {}", args.to);
         }
         let stop = CancellationToken::new();
-        tokio::spawn(signals(stop.clone()));
+        tokio::spawn(signals(stop.clone(), None));
         let mut metrics = None;
         let mut cache = None;
         if cache_settings.enabled && args.admin.is_none() {
@@ -327,7 +440,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         let (_ready_tx, ready_rx) = watch::channel(true);
         let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
         let at_edge = crate::front::AtEdge { cache, offload };
-        crate::front::run(listeners, &settings, at_edge, args.to, ready_rx, Some(sink), metrics, stop).await;
+        crate::front::run(listeners, &settings, at_edge, args.to, ready_rx, Some(sink), metrics, stop, None).await;
         0
     }))
 }
@@ -347,7 +460,7 @@ fn observability(
 }
 
 /// SIGTERM and SIGINT stop in order; SIGHUP asks for a reload.
-async fn signals(shutdown: CancellationToken) {
+async fn signals(shutdown: CancellationToken, reload: Option<ReloadRequests>) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {
@@ -358,7 +471,12 @@ async fn signals(shutdown: CancellationToken) {
         tokio::select! {
             _ = term.recv() => shutdown.cancel(),
             _ = int.recv() => shutdown.cancel(),
-            _ = hup.recv() => tracing::warn!("SIGHUP: reloading the spec is not supported yet; the running stack is unchanged"),
+            _ = hup.recv() => match &reload {
+                Some(r) => {
+                    let _ = r.send(None);
+                }
+                None => tracing::warn!("SIGHUP: nothing to reload (no spec file); the running stack is unchanged"),
+            },
         }
     }
 }

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use tokio::process::Command;
 
 /// Everything needed to start one container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
     pub name: String,
     pub image: String,

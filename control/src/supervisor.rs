@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sitecar_config::env::{container_env, HostFacts};
 use sitecar_config::{Runtime as RuntimeKind, Spec};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -64,6 +64,9 @@ struct ProbeStats {
     last_seconds: Option<f64>,
 }
 
+/// The answer to a reload: the containers restarted, or why nothing changed.
+type ReloadReply = oneshot::Sender<Result<Vec<String>, String>>;
+
 /// What other parts of the program (the front door, the admin API) hold of a running stack.
 #[derive(Debug, Clone)]
 pub struct Handle {
@@ -74,9 +77,20 @@ pub struct Handle {
     pub logs: LogStream,
     events: mpsc::UnboundedSender<Event>,
     names: Arc<Vec<String>>,
+    reloads: mpsc::UnboundedSender<(Arc<Spec>, ReloadReply)>,
 }
 
 impl Handle {
+    /// Runs a new (valid) spec: the containers whose launch changed are restarted, sidecars in
+    /// spec order then main, each with the ordering rules of a restart; the others keep running.
+    /// Returns the names restarted, or why the spec cannot be taken without restarting sitecar
+    /// (then nothing changed).
+    pub async fn reload(&self, spec: Arc<Spec>) -> Result<Vec<String>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.reloads.send((spec, tx)).map_err(|_| "the stack is stopping".to_owned())?;
+        rx.await.map_err(|_| "the stack is stopping".to_owned())?
+    }
+
     /// Restarts one container by name; false when there is none.
     pub fn restart(&self, name: &str) -> bool {
         match self.names.iter().position(|n| n == name) {
@@ -101,7 +115,62 @@ pub struct Supervisor {
     probe_stats: Arc<std::sync::Mutex<Vec<ProbeStats>>>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
+    reloads_rx: mpsc::UnboundedReceiver<(Arc<Spec>, ReloadReply)>,
+    main_host_port: u16,
+    hostname: String,
     handle: Handle,
+}
+
+/// What each container of `spec` is started with.
+fn launches(
+    spec: &Spec,
+    runtime: &Runtime,
+    storage: &Storage,
+    main_host_port: u16,
+    base_dir: &std::path::Path,
+    hostname: &str,
+) -> Vec<Launch> {
+    let oci = matches!(runtime, Runtime::Oci(_));
+    let basics = HostFacts::basics_from(std::env::vars());
+    spec.containers
+        .iter()
+        .map(|c| {
+            let host = HostFacts { basics: basics.clone(), home: storage.home(c), instance_id: hostname.to_owned() };
+            let inner_port = if c.is_main && matches!(runtime, Runtime::Process) { Some(main_host_port) } else { c.target_port };
+            let addr = if c.is_main {
+                Some(SocketAddr::from((Ipv4Addr::LOCALHOST, main_host_port)))
+            } else if matches!(runtime, Runtime::Process) {
+                c.target_port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+            } else {
+                None // OCI sidecars listen inside the stack's namespace only
+            };
+            let mut env = container_env(spec, c, inner_port, &host);
+            if oci {
+                // The image's own PATH and user stay; only locale and time zone come along.
+                for k in ["PATH", "TMPDIR", "USER", "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR"] {
+                    env.remove(k);
+                }
+                env.insert("HOME".into(), "/home".into());
+            }
+            Launch {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                command: match runtime {
+                    Runtime::Process => c.process_command().map(str::to_owned),
+                    Runtime::Oci(_) => c.startup_command.clone(),
+                },
+                working_dir: c.local.as_ref().and_then(|l| l.working_dir.as_ref()).map(|d| absolute(base_dir, d)),
+                env,
+                addr,
+                port: inner_port,
+                mounts: c
+                    .volume_mounts
+                    .iter()
+                    .map(|m| (storage.volume(&m.volume_sub_path), m.container_mount_path.clone(), m.read_only))
+                    .collect(),
+            }
+        })
+        .collect::<Vec<_>>()
 }
 
 fn free_port() -> Result<u16, Error> {
@@ -143,56 +212,17 @@ impl Supervisor {
         };
 
         let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
-        let basics = HostFacts::basics_from(std::env::vars());
-        let launches = spec
-            .containers
-            .iter()
-            .map(|c| {
-                let host = HostFacts { basics: basics.clone(), home: storage.home(c), instance_id: hostname.clone() };
-                let inner_port = if c.is_main && matches!(runtime, Runtime::Process) { Some(main_host_port) } else { c.target_port };
-                let addr = if c.is_main {
-                    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, main_host_port)))
-                } else if matches!(runtime, Runtime::Process) {
-                    c.target_port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
-                } else {
-                    None // OCI sidecars listen inside the stack's namespace only
-                };
-                let mut env = container_env(&spec, c, inner_port, &host);
-                if oci {
-                    // The image's own PATH and user stay; only locale and time zone come along.
-                    for k in ["PATH", "TMPDIR", "USER", "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR"] {
-                        env.remove(k);
-                    }
-                    env.insert("HOME".into(), "/home".into());
-                }
-                Launch {
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    command: match runtime {
-                        Runtime::Process => c.process_command().map(str::to_owned),
-                        Runtime::Oci(_) => c.startup_command.clone(),
-                    },
-                    working_dir: c.local.as_ref().and_then(|l| l.working_dir.as_ref()).map(|d| absolute(&options.base_dir, d)),
-                    env,
-                    addr,
-                    port: inner_port,
-                    mounts: c
-                        .volume_mounts
-                        .iter()
-                        .map(|m| (storage.volume(&m.volume_sub_path), m.container_mount_path.clone(), m.read_only))
-                        .collect(),
-                }
-            })
-            .collect::<Vec<_>>();
+        let launches = launches(&spec, &runtime, &storage, main_host_port, &options.base_dir, &hostname);
 
         let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
         let logs = LogStream::new(
             &names,
-            LogOptions { console: options.console, colour: options.colour, dir: Some(storage.log_dir()), host: hostname },
+            LogOptions { console: options.console, colour: options.colour, dir: Some(storage.log_dir()), host: hostname.clone() },
         );
         let (main_tx, main_rx) = watch::channel(MainState::Starting);
         let (status_tx, status_rx) = watch::channel(Vec::new());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
         let handle = Handle {
             main: main_rx,
             main_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, main_host_port)),
@@ -200,6 +230,7 @@ impl Supervisor {
             logs: logs.clone(),
             events: events_tx.clone(),
             names: Arc::new(names),
+            reloads: reloads_tx,
         };
         let probe_stats = Arc::new(std::sync::Mutex::new(vec![ProbeStats::default(); spec.containers.len()]));
         Ok(Self {
@@ -215,6 +246,9 @@ impl Supervisor {
             probe_stats,
             events_tx,
             events_rx,
+            reloads_rx,
+            main_host_port,
+            hostname,
             handle,
         })
     }
@@ -283,6 +317,13 @@ impl Supervisor {
                     pending.push(Event::Shutdown);
                 }
                 Some(ev) = self.events_rx.recv() => pending.push(ev),
+                Some((spec, reply)) = self.reloads_rx.recv(), if !shutdown_sent => {
+                    let result = self.take(spec);
+                    if let Ok(units) = &result {
+                        pending.extend(units.iter().map(|&unit| Event::Restart { unit }));
+                    }
+                    let _ = reply.send(result.map(|units| units.iter().map(|&u| self.launches[u].name.clone()).collect()));
+                }
             }
         };
         self.publish_status(&core, &started_wall);
@@ -294,6 +335,32 @@ impl Supervisor {
             reaper::kill_leftovers(&tracked);
         }
         code
+    }
+
+    /// Takes a new spec in place of the running one: the units whose launch changed, sidecars in
+    /// spec order first, then main. Refused (nothing changes) when the containers are not the same
+    /// names in the same order, main would move, or the runtime differs.
+    fn take(&mut self, spec: Arc<Spec>) -> Result<Vec<Unit>, String> {
+        let names = |s: &Spec| s.containers.iter().map(|c| (c.name.clone(), c.is_main)).collect::<Vec<_>>();
+        if names(&spec) != names(&self.spec) {
+            return Err(
+                "adding, removing, renaming or reordering containers, or choosing another main, needs sitecar to be restarted".into()
+            );
+        }
+        if spec.runtime != self.spec.runtime {
+            return Err("changing the runtime needs sitecar to be restarted".into());
+        }
+        let storage = Storage::prepare(&spec, &self.options.base_dir).map_err(|e| e.to_string())?;
+        let new = launches(&spec, &self.runtime, &storage, self.main_host_port, &self.options.base_dir, &self.hostname);
+        if new[self.main_unit].addr != self.launches[self.main_unit].addr {
+            return Err("main's port cannot change while sitecar runs".into());
+        }
+        let changed: Vec<Unit> = (0..new.len()).filter(|&u| new[u] != self.launches[u]).collect();
+        let (mut order, mains): (Vec<Unit>, Vec<Unit>) = changed.into_iter().partition(|&u| u != self.main_unit);
+        order.extend(mains);
+        self.launches = new;
+        self.spec = spec;
+        Ok(order)
     }
 
     fn publish_status(&self, core: &Core, started_wall: &HashMap<Unit, u64>) {

@@ -33,6 +33,11 @@ pub trait StackView: Send + Sync {
     fn follow(&self, _name: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
         None
     }
+    /// Re-reads the spec; the answer is `Ok(containers restarted)` or `Err(problems)`. `None`
+    /// when this stack cannot reload.
+    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<Vec<String>, Vec<String>>>> {
+        None
+    }
 }
 
 /// Responses of the admin API: whole, or streamed (server-sent events).
@@ -136,7 +141,7 @@ impl Admin {
     /// `POST /cache/purge?url=/path` drops one path (every host and query string);
     /// `?prefix=/static/` every path under a prefix.
     fn purge(&self, query: &str) -> Response<AdminBody> {
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self.cache.as_ref().filter(|c| c.enabled()) else {
             return reply(StatusCode::NOT_FOUND, "text/plain", "the cache is not enabled (cache.enabled in the spec)\n");
         };
         let arg = |name: &str| {
@@ -164,6 +169,19 @@ impl Admin {
 }
 
 impl Admin {
+    /// `POST /reload`: 200 with the containers restarted, 422 with every problem (the running
+    /// stack unchanged), 404 when this instance has no spec to re-read.
+    async fn reload(&self) -> Response<AdminBody> {
+        let Some(rx) = self.stack.reload() else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", "this instance cannot reload\n");
+        };
+        match rx.await {
+            Ok(Ok(restarted)) => json(StatusCode::OK, &serde_json::json!({"reloaded": true, "restarted": restarted})),
+            Ok(Err(problems)) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({"reloaded": false, "problems": problems})),
+            Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the stack is stopping\n"),
+        }
+    }
+
     /// The stack's status with the front door's traffic totals and the time they were taken.
     fn status(&self) -> serde_json::Value {
         let mut v = self.stack.status();
@@ -173,7 +191,7 @@ impl Admin {
             obj.insert("recent_errors".into(), serde_json::Value::Array(http.recent_errors()));
             obj.insert("now_ms".into(), serde_json::json!(now));
         }
-        if let (Some(cache), Some(obj)) = (&self.cache, v.as_object_mut()) {
+        if let (Some(cache), Some(obj)) = (self.cache.as_ref().filter(|c| c.enabled()), v.as_object_mut()) {
             obj.insert("cache".into(), serde_json::json!({"entries": cache.entries(), "bytes": cache.bytes()}));
         }
         v
@@ -211,9 +229,14 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: Cancellat
         };
         let admin = admin.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(client, req)) }
+                async move {
+                    if req.method() == Method::POST && req.uri().path() == "/reload" && admin.authorized(client, &req) {
+                        return Ok::<_, Infallible>(admin.reload().await);
+                    }
+                    Ok::<_, Infallible>(admin.handle(client, req))
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
         });

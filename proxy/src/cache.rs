@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -324,8 +325,10 @@ type Variants = Arc<Vec<Arc<Stored>>>;
 /// The shared cache.
 pub struct Cache {
     store: quick_cache::sync::Cache<Arc<str>, Variants, Weigh, quick_cache::DefaultHashBuilder, Evictions>,
-    max_object: u64,
-    pub lock_timeout: Duration,
+    /// Settings a reload may change in place.
+    max_object: AtomicU64,
+    lock_timeout_ms: AtomicU64,
+    enabled: AtomicBool,
     /// Misses being filled: later requests for the key wait for the first one's response.
     fills: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
     metrics: CacheMetrics,
@@ -360,10 +363,12 @@ impl quick_cache::Lifecycle<Arc<str>, Variants> for Evictions {
 }
 
 /// Cache metrics: results, bytes, entries, evictions.
+#[derive(Clone)]
 struct CacheMetrics {
     results: Vec<IntCounter>,
     bytes: IntGauge,
     entries: IntGauge,
+    evictions: IntCounter,
 }
 
 /// Either this request fills the key (and others wait for it), or another one does.
@@ -402,6 +407,33 @@ impl Cache {
             r.register(Box::new(evictions.clone()))?;
         }
         let results = Outcome::RESULTS.iter().map(|r| results.with_label_values(&[*r])).collect();
+        Self::with_metrics(settings, CacheMetrics { results, bytes, entries, evictions })
+    }
+
+    /// Takes new settings in place (a reload): the bound, the largest object, the lock timeout.
+    /// Shrinking evicts; what is stored stays otherwise.
+    pub fn reconfigure(&self, settings: &sitecar_config::CacheSettings) {
+        self.store.set_capacity(settings.max_bytes);
+        self.max_object.store(settings.max_object_bytes, Ordering::Relaxed);
+        self.lock_timeout_ms.store(settings.lock_timeout.as_millis() as u64, Ordering::Relaxed);
+        self.enabled.store(settings.enabled, Ordering::Relaxed);
+        self.update_gauges();
+    }
+
+    /// Whether the spec turns it on (`/cache/purge` says so when it does not).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub fn lock_timeout(&self) -> Duration {
+        Duration::from_millis(self.lock_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    fn max_object(&self) -> u64 {
+        self.max_object.load(Ordering::Relaxed)
+    }
+
+    fn with_metrics(settings: &sitecar_config::CacheSettings, metrics: CacheMetrics) -> Result<Arc<Self>, BoxError> {
         // Every shard must hold the largest object: quick_cache bounds each shard alone.
         let shards = (settings.max_bytes / settings.max_object_bytes.max(1) / 4).clamp(1, 16).next_power_of_two() as usize;
         let options = quick_cache::OptionsBuilder::new()
@@ -410,14 +442,17 @@ impl Cache {
             .shards(shards)
             .build()
             .map_err(|e| format!("cache settings: {e:?}"))?;
-        let store = quick_cache::sync::Cache::with_options(options, Weigh, Default::default(), Evictions(evictions));
-        Ok(Arc::new(Self {
+        let store = quick_cache::sync::Cache::with_options(options, Weigh, Default::default(), Evictions(metrics.evictions.clone()));
+        let cache = Arc::new(Self {
             store,
-            max_object: settings.max_object_bytes,
-            lock_timeout: settings.lock_timeout,
+            max_object: AtomicU64::new(settings.max_object_bytes),
+            lock_timeout_ms: AtomicU64::new(settings.lock_timeout.as_millis() as u64),
+            enabled: AtomicBool::new(settings.enabled),
             fills: Mutex::new(HashMap::new()),
-            metrics: CacheMetrics { results, bytes, entries },
-        }))
+            metrics,
+        });
+        cache.update_gauges();
+        Ok(cache)
     }
 
     /// The key of a request: host and path with query (GET and HEAD share it).
@@ -480,7 +515,7 @@ impl Cache {
         if resp.headers.get_all(header::VARY).iter().any(|v| v.to_str().map_or(true, |v| v.split(',').any(|f| f.trim() == "*"))) {
             return None;
         }
-        if content_length(&resp.headers).is_some_and(|l| l > self.max_object) {
+        if content_length(&resp.headers).is_some_and(|l| l > self.max_object()) {
             return None;
         }
         let (policy, cc) = policy_for(req, resp, now);
@@ -669,7 +704,7 @@ impl std::fmt::Debug for Fill {
 
 impl Fill {
     pub fn new(inner: Incoming, candidate: Candidate, cache: Arc<Cache>, key: Arc<str>, guard: Option<FillGuard>) -> Self {
-        let limit = cache.max_object;
+        let limit = cache.max_object();
         Self { inner, chunks: Vec::new(), seen: 0, limit, pending: Some(Pending { candidate, cache, key, _guard: guard }) }
     }
 

@@ -213,7 +213,7 @@ impl EdgeService {
             Turn::Fill(guard) => self.fill(cache, key, parts, body, miss, Some(guard)).await,
             Turn::Wait(mut rx) => {
                 // Another request is asking main for this URL: wait for its answer.
-                let _ = tokio::time::timeout(cache.lock_timeout, rx.changed()).await;
+                let _ = tokio::time::timeout(cache.lock_timeout(), rx.changed()).await;
                 let now = SystemTime::now();
                 if let Lookup::Found(s) = cache.lookup(&key, &parts.headers) {
                     if s.fresh(now) && (!with_directives || s.satisfies(&parts, now)) {

@@ -59,6 +59,19 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
+    serve_swappable(listener, tokio::sync::watch::channel(edge).1, limits, connections, tls, shutdown).await
+}
+
+/// As [`serve`], with the request path taken from `edge` when a connection is accepted: a reload
+/// swaps it for new connections while open ones finish with the one they started with.
+pub async fn serve_swappable(
+    listener: TcpListener,
+    edge: tokio::sync::watch::Receiver<Arc<EdgeService>>,
+    limits: ServerLimits,
+    connections: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -87,7 +100,7 @@ pub async fn serve(
         refused_logged = false;
         let _ = stream.set_nodelay(true);
         let peer = Arc::new(Peer::new(client, stream.local_addr().unwrap_or(local), tls.is_some()));
-        let edge = edge.clone();
+        let edge = edge.borrow().clone();
         let service = service_fn(move |req| {
             let edge = edge.clone();
             let peer = peer.clone();
