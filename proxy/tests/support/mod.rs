@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
+pub use sitecar_proxy::ServerLimits;
+use sitecar_proxy::{EdgeConfig, EdgeService, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;

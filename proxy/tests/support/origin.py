@@ -8,6 +8,7 @@ GET  /garbage           answers with bytes that are not HTTP
 GET  /close             closes the connection without answering
 GET  /ws                WebSocket handshake, then echoes raw bytes
 GET  /count             how many requests reached this origin
+GET  /paths             every request line's method and path that reached it, as JSON
 GET  /http10            answers as an HTTP/1.0 server
 """
 import base64
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 count = 0
+paths = []
 lock = threading.Lock()
 
 
@@ -40,6 +42,7 @@ class Handler(BaseHTTPRequestHandler):
         global count
         with lock:
             count += 1
+            paths.append("%s %s" % (self.command, self.path))
         u = urlparse(self.path)
         q = parse_qs(u.query)
         if u.path == "/slow":
@@ -108,6 +111,19 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
             self.close_connection = True
             return
+        if u.path not in ("/upload", "/ws") and self.command in ("POST", "PUT", "DELETE"):
+            # A conforming server reads a body it does not use, so the connection stays framed.
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                while True:
+                    size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                    self.rfile.read(size + 2) if size else self.rfile.readline()
+                    if size == 0:
+                        break
+            else:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if u.path == "/paths":
+            with lock:
+                return self.send(200, json.dumps(paths).encode())
         if u.path == "/count":
             return self.send(200, str(count).encode(), "text/plain")
         body = json.dumps({"method": self.command, "path": self.path, "version": self.request_version, "headers": list(self.headers.items())}).encode()
