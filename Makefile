@@ -7,7 +7,7 @@
 CARGO ?= cargo
 SPEC ?=
 
-.PHONY: run test prereqs test-prereqs lint build release loadtest
+.PHONY: run test prereqs test-prereqs lint build release loadtest fuzz
 
 run: prereqs
 	$(CARGO) run --release -- up $(SPEC)
@@ -56,3 +56,13 @@ apt-install:
 			echo "make: cannot install$$missing here: install the packages '$(PKGS)' with your package manager" >&2; exit 1; \
 		fi; \
 	fi
+
+# Fuzzing (not part of `make test`): the spec loader/validator and the header forwarding rules,
+# FUZZ_SECONDS each (default 60), from the seed corpus in fuzz/corpus. Needs a nightly toolchain.
+FUZZ_SECONDS ?= 60
+fuzz: prereqs
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in spec headers; do \
+		cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 || exit 1; \
+	done
