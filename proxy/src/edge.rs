@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
@@ -391,7 +392,20 @@ impl EdgeService {
     async fn forward(&self, mut parts: http::request::Parts, body: UpstreamBody, websocket: bool) -> Result<Answer, ProxyError> {
         let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
         let client_version = parts.version;
-        let (mut resp, took) = self.ask(parts, body).await?;
+        // An idempotent request without a body may be sent again (RFC 9110 §9.2.2) when main
+        // drops the connection before answering: main died under it and is being restarted.
+        let again = (!websocket && parts.method.is_idempotent() && body.is_end_stream()).then(|| request_head(&parts));
+        let (mut resp, took) = match self.ask(parts, body).await {
+            Err(ProxyError::Upstream(why)) if again.is_some() => {
+                tracing::debug!(error = %why, "main dropped the connection; sending the request once more when main is ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                match again {
+                    Some(head) => self.ask(head, UpstreamBody::empty()).await?,
+                    None => return Err(ProxyError::Upstream(why)),
+                }
+            }
+            other => other?,
+        };
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {

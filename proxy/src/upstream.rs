@@ -67,12 +67,15 @@ impl tower::Service<Uri> for GatedConnector {
     }
 }
 
+/// Main is not there (any more): refused, or reset while connecting.
 fn refused(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     let e: &(dyn std::error::Error + 'static) = e;
     let mut source = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+            // A connection still in a dying main's accept queue is reset rather than refused.
+            use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+            return matches!(io.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted);
         }
         source = s.source();
     }

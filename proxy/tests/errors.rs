@@ -232,3 +232,15 @@ async fn a_request_racing_mains_death_is_held_not_failed() {
     assert_eq!(request.await.unwrap(), 200, "held and answered once main was back");
     drop(origin);
 }
+
+#[tokio::test]
+async fn an_idempotent_request_main_dropped_is_sent_once_more_a_post_never() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    assert_eq!(get(front.addr, "/close", "").await.0, 502);
+    let (code, _, _) = support::request(front.addr, "POST", "/close", "Content-Length: 0\r\n").await;
+    assert_eq!(code, 502);
+    let paths: Vec<String> = serde_json::from_str(&get(origin.addr, "/paths", "").await.2).unwrap();
+    assert_eq!(paths.iter().filter(|p| *p == "GET /close").count(), 2, "GET sent twice: {paths:?}");
+    assert_eq!(paths.iter().filter(|p| *p == "POST /close").count(), 1, "POST sent once: {paths:?}");
+}

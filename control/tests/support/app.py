@@ -8,7 +8,8 @@ usage: app.py NAME PORT [ignore-term] [delay=SECONDS] [child] [orphan] [daemon]
   daemon        start a `sleep 1000` in a new session (escapes the process group)
 GET /env answers the environment as JSON; GET /robots933456.txt answers 404; GET /cached answers
 "cached from NAME #n" with Cache-Control: max-age=60 (n counts its requests); GET /slow... answers
-after one second; anything else 200.
+after one second; GET /freeze makes it hang on every request from then on (it accepts, never
+answers); anything else 200.
 """
 import json
 import os
@@ -48,12 +49,18 @@ if "orphan" in opts:
 
 
 cached = 0
+frozen = False
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        global cached
+        global cached, frozen
         extra = []
+        if frozen:
+            time.sleep(3600)
+        if self.path == "/freeze":
+            frozen = True
+            time.sleep(3600)
         if self.path == "/env":
             body, code = json.dumps(dict(os.environ)).encode(), 200
         elif self.path.startswith("/slow"):
