@@ -9,6 +9,7 @@
 
 mod procs;
 mod servers;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -46,6 +47,13 @@ struct Args {
     /// The sitecar binary (default: target/release/sitecar).
     #[arg(long)]
     sitecar: Option<String>,
+    /// Run the soak instead: `sitecar up` on the demo stack for this many minutes at --soak-rate,
+    /// main SIGKILLed every minute and the sidecar half a minute later.
+    #[arg(long, value_name = "MINUTES")]
+    soak: Option<u64>,
+    /// Requests per second of the soak.
+    #[arg(long, default_value_t = 200)]
+    soak_rate: u64,
 }
 
 /// One measurement.
@@ -61,6 +69,11 @@ struct Sample {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(minutes) = args.soak {
+        let sitecar = args.sitecar.clone().unwrap_or_else(|| format!("{}/../target/release/sitecar", env!("CARGO_MANIFEST_DIR")));
+        anyhow::ensure!(std::path::Path::new(&sitecar).exists(), "{sitecar} not found: build it with `cargo build --release` first");
+        return soak::run(&sitecar, &tempfile_dir()?, minutes, args.soak_rate);
+    }
     let edge_scenarios = args.scenarios.iter().any(|s| EDGE_SCENARIOS.contains(&s.as_str()));
     servers::ensure_tools(&["nginx", "haproxy", "caddy", "wrk", "h2load"])?;
     if edge_scenarios && args.edge.iter().any(|e| e == "varnish") {
