@@ -183,3 +183,25 @@ fn a_bad_certificate_file_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("x.crt"), "{err}");
 }
+
+#[tokio::test]
+async fn an_h2c_upgrade_over_tls_is_never_passed_to_main() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_cert(dir.path(), "a", "a.test");
+    let origin = Origin::start();
+    let front = Front::start_tls(origin.addr, sitecar_proxy::tls::Certificates::load(&[a]).unwrap()).await;
+    let (mut stream, _, _) = connect(front.addr, "a.test", &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET /headers HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Read to the end whatever way it ends (this close comes without a TLS close_notify).
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let out = String::from_utf8_lossy(&raw).into_owned();
+    assert!(out.starts_with("HTTP/1.1 200"), "answered as HTTP/1.1, no switch: {out}");
+    let body = out.split_once("\r\n\r\n").unwrap().1;
+    let h = seen(body);
+    assert_eq!(header(&h, "upgrade"), None);
+    assert_eq!(header(&h, "http2-settings"), None);
+}

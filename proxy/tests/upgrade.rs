@@ -58,3 +58,28 @@ async fn h2c_prior_knowledge_requests_are_forwarded() {
         assert_eq!(header(&h, "via"), Some("2 sitecar"));
     }
 }
+
+#[tokio::test]
+async fn bytes_after_a_closed_websocket_never_reach_main() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // Main ends the WebSocket; the tunnel closes.
+    s.write_all(b"CLOSE").await.unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(ended, Ok(Ok(_))), "the client side was closed too");
+    // Whatever the client sends now, even an HTTP request, goes nowhere.
+    let _ = s.write_all(b"GET /after-close HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, body) = support::get(origin.addr, "/paths", "").await;
+    assert!(!body.contains("/after-close"), "{body}");
+}

@@ -6,7 +6,7 @@ POST /upload            reads the body, answers its length
 GET  /download?n=BYTES  streams n bytes (chunked)
 GET  /garbage           answers with bytes that are not HTTP
 GET  /close             closes the connection without answering
-GET  /ws                WebSocket handshake, then echoes raw bytes
+GET  /ws                WebSocket handshake, then echoes raw bytes (closes on the bytes CLOSE)
 GET  /count             how many requests reached this origin
 GET  /paths             every request line's method and path that reached it, as JSON
 GET  /http10            answers as an HTTP/1.0 server
@@ -102,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             while True:
                 data = self.connection.recv(65536)
-                if not data:
+                if not data or b"CLOSE" in data:
                     break
                 self.connection.sendall(data)
             self.close_connection = True
