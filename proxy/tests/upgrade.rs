@@ -11,11 +11,9 @@ use http_body_util::{BodyExt, Empty};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[tokio::test]
-async fn websocket_echo_through_the_front_door() {
-    let origin = Origin::start();
-    let front = Front::start(origin.addr, config(), limits(), true).await;
-    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+/// A WebSocket handshake to the origin's echo through the front door: the stream and the head.
+async fn open_websocket(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
@@ -23,6 +21,14 @@ async fn websocket_echo_through_the_front_door() {
         s.read_exact(&mut b).await.unwrap();
         head.push(b[0]);
     }
+    (s, head)
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_front_door() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    let (mut s, head) = open_websocket(front.addr).await;
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
@@ -63,14 +69,7 @@ async fn h2c_prior_knowledge_requests_are_forwarded() {
 async fn bytes_after_a_closed_websocket_never_reach_main() {
     let origin = Origin::start();
     let front = Front::start(origin.addr, config(), limits(), true).await;
-    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
+    let (mut s, head) = open_websocket(front.addr).await;
     assert!(head.starts_with(b"HTTP/1.1 101"));
     // Main ends the WebSocket; the tunnel closes.
     s.write_all(b"CLOSE").await.unwrap();
