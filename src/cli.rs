@@ -190,10 +190,15 @@ pub enum ExportTarget {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Source format: compose.
-    pub format: String,
-    /// The file to import.
+    /// Source format.
+    pub format: ImportFormat,
+    /// The file to import (e.g. compose.yaml).
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    Compose,
 }
 
 #[derive(Debug, Args)]

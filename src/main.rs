@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
         Command::Export(a) => export(&a),
         Command::Reload(a) => observe::reload_command(&a.admin, a.json),
+        Command::Import(a) => import(&a),
         Command::Completions(a) => {
             clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -38,7 +39,6 @@ fn main() -> ExitCode {
         },
         Command::DemoApp(a) => demo_main(demo::app(a.port)),
         Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
-        other => not_yet(&other),
     }
 }
 
@@ -69,12 +69,33 @@ fn export(a: &cli::ExportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A subcommand whose issue has not landed: refuse plainly, never pretend success.
-fn not_yet(command: &Command) -> ExitCode {
-    let name = format!("{command:?}");
-    let name = name.split(['(', ' ']).next().unwrap_or("this command").to_ascii_lowercase();
-    eprintln!("sitecar {name}: not yet available in this build");
-    ExitCode::from(2)
+/// `sitecar import compose FILE`: a sitecar document on stdout, a warning per ignored field on
+/// stderr; exit 1 with every refusal when something cannot map.
+fn import(a: &cli::ImportArgs) -> ExitCode {
+    let cli::ImportFormat::Compose = a.format;
+    let text = match std::fs::read_to_string(&a.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sitecar import: cannot read {}: {e}", a.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match sitecar_config::compose::import(&text) {
+        Ok(imported) => {
+            for w in &imported.warnings {
+                eprintln!("{}: {w}", a.file.display());
+            }
+            println!("{}", serde_json::to_string_pretty(&imported.document).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("sitecar import: {}: {} problem(s); nothing written", a.file.display(), errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// sitecar's own structured log on stderr; `RUST_LOG` tunes it (default: warnings, since the log

@@ -15,6 +15,7 @@
 //! - [`env`]: the environment a container receives, as App Service builds it.
 //! - [`error`]: [`Problem`] and [`LoadError`].
 
+pub mod compose;
 pub mod env;
 pub mod error;
 pub mod export;
