@@ -87,3 +87,19 @@ fn node_app_behind_the_offload_gets_only_the_api() {
     assert!(api.contains("\"static_requests_seen_by_node\":0"), "node never saw a static file: {api}");
     stop(child);
 }
+
+#[test]
+fn every_example_spec_validates() {
+    for spec in [
+        "redis-counter/spec.json",
+        "redis-counter/azure-spec.json",
+        "node-offload/spec.json",
+        "node-offload/azure-spec.json",
+        "container/spec.json",
+    ] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(spec);
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("validate").arg(&file).args(["--setting", "REDIS_PORT=6379"]).output().unwrap();
+        assert!(out.status.success(), "{spec}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}
