@@ -4,13 +4,24 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A port free on loopback right now.
+/// A port free on loopback right now, from a block of 20 of its own per test process (nextest
+/// runs each test in its own process, many at once): below the kernel's ephemeral range, so
+/// neither another test nor an outgoing connection is handed the same port in the meantime.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 1000) as u16 * 20;
+    for _ in 0..20 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 20;
+        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// The test container program shared with the control crate's tests.
