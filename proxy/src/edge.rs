@@ -92,9 +92,11 @@ impl EdgeService {
         // path's record), nothing is copied here.
         let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers), parts.uri.clone()));
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
-        // A fresh hit is answered before anything is rewritten for main.
+        // A fresh hit is answered before anything is rewritten for main (after the offload, whose
+        // paths are its own).
+        let offloaded = self.config.offload.as_ref().is_some_and(|o| o.covers(parts.uri.path()));
         let hit = match &self.config.cache {
-            Some(cache) if !websocket => fresh_hit(cache, &parts),
+            Some(cache) if !websocket && !offloaded => fresh_hit(cache, &parts),
             _ => None,
         };
         // A hit needs ids only for its access-log line.

@@ -85,6 +85,11 @@ impl Offload {
         self.rules.is_empty()
     }
 
+    /// Whether a rule serves `path` (the cache is asked only after the offload).
+    pub fn covers(&self, path: &str) -> bool {
+        self.route(path).is_some()
+    }
+
     /// The rule whose prefix covers `path` (at a segment boundary), and the rest of the path.
     fn route<'p>(&self, path: &'p str) -> Option<(&Rule, &'p str)> {
         self.rules.iter().find_map(|r| {
