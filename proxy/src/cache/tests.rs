@@ -1,4 +1,5 @@
 //! Unit tests of the store, the storage rules and the answers from stored responses.
+
 use super::*;
 
 fn heads(req: &[(&str, &str)], status: u16, resp: &[(&str, &str)]) -> (http::request::Parts, http::response::Parts) {
