@@ -388,18 +388,16 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         let stop = CancellationToken::new();
         tokio::spawn(signals(stop.clone(), None));
         let mut metrics = None;
-        let mut cache = None;
-        if cache_settings.enabled && args.admin.is_none() {
-            match sitecar_proxy::cache::Cache::new(&cache_settings, None) {
-                Ok(c) => cache = Some(c),
-                Err(e) => {
-                    eprintln!("sitecar proxy: cache: {e}");
-                    return 1;
-                }
+        // Metrics (the cache's among them) live in a registry only when the admin API serves them.
+        let registry = args.admin.as_ref().map(|_| prometheus::Registry::new());
+        let cache = match cache_settings.enabled.then(|| sitecar_proxy::cache::Cache::new(&cache_settings, registry.as_ref())).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sitecar proxy: cache: {e}");
+                return 1;
             }
-        }
-        if let Some(addr) = &args.admin {
-            let registry = prometheus::Registry::new();
+        };
+        if let (Some(addr), Some(registry)) = (&args.admin, registry) {
             let http = match sitecar_proxy::metrics::HttpMetrics::new(&registry) {
                 Ok(m) => Arc::new(m),
                 Err(e) => {
@@ -408,15 +406,6 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
                 }
             };
             let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
-            if cache_settings.enabled {
-                match sitecar_proxy::cache::Cache::new(&cache_settings, Some(&registry)) {
-                    Ok(c) => cache = Some(c),
-                    Err(e) => {
-                        eprintln!("sitecar proxy: cache: {e}");
-                        return 1;
-                    }
-                }
-            }
             let listener = match tokio::net::TcpListener::bind(addr.as_str()).await {
                 Ok(l) => l,
                 Err(e) => {
