@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
-use sitecar_proxy::headers::{is_websocket, prepare_request, Peer};
+use sitecar_proxy::headers::{is_websocket, prepare_request, Forwarding, Peer};
 use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ fn headers(c: &mut Criterion) {
             || template.clone(),
             |mut h| {
                 let ws = is_websocket(&Method::GET, Version::HTTP_11, &h);
-                prepare_request(&mut h, &uri, Version::HTTP_11, ws, &peer, true)
+                prepare_request(&mut h, &uri, Version::HTTP_11, ws, &peer, Forwarding::default())
             },
             criterion::BatchSize::SmallInput,
         )
@@ -83,7 +83,7 @@ fn round_trip(c: &mut Criterion) {
             connect_timeout: Duration::from_secs(1),
             max_body: None,
             body_idle: Duration::from_secs(10),
-            drop_underscore: true,
+            forwarding: sitecar_proxy::headers::Forwarding::default(),
             compression: false,
             cache: None,
             offload: None,

@@ -137,6 +137,9 @@ pub struct ProxyArgs {
     /// Do not compress the app's responses.
     #[arg(long)]
     pub no_compression: bool,
+    /// Export a span per request to this OTLP/HTTP collector (e.g. http://localhost:4318).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn parse_offload(s: &str) -> Result<(String, PathBuf), String> {

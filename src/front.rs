@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitecar_config::{AccessLog as LogSetting, OffloadRule, ProxySettings};
-use sitecar_proxy::access::{AccessLog, Format};
+use sitecar_config::{AccessLog as LogSetting, OffloadRule, ProxySettings, TracingSettings};
+use sitecar_proxy::access::{AccessLog, Consumers, Finish, Format, RecordSink};
 use sitecar_proxy::cache::Cache;
+use sitecar_proxy::headers::{Forwarding, Trace};
 use sitecar_proxy::metrics::HttpMetrics;
 use sitecar_proxy::offload::Offload;
 use sitecar_proxy::tls::Certificates;
@@ -17,6 +18,68 @@ use tokio_util::sync::CancellationToken;
 
 /// Where access-log lines go.
 pub type Sink = Box<dyn FnMut(&str) + Send>;
+
+/// What the front door records of each request besides answering it: access-log lines, metrics,
+/// and spans for an OTLP collector.
+pub struct Recording {
+    pub access: Option<Sink>,
+    pub metrics: Option<Arc<HttpMetrics>>,
+    pub tracing: TracingSettings,
+    /// Where the span exporter's counters go.
+    pub registry: Option<prometheus::Registry>,
+}
+
+/// Refuses a `tracing.otlp` this build cannot honour, before anything starts.
+pub fn check_tracing(t: &TracingSettings) -> anyhow::Result<()> {
+    if t.otlp.is_some() && !cfg!(feature = "otlp") {
+        anyhow::bail!("tracing.otlp is set, but this sitecar was built without OTLP export (cargo feature `otlp`)");
+    }
+    Ok(())
+}
+
+/// The record consumers: access-log lines and, when exported, spans. Returns the request path's
+/// handle (none when nothing consumes records), what ends the writer, and the span exporter task.
+fn recorders(
+    settings: &ProxySettings,
+    access: Option<Sink>,
+    tracing: &TracingSettings,
+    registry: Option<&prometheus::Registry>,
+) -> (Option<AccessLog>, Option<Finish>, Option<tokio::task::JoinHandle<()>>) {
+    let lines = match (settings.access_log, access) {
+        (LogSetting::Off, _) | (_, None) => None,
+        (LogSetting::Common, Some(sink)) => Some((Format::Common, sink)),
+        (LogSetting::Json, Some(sink)) => Some((Format::Json, sink)),
+    };
+    let (records, task) = span_sink(tracing, registry);
+    if lines.is_none() && records.is_none() {
+        return (None, None, None);
+    }
+    let (log, finish) = AccessLog::start(Consumers { lines, records });
+    (Some(log), Some(finish), task)
+}
+
+/// The span exporter's record consumer and task.
+type SpanParts = (Option<RecordSink>, Option<tokio::task::JoinHandle<()>>);
+
+#[cfg(feature = "otlp")]
+fn span_sink(tracing: &TracingSettings, registry: Option<&prometheus::Registry>) -> SpanParts {
+    let Some(otlp) = &tracing.otlp else { return (None, None) };
+    match sitecar_proxy::spans::SpanSink::start(otlp, &tracing.service_name, registry) {
+        Ok((sink, task)) => {
+            ::tracing::info!(endpoint = %otlp.endpoint, "exporting a span per request over OTLP/HTTP");
+            (Some(Box::new(move |r| sink.push(r))), Some(task))
+        }
+        Err(e) => {
+            ::tracing::error!(error = %e, "spans are not exported");
+            (None, None)
+        }
+    }
+}
+
+#[cfg(not(feature = "otlp"))]
+fn span_sink(_: &TracingSettings, _: Option<&prometheus::Registry>) -> SpanParts {
+    (None, None)
+}
 
 /// The bound listeners: plain ones, and the TLS one with its certificates.
 pub struct Listeners {
@@ -118,6 +181,7 @@ fn edge(
     ready: &watch::Receiver<bool>,
     access: &Option<AccessLog>,
     metrics: &Option<Arc<HttpMetrics>>,
+    trace: Trace,
 ) -> Arc<EdgeService> {
     let t = &settings.timeouts;
     EdgeService::new(
@@ -127,7 +191,7 @@ fn edge(
             connect_timeout: t.connect,
             max_body: settings.max_body_bytes,
             body_idle: t.body_progress,
-            drop_underscore: settings.drop_underscore_headers,
+            forwarding: Forwarding { drop_underscore: settings.drop_underscore_headers, trace },
             compression: settings.compression,
             cache: at_edge.cache,
             offload: (!at_edge.offload.is_empty()).then(|| Offload::new(&at_edge.offload)),
@@ -149,18 +213,16 @@ pub async fn run(
     at_edge: AtEdge,
     main: SocketAddr,
     ready: watch::Receiver<bool>,
-    access_sink: Option<Sink>,
-    metrics: Option<Arc<HttpMetrics>>,
+    recording: Recording,
     shutdown: CancellationToken,
     mut reconfigure: Option<tokio::sync::mpsc::UnboundedReceiver<Reconfigure>>,
 ) {
     let t = &settings.timeouts;
-    let access = match (settings.access_log, access_sink) {
-        (LogSetting::Off, _) | (_, None) => None,
-        (LogSetting::Common, Some(mut sink)) => Some(AccessLog::spawn(Format::Common, move |l| sink(l))),
-        (LogSetting::Json, Some(mut sink)) => Some(AccessLog::spawn(Format::Json, move |l| sink(l))),
-    };
-    let (edge_tx, edge_rx) = watch::channel(edge(settings, at_edge, main, &ready, &access, &metrics));
+    let Recording { access, metrics, tracing, registry } = recording;
+    let (access, finish, span_task) = recorders(settings, access, &tracing, registry.as_ref());
+    // Tracing settings are fixed at start (a reload keeps them).
+    let trace = Trace::new(tracing.otlp.is_some() && span_task.is_some(), tracing.sample_ratio);
+    let (edge_tx, edge_rx) = watch::channel(edge(settings, at_edge, main, &ready, &access, &metrics, trace));
     if let Some(mut rx) = reconfigure.take() {
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -169,7 +231,7 @@ pub async fn run(
                     _ = stop.cancelled() => break,
                     n = rx.recv() => match n { Some(n) => n, None => break },
                 };
-                edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics));
+                edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics, trace));
             }
         });
     }
@@ -211,4 +273,11 @@ pub async fn run(
         }
     }
     while tasks.join_next().await.is_some() {}
+    // Drained: the last access-log lines, then the last spans.
+    if let Some(f) = finish {
+        f.finish(Duration::from_secs(2)).await;
+    }
+    if let (Some(task), Some(otlp)) = (span_task, &tracing.otlp) {
+        let _ = tokio::time::timeout(otlp.timeout + Duration::from_secs(1), task).await;
+    }
 }

@@ -130,6 +130,9 @@ async fn reloader(
                                 "reload: listeners and the connection limit stay as they were bound until sitecar restarts",
                             );
                         }
+                        if current.tracing != spec.tracing {
+                            handle.logs.event("sitecar", "reload: tracing settings stay as they were until sitecar restarts");
+                        }
                         handle.logs.event(
                             "sitecar",
                             &format!(
@@ -175,6 +178,10 @@ fn refuse(file: &Path, e: &LoadError) -> ExitCode {
 }
 
 async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>) -> i32 {
+    if let Err(e) = crate::front::check_tracing(&spec.tracing) {
+        eprintln!("sitecar up: {e}; nothing was started");
+        return 1;
+    }
     let listeners = match crate::front::bind(&spec.proxy) {
         Ok(l) => l,
         Err(e) => {
@@ -247,6 +254,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         metrics: std::sync::Mutex::new(container_metrics),
         reload: source.as_ref().map(|_| reload_tx.clone()),
     };
+    let span_registry = registry.clone();
     let admin = Arc::new(sitecar_proxy::admin::Admin {
         registry,
         token: spec.admin.token.as_ref().map(|t| t.expose().to_owned()),
@@ -273,18 +281,13 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         let stop_stack = stop_stack.clone();
         async move {
             let at_edge = crate::front::AtEdge { cache: spec.cache.enabled.then_some(cache), offload };
-            crate::front::run(
-                listeners,
-                &spec.proxy,
-                at_edge,
-                handle.main_addr,
-                ready_rx,
-                Some(access),
-                Some(metrics),
-                stop_proxy,
-                Some(front_rx),
-            )
-            .await;
+            let recording = crate::front::Recording {
+                access: Some(access),
+                metrics: Some(metrics),
+                tracing: spec.tracing.clone(),
+                registry: Some(span_registry),
+            };
+            crate::front::run(listeners, &spec.proxy, at_edge, handle.main_addr, ready_rx, recording, stop_proxy, Some(front_rx)).await;
             // The front door has drained: now main, then the sidecars.
             stop_stack.cancel();
         }
@@ -297,12 +300,12 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
 }
 
 pub fn proxy(args: ProxyArgs) -> ExitCode {
-    let (mut settings, mut cache_settings, mut offload) = match &args.spec {
+    let (mut settings, mut cache_settings, mut offload, mut tracing) = match &args.spec {
         Some(file) => match sitecar_config::load_file(file, &LoadOptions::default()) {
             Ok(spec) => {
                 let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
                 let offload = offload_rules(&spec.offload, &base);
-                (spec.proxy, spec.cache, offload)
+                (spec.proxy, spec.cache, offload, spec.tracing)
             }
             Err(e) => return refuse(file, &e),
         },
@@ -310,8 +313,25 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
             sitecar_config::ProxySettings { listen: vec![std::net::SocketAddr::from(([0, 0, 0, 0], 8080))], ..Default::default() },
             sitecar_config::CacheSettings::default(),
             Vec::new(),
+            sitecar_config::TracingSettings::default(),
         ),
     };
+    if let Some(url) = &args.otlp_endpoint {
+        match sitecar_config::parse_otlp_endpoint(url) {
+            Ok(endpoint) => {
+                tracing.otlp =
+                    Some(sitecar_config::OtlpSettings { endpoint, headers: Vec::new(), timeout: std::time::Duration::from_secs(10) })
+            }
+            Err((message, hint)) => {
+                eprintln!("sitecar proxy: --otlp-endpoint: {message} ({hint})");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Err(e) = crate::front::check_tracing(&tracing) {
+        eprintln!("sitecar proxy: {e}");
+        return ExitCode::from(2);
+    }
     if args.cache {
         cache_settings.enabled = true;
     }
@@ -390,6 +410,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         let mut metrics = None;
         // Metrics (the cache's among them) live in a registry only when the admin API serves them.
         let registry = args.admin.as_ref().map(|_| prometheus::Registry::new());
+        let span_registry = registry.clone();
         let cache = match cache_settings.enabled.then(|| sitecar_proxy::cache::Cache::new(&cache_settings, registry.as_ref())).transpose() {
             Ok(c) => c,
             Err(e) => {
@@ -429,7 +450,8 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         let (_ready_tx, ready_rx) = watch::channel(true);
         let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
         let at_edge = crate::front::AtEdge { cache, offload };
-        crate::front::run(listeners, &settings, at_edge, args.to, ready_rx, Some(sink), metrics, stop, None).await;
+        let recording = crate::front::Recording { access: Some(sink), metrics, tracing, registry: span_registry };
+        crate::front::run(listeners, &settings, at_edge, args.to, ready_rx, recording, stop, None).await;
         0
     }))
 }

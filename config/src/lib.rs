@@ -30,7 +30,7 @@ use std::path::Path;
 
 pub use error::{LoadError, Problem};
 pub use model::*;
-pub use sections::parse_listen;
+pub use sections::{parse_listen, parse_otlp_endpoint};
 pub use validate::valid_container_name;
 
 /// What a load takes besides the document: settings handed in from outside it.
@@ -92,6 +92,7 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
         cache: CacheSettings::default(),
         offload: Vec::new(),
         admin: AdminSettings::default(),
+        tracing: TracingSettings::default(),
         local: sections::LocalDraft::default(),
     };
     match format {
@@ -115,6 +116,7 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
             parts.cache = sections::cache(p, &mut doc);
             parts.offload = sections::offload(p, &mut doc);
             parts.admin = sections::admin(p, &mut doc);
+            parts.tracing = sections::tracing(p, &mut doc);
             parts.local = sections::local(p, &mut doc);
             doc.ignore(&["$schema"]);
             doc.finish(p);

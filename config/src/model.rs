@@ -56,6 +56,7 @@ pub struct Spec {
     pub cache: CacheSettings,
     pub offload: Vec<OffloadRule>,
     pub admin: AdminSettings,
+    pub tracing: TracingSettings,
     pub local: LocalSettings,
     /// How containers run, after `auto` was resolved.
     pub runtime: Runtime,
@@ -425,6 +426,36 @@ impl Default for AdminSettings {
     fn default() -> Self {
         Self { listen: SocketAddr::from(([127, 0, 0, 1], 9901)), token: None }
     }
+}
+
+/// W3C trace context at the edge and the export of one span per request (`tracing` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// Export spans over OTLP/HTTP; none by default.
+    pub otlp: Option<OtlpSettings>,
+    /// `service.name` of the exported spans (default `sitecar`).
+    pub service_name: String,
+    /// Share of new traces (requests without a valid `traceparent`) marked sampled, 0 to 1
+    /// (default 1). A client's own sampling decision is always kept.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self { otlp: None, service_name: "sitecar".into(), sample_ratio: 1.0 }
+    }
+}
+
+/// Where spans go: an OTLP/HTTP collector, usually a sidecar on `localhost:4318`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// The traces URL (`http://localhost:4318/v1/traces`); a bare `http://host:port` gets
+    /// `/v1/traces`, as OTLP's base endpoint does.
+    pub endpoint: String,
+    /// Extra request headers (an API key): values are secrets.
+    pub headers: Vec<(String, Secret)>,
+    /// Bound of one export request (default 10 s).
+    pub timeout: Duration,
 }
 
 /// How containers run.

@@ -277,6 +277,86 @@ pub(crate) fn admin(p: &mut Problems, doc: &mut Obj<'_>) -> AdminSettings {
     s
 }
 
+pub(crate) fn tracing(p: &mut Problems, doc: &mut Obj<'_>) -> TracingSettings {
+    let mut s = TracingSettings::default();
+    let Some(mut o) = doc.object(p, "tracing") else { return s };
+    if let Some(name) = o.string(p, "serviceName") {
+        if name.trim().is_empty() {
+            p.at(&format!("{}.serviceName", o.path), "serviceName is empty");
+        } else {
+            s.service_name = name;
+        }
+    }
+    if let Some((v, path)) = o.get("sampleRatio") {
+        match v.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => s.sample_ratio = r,
+            Some(r) => p.push(Problem::new(path, format!("{r} is out of range 0-1")).hint("1 samples every new trace, 0.1 one in ten")),
+            None => p.at(&path, format!("expected a number from 0 to 1, found {}", type_name(v))),
+        }
+    }
+    if let Some(mut x) = o.object(p, "otlp") {
+        let endpoint = match x.string(p, "endpoint") {
+            Some(e) => otlp_endpoint(p, &e, &format!("{}.endpoint", x.path)),
+            None => {
+                p.push(
+                    Problem::new(format!("{}.endpoint", x.path), "missing endpoint")
+                        .hint("the collector's OTLP/HTTP address, e.g. \"http://localhost:4318\""),
+                );
+                None
+            }
+        };
+        let headers = x.string_map(p, "headers").into_iter().map(|(k, v)| (k, Secret::new(v))).collect::<Vec<_>>();
+        for (name, _) in &headers {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                p.at(&format!("{}.headers", x.path), format!("\"{name}\" is not a header name"));
+            }
+        }
+        let timeout = x.seconds(p, "timeoutSeconds", 600.0).unwrap_or(std::time::Duration::from_secs(10));
+        x.finish(p);
+        if let Some(endpoint) = endpoint {
+            s.otlp = Some(OtlpSettings { endpoint, headers, timeout });
+        }
+    }
+    o.finish(p);
+    s
+}
+
+fn otlp_endpoint(p: &mut Problems, e: &str, path: &str) -> Option<String> {
+    match parse_otlp_endpoint(e) {
+        Ok(url) => Some(url),
+        Err((message, hint)) => {
+            p.push(Problem::new(path, message).hint(hint));
+            None
+        }
+    }
+}
+
+/// An OTLP/HTTP traces URL: `http://host:port[/path]`; without a path, `/v1/traces` is added.
+/// The error is a message and a hint.
+pub fn parse_otlp_endpoint(e: &str) -> Result<String, (String, &'static str)> {
+    let Some(rest) = e.strip_prefix("http://") else {
+        let hint = if e.starts_with("https://") {
+            "collectors are sidecars on localhost: use http://localhost:4318"
+        } else {
+            "write \"http://localhost:4318\" (OTLP/HTTP; the gRPC port 4317 is not spoken)"
+        };
+        return Err((format!("\"{e}\" is not an http:// URL"), hint));
+    };
+    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+    let port_ok = match authority.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => !authority.is_empty(),
+    };
+    if !port_ok || authority.contains(['@', ' ', '?', '#']) {
+        return Err((format!("\"{e}\" has no valid host and port"), "e.g. \"http://localhost:4318\""));
+    }
+    if tail.is_empty() {
+        Ok(format!("http://{authority}/v1/traces"))
+    } else {
+        Ok(e.to_owned())
+    }
+}
+
 /// Local overrides per container name and per image, before names are checked.
 #[derive(Debug, Default)]
 pub(crate) struct LocalDraft {

@@ -38,6 +38,7 @@ pub(crate) struct Parts {
     pub cache: CacheSettings,
     pub offload: Vec<OffloadRule>,
     pub admin: AdminSettings,
+    pub tracing: TracingSettings,
     pub local: LocalDraft,
 }
 
@@ -55,6 +56,7 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         cache,
         offload,
         admin,
+        tracing,
         local,
     } = parts;
 
@@ -262,6 +264,7 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         cache,
         offload,
         admin,
+        tracing,
         local: local.settings,
         runtime,
     })

@@ -125,6 +125,13 @@ fn sitecar_document_sets_every_section() {
     assert!(!spec.proxy.compression);
     assert_eq!(spec.offload[0], OffloadRule { prefix: "/static".into(), dir: "./public".into(), fallthrough: false });
     assert_eq!(spec.admin.listen.port(), 9911);
+    assert_eq!(spec.tracing.service_name, "shop-edge");
+    assert_eq!(spec.tracing.sample_ratio, 0.25);
+    let otlp = spec.tracing.otlp.as_ref().unwrap();
+    assert_eq!(otlp.endpoint, "http://localhost:4318/v1/traces", "a base endpoint gets the traces path");
+    assert_eq!(otlp.headers[0].0, "x-api-key");
+    assert_eq!(otlp.headers[0].1.expose(), "k-123");
+    assert_eq!(otlp.timeout, Duration::from_secs(3));
     assert_eq!(spec.local.grace_period, Duration::from_secs(5));
     assert_eq!(spec.local.restart.initial, Duration::from_millis(500));
     assert_eq!(spec.local.site_name, "shop");

@@ -237,6 +237,35 @@ fn process_mode_needs_a_command() {
 }
 
 #[test]
+fn tracing_section_is_checked() {
+    let main = r#"{"name": "m", "properties": {"image": "m", "isMain": true, "targetPort": "3000", "startUpCommand": "m"}}"#;
+    let text = format!(
+        r#"{{"sitecontainers": [{main}], "tracing": {{"sampleRatio": 2, "serviceName": " ",
+            "otlp": {{"endpoint": "https://collector:4318", "headers": {{"bad header": "v"}}, "timeoutSecs": 1}}}}}}"#
+    );
+    expect(
+        &text,
+        &[
+            ("$.tracing.serviceName", "serviceName is empty"),
+            ("$.tracing.sampleRatio", "2 is out of range 0-1"),
+            ("$.tracing.otlp.endpoint", "\"https://collector:4318\" is not an http:// URL"),
+            ("$.tracing.otlp.headers", "\"bad header\" is not a header name"),
+            ("$.tracing.otlp.timeoutSecs", "unknown field \"timeoutSecs\""),
+        ],
+    );
+    for (endpoint, message) in [("http://:4318", "has no valid host and port"), ("localhost:4318", "is not an http:// URL")] {
+        let text = format!(r#"{{"sitecontainers": [{main}], "tracing": {{"otlp": {{"endpoint": "{endpoint}"}}}}}}"#);
+        let got = problems(&text);
+        assert!(got.len() == 1 && got[0].0 == "$.tracing.otlp.endpoint" && got[0].1.contains(message), "{endpoint}: {got:?}");
+    }
+    let text = format!(r#"{{"sitecontainers": [{main}], "tracing": {{"otlp": {{}}}}}}"#);
+    assert_eq!(problems(&text), [("$.tracing.otlp.endpoint".to_string(), "missing endpoint".to_string())]);
+    let ok = format!(r#"{{"sitecontainers": [{main}], "tracing": {{"otlp": {{"endpoint": "http://127.0.0.1:4318/custom/traces"}}}}}}"#);
+    let spec = load_str(&ok, &LoadOptions::default()).unwrap();
+    assert_eq!(spec.tracing.otlp.unwrap().endpoint, "http://127.0.0.1:4318/custom/traces", "a URL with a path is taken as it is");
+}
+
+#[test]
 fn sitecar_sections_are_checked() {
     let text = r#"{"sitecontainers": [{"name": "m", "properties": {"image": "m", "isMain": true, "targetPort": "3000", "startUpCommand": "m"}}],
         "proxy": {"listen": ["localhost"], "accessLog": "xml", "holdSeconds": -1, "timeouts": {"conectSeconds": 1}},

@@ -7,7 +7,7 @@
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use libfuzzer_sys::fuzz_target;
-use sitecar_proxy::headers::{is_websocket, prepare_request, prepare_response, Peer};
+use sitecar_proxy::headers::{is_websocket, prepare_request, prepare_response, Forwarding, Peer};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let websocket = is_websocket(&method, version, &headers);
     let peer = Peer::new("203.0.113.9:40000".parse().unwrap(), "127.0.0.1:8080".parse().unwrap(), false);
-    let ids = prepare_request(&mut headers, &uri, version, websocket, &peer, true);
+    let ids = prepare_request(&mut headers, &uri, version, websocket, &peer, Forwarding::default());
     assert!(!ids.request_id().is_empty());
     assert_eq!(ids.trace_id().len(), 32);
     for h in ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "http2-settings", "expect"] {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// One finished request.
 #[derive(Debug, Clone)]
@@ -16,6 +18,10 @@ pub struct Record {
     pub method: http::Method,
     pub target: String,
     pub version: http::Version,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The request's host, when the edge recorded a span (only spans need it).
+    pub host: Option<String>,
     pub status: u16,
     /// Response body bytes when known from Content-Length.
     pub bytes: Option<u64>,
@@ -24,6 +30,8 @@ pub struct Record {
     pub upstream: Option<Duration>,
     pub request_id: String,
     pub trace_id: String,
+    /// The edge's own span, when it records one.
+    pub span: Option<crate::headers::EdgeSpan>,
     pub user_agent: Option<String>,
     pub referer: Option<String>,
 }
@@ -34,6 +42,17 @@ pub enum Format {
     Json,
 }
 
+/// Takes each formatted access-log line.
+pub type LineSink = Box<dyn FnMut(&str) + Send>;
+/// Takes each finished request's record (the span exporter).
+pub type RecordSink = Box<dyn FnMut(&Record) + Send>;
+
+/// Where finished requests go: formatted lines to a sink, and whatever else wants each record.
+pub struct Consumers {
+    pub lines: Option<(Format, LineSink)>,
+    pub records: Option<RecordSink>,
+}
+
 /// Handle for the request path.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
@@ -41,20 +60,62 @@ pub struct AccessLog {
     pub dropped: Arc<AtomicU64>,
 }
 
+/// Ends the writer task once the front door has drained.
+#[derive(Debug)]
+pub struct Finish {
+    closing: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Finish {
+    /// Writes what is queued, drops the consumers (so the span exporter sends its last batch),
+    /// and waits for the writer, at most `within`.
+    pub async fn finish(self, within: Duration) {
+        self.closing.cancel();
+        let _ = tokio::time::timeout(within, self.task).await;
+    }
+}
+
 impl AccessLog {
     /// Starts the writer task; `sink` receives each formatted line.
-    pub fn spawn(format: Format, mut sink: impl FnMut(&str) + Send + 'static) -> Self {
+    pub fn spawn(format: Format, sink: impl FnMut(&str) + Send + 'static) -> Self {
+        Self::start(Consumers { lines: Some((format, Box::new(sink))), records: None }).0
+    }
+
+    /// Starts the writer task for `consumers`.
+    pub fn start(mut consumers: Consumers) -> (Self, Finish) {
         let (tx, mut rx) = mpsc::channel::<Record>(8192);
-        tokio::spawn(async move {
-            while let Some(r) = rx.recv().await {
-                let line = match format {
-                    Format::Common => common(&r),
-                    Format::Json => json(&r),
-                };
-                sink(&line);
+        let closing = CancellationToken::new();
+        let stop = closing.clone();
+        let task = tokio::spawn(async move {
+            let mut take = |r: Record| {
+                if let Some((format, sink)) = &mut consumers.lines {
+                    let line = match format {
+                        Format::Common => common(&r),
+                        Format::Json => json(&r),
+                    };
+                    sink(&line);
+                }
+                if let Some(f) = &mut consumers.records {
+                    f(&r);
+                }
+            };
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(r) => take(r),
+                        None => break,
+                    },
+                    _ = stop.cancelled() => {
+                        while let Ok(r) = rx.try_recv() {
+                            take(r);
+                        }
+                        break;
+                    }
+                }
             }
         });
-        Self { tx, dropped: Arc::default() }
+        (Self { tx, dropped: Arc::default() }, Finish { closing, task })
     }
 
     pub fn log(&self, record: Record) {
@@ -132,12 +193,15 @@ mod tests {
             method: http::Method::GET,
             target: "/a?b=\"c\"".into(),
             version: http::Version::HTTP_11,
+            scheme: "http",
+            host: None,
             status: 200,
             bytes: Some(12),
             duration: Duration::from_millis(4),
             upstream: Some(Duration::from_millis(3)),
             request_id: "rid".into(),
             trace_id: "tid".into(),
+            span: None,
             user_agent: Some("curl/8".into()),
             referer: None,
         };

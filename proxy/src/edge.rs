@@ -32,7 +32,8 @@ pub struct EdgeConfig {
     pub max_body: Option<u64>,
     /// Longest pause in a request body.
     pub body_idle: Duration,
-    pub drop_underscore: bool,
+    /// Header rules: `_` names, and whether the edge records spans of its own.
+    pub forwarding: headers::Forwarding,
     /// Compress main's responses for clients that accept it.
     pub compression: bool,
     /// The shared cache, when enabled.
@@ -102,19 +103,20 @@ impl EdgeService {
         // A hit needs ids only for its access-log line.
         let ids = match hit {
             Some(_) if self.access.is_none() => None,
-            Some(_) => Some(headers::request_ids(&parts.headers)),
-            None => {
-                Some(headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.drop_underscore))
-            }
+            Some(_) => Some(headers::request_ids(&parts.headers, self.config.forwarding.trace)),
+            None => Some(headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.forwarding)),
         };
         let request_id = || ids.as_ref().map_or("-", |i| i.request_id());
         let trace_id = || ids.as_ref().map_or("-", |i| i.trace_id());
         let log = self.access.as_ref().map(|_| {
+            // Only a span names the host.
+            let host = ids.as_ref().and_then(|i| i.span()).and_then(|_| host(&parts));
             (
                 parts.method.clone(),
                 parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
                 parts.version,
                 agent(&parts.headers),
+                host,
             )
         });
         let accept_encoding = if self.config.compression && parts.method != Method::HEAD {
@@ -144,19 +146,22 @@ impl EdgeService {
             m.active.dec();
             m.observe(&method, response.status(), start.elapsed(), request_bytes, content_length(response.headers()));
         }
-        if let (Some(access), Some((method, target, version, (user_agent, referer)))) = (&self.access, log) {
+        if let (Some(access), Some((method, target, version, (user_agent, referer), host))) = (&self.access, log) {
             access.log(Record {
                 at: SystemTime::now(),
                 client: peer.client.ip(),
                 method,
                 target,
                 version,
+                scheme: if peer.https { "https" } else { "http" },
+                host,
                 status: response.status().as_u16(),
                 bytes: content_length(response.headers()),
                 duration: start.elapsed(),
                 upstream: upstream_time,
                 request_id: request_id().to_owned(),
                 trace_id: trace_id().to_owned(),
+                span: ids.as_ref().and_then(|i| i.span()),
                 user_agent,
                 referer,
             });
@@ -607,4 +612,12 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 fn agent(h: &http::HeaderMap) -> (Option<String>, Option<String>) {
     let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     (get(header::USER_AGENT), get(header::REFERER))
+}
+
+/// The request's host: `Host`, or the authority of an HTTP/2 request.
+fn host(parts: &http::request::Parts) -> Option<String> {
+    match parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(h) => Some(h.to_owned()),
+        None => parts.uri.authority().map(|a| a.as_str().to_owned()),
+    }
 }

@@ -54,11 +54,68 @@ impl Peer {
     }
 }
 
+/// How the edge takes part in W3C trace context.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    /// The edge records a span of its own (spans are exported): a sampled request goes to main
+    /// with the edge's span as its parent.
+    pub own_span: bool,
+    /// New traces are sampled when a random u64 is at most this.
+    threshold: u64,
+}
+
+impl Trace {
+    /// `ratio`: share of new traces marked sampled, 0 to 1.
+    pub fn new(own_span: bool, ratio: f64) -> Self {
+        let threshold = if ratio >= 1.0 {
+            u64::MAX
+        } else if ratio > 0.0 {
+            (ratio * u64::MAX as f64) as u64
+        } else {
+            0
+        };
+        Self { own_span, threshold }
+    }
+
+    fn sample_new(&self) -> bool {
+        self.threshold == u64::MAX || (self.threshold > 0 && ids::random_u64() <= self.threshold)
+    }
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self::new(false, 1.0)
+    }
+}
+
+/// The request-rewriting choices of a front door.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding {
+    /// Drop request headers whose name has `_`, as nginx does.
+    pub drop_underscore: bool,
+    pub trace: Trace,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Self { drop_underscore: true, trace: Trace::default() }
+    }
+}
+
+/// The edge's own span of a sampled request (hex ids, as in `traceparent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeSpan {
+    pub span_id: [u8; 16],
+    /// The client's span, when the request came with a valid `traceparent`.
+    pub parent: Option<[u8; 16]>,
+}
+
 /// Ids given to one request, for logs and error bodies.
 #[derive(Debug, Clone)]
 pub struct RequestIds {
     request_id: HeaderValue,
     trace_id: [u8; 32],
+    span: Option<EdgeSpan>,
 }
 
 impl RequestIds {
@@ -68,6 +125,27 @@ impl RequestIds {
 
     pub fn trace_id(&self) -> &str {
         std::str::from_utf8(&self.trace_id).unwrap_or("-")
+    }
+
+    /// The edge's span, when it records one for this request.
+    pub fn span(&self) -> Option<EdgeSpan> {
+        self.span
+    }
+}
+
+/// The trace a request belongs to and the edge's span in it: the client's trace continued (its
+/// sampling decision kept), or a new one; `None` span when the edge records none.
+fn trace_of(headers: &HeaderMap, trace: Trace) -> (ids::TraceParent, bool, Option<EdgeSpan>) {
+    match headers.get(&TRACEPARENT).and_then(|v| ids::parse_traceparent(v.as_bytes())) {
+        Some(client) => {
+            let span = (trace.own_span && client.sampled()).then(|| EdgeSpan { span_id: ids::span_id(), parent: Some(client.span_id) });
+            (client, false, span)
+        }
+        None => {
+            let new = ids::new_trace(trace.sample_new());
+            let span = (trace.own_span && new.sampled()).then_some(EdgeSpan { span_id: new.span_id, parent: None });
+            (new, true, span)
+        }
     }
 }
 
@@ -108,7 +186,7 @@ pub fn prepare_request(
     version: Version,
     websocket: bool,
     peer: &Peer,
-    drop_underscore: bool,
+    rules: Forwarding,
 ) -> RequestIds {
     // Room for the fields added below, so the map grows (and rehashes) at most once.
     headers.reserve(12);
@@ -116,7 +194,7 @@ pub fn prepare_request(
     strip_hop_by_hop(headers);
     // An Expect is answered here (hyper sends 100 Continue when the body is read).
     headers.remove(header::EXPECT);
-    if drop_underscore && headers.keys().any(|k| k.as_str().contains('_')) {
+    if rules.drop_underscore && headers.keys().any(|k| k.as_str().contains('_')) {
         let bad: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
         for k in bad {
             headers.remove(k);
@@ -172,16 +250,18 @@ pub fn prepare_request(
     };
     headers.insert(X_ARR_LOG_ID.clone(), log_id);
 
-    let trace_id = match headers.get(&TRACEPARENT).and_then(|v| ids::trace_id(v.as_bytes())) {
-        Some(t) => t,
-        None => {
-            // An invalid traceparent restarts the trace, and its tracestate goes with it.
-            headers.remove(&TRACESTATE);
-            let (tp, trace) = ids::new_traceparent();
-            headers.insert(TRACEPARENT.clone(), bytes_value(&tp));
-            trace
-        }
-    };
+    let (mut tp, new, span) = trace_of(headers, rules.trace);
+    if new {
+        // An invalid traceparent restarts the trace, and its tracestate goes with it.
+        headers.remove(&TRACESTATE);
+    }
+    if let Some(s) = span {
+        // Main's spans are children of the edge's.
+        tp.span_id = s.span_id;
+    }
+    if new || span.is_some() {
+        headers.insert(TRACEPARENT.clone(), bytes_value(&tp.to_bytes()));
+    }
 
     let via = match version {
         Version::HTTP_10 => "1.0 sitecar",
@@ -189,18 +269,18 @@ pub fn prepare_request(
         _ => "1.1 sitecar",
     };
     headers.append(header::VIA, HeaderValue::from_static(via));
-    RequestIds { request_id, trace_id }
+    RequestIds { request_id, trace_id: tp.trace_id, span }
 }
 
 /// The ids of a request answered at the edge without being rewritten for main (a cache hit): the
 /// client's valid `X-Request-Id` and `traceparent` trace id, or new ones.
-pub fn request_ids(headers: &HeaderMap) -> RequestIds {
+pub fn request_ids(headers: &HeaderMap, trace: Trace) -> RequestIds {
     let request_id = match headers.get(&X_REQUEST_ID) {
         Some(v) if ids::valid_request_id(v.as_bytes()) => v.clone(),
         _ => bytes_value(&ids::request_id()),
     };
-    let trace_id = headers.get(&TRACEPARENT).and_then(|v| ids::trace_id(v.as_bytes())).unwrap_or_else(|| ids::new_traceparent().1);
-    RequestIds { request_id, trace_id }
+    let (tp, _, span) = trace_of(headers, trace);
+    RequestIds { request_id, trace_id: tp.trace_id, span }
 }
 
 /// Rewrites main's response head for the client: hop-by-hop headers out (the upgrade headers of
@@ -244,7 +324,7 @@ mod tests {
     fn prepare(h: &mut HeaderMap, uri: &str) -> RequestIds {
         let uri: Uri = uri.parse().unwrap();
         let ws = is_websocket(&Method::GET, Version::HTTP_11, h);
-        prepare_request(h, &uri, Version::HTTP_11, ws, &peer(), true)
+        prepare_request(h, &uri, Version::HTTP_11, ws, &peer(), Forwarding::default())
     }
 
     #[test]
@@ -311,6 +391,43 @@ mod tests {
     }
 
     #[test]
+    fn an_edge_that_records_spans_becomes_the_parent_of_main() {
+        let exporting = Forwarding { trace: Trace::new(true, 1.0), ..Forwarding::default() };
+        let uri: Uri = "/".parse().unwrap();
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut h = map(&[("host", "h"), ("traceparent", client), ("tracestate", "k=v")]);
+        let ids = prepare_request(&mut h, &uri, Version::HTTP_11, false, &peer(), exporting);
+        let span = ids.span().unwrap();
+        assert_eq!(span.parent, Some(*b"00f067aa0ba902b7"));
+        let sent = ids::parse_traceparent(h["traceparent"].as_bytes()).unwrap();
+        assert_eq!((&sent.trace_id, sent.span_id, &sent.flags), (b"4bf92f3577b34da6a3ce929d0e0e4736", span.span_id, b"01"));
+        assert_eq!(h["tracestate"], "k=v", "tracestate goes on with the trace");
+
+        // The client's "not sampled" is kept: no span, the header passed on untouched.
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let mut h = map(&[("host", "h"), ("traceparent", unsampled)]);
+        assert!(prepare_request(&mut h, &uri, Version::HTTP_11, false, &peer(), exporting).span().is_none());
+        assert_eq!(h["traceparent"], unsampled);
+
+        // A new trace: the edge's span is the root, and main's parent.
+        let mut h = map(&[("host", "h")]);
+        let ids = prepare_request(&mut h, &uri, Version::HTTP_11, false, &peer(), exporting);
+        let span = ids.span().unwrap();
+        let sent = ids::parse_traceparent(h["traceparent"].as_bytes()).unwrap();
+        assert_eq!((span.parent, sent.span_id, sent.sampled()), (None, span.span_id, true));
+
+        // A sample ratio of 0 marks new traces unsampled, and records nothing.
+        let none = Forwarding { trace: Trace::new(true, 0.0), ..Forwarding::default() };
+        let mut h = map(&[("host", "h")]);
+        assert!(prepare_request(&mut h, &uri, Version::HTTP_11, false, &peer(), none).span().is_none());
+        assert!(!ids::parse_traceparent(h["traceparent"].as_bytes()).unwrap().sampled());
+        // A ratio of a half samples about half.
+        let half = Trace::new(false, 0.5);
+        let sampled = (0..4000).filter(|_| half.sample_new()).count();
+        assert!((1600..2400).contains(&sampled), "{sampled} of 4000");
+    }
+
+    #[test]
     fn underscore_headers_are_dropped() {
         let mut h = map(&[("host", "h"), ("x_user", "admin"), ("x-user", "bob")]);
         prepare(&mut h, "/");
@@ -341,11 +458,11 @@ mod tests {
     #[test]
     fn host_is_supplied_for_http10_and_http2() {
         let mut h = HeaderMap::new();
-        prepare_request(&mut h, &"/".parse().unwrap(), Version::HTTP_10, false, &peer(), true);
+        prepare_request(&mut h, &"/".parse().unwrap(), Version::HTTP_10, false, &peer(), Forwarding::default());
         assert_eq!(h["host"], "127.0.0.1:8080");
         assert_eq!(h["via"], "1.0 sitecar");
         let mut h = HeaderMap::new();
-        prepare_request(&mut h, &"https://shop.example/x".parse().unwrap(), Version::HTTP_2, false, &peer(), true);
+        prepare_request(&mut h, &"https://shop.example/x".parse().unwrap(), Version::HTTP_2, false, &peer(), Forwarding::default());
         assert_eq!(h["host"], "shop.example");
     }
 

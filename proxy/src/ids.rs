@@ -59,8 +59,34 @@ pub fn valid_request_id(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// The trace id of a valid version-00 `traceparent`, or `None`.
-pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
+/// The parts of a valid version-00 `traceparent` (lowercase hex, as sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 32],
+    pub span_id: [u8; 16],
+    pub flags: [u8; 2],
+}
+
+impl TraceParent {
+    /// The `sampled` flag (bit 0 of the trace flags).
+    pub fn sampled(&self) -> bool {
+        let low = self.flags[1];
+        let v = if low.is_ascii_digit() { low - b'0' } else { low - b'a' + 10 };
+        v & 1 == 1
+    }
+
+    /// The header value.
+    pub fn to_bytes(&self) -> [u8; 55] {
+        let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        tp[3..35].copy_from_slice(&self.trace_id);
+        tp[36..52].copy_from_slice(&self.span_id);
+        tp[53..55].copy_from_slice(&self.flags);
+        tp
+    }
+}
+
+/// A valid version-00 `traceparent`, or `None`.
+pub fn parse_traceparent(traceparent: &[u8]) -> Option<TraceParent> {
     // 00-<32 hex>-<16 hex>-<2 hex>
     if traceparent.len() != 55 || &traceparent[..3] != b"00-" || traceparent[35] != b'-' || traceparent[52] != b'-' {
         return None;
@@ -73,20 +99,37 @@ pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
     if trace.iter().all(|b| *b == b'0') || span.iter().all(|b| *b == b'0') {
         return None;
     }
-    let mut id = [0u8; 32];
-    id.copy_from_slice(trace);
-    Some(id)
+    let mut tp = TraceParent { trace_id: [0; 32], span_id: [0; 16], flags: [0; 2] };
+    tp.trace_id.copy_from_slice(trace);
+    tp.span_id.copy_from_slice(span);
+    tp.flags.copy_from_slice(flags);
+    Some(tp)
+}
+
+/// The trace id of a valid version-00 `traceparent`, or `None`.
+pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
+    parse_traceparent(traceparent).map(|t| t.trace_id)
+}
+
+/// A new span id: 16 lowercase hex digits, never all zero.
+pub fn span_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    hex16(&mut id, random_u64() | 1);
+    id
+}
+
+/// A new trace with a new span, marked sampled or not.
+pub fn new_trace(sampled: bool) -> TraceParent {
+    let mut trace_id = [0u8; 32];
+    hex16(&mut trace_id[..16], random_u64());
+    hex16(&mut trace_id[16..], random_u64() | 1);
+    TraceParent { trace_id, span_id: span_id(), flags: if sampled { *b"01" } else { *b"00" } }
 }
 
 /// A new sampled `traceparent` and its trace id, built without allocating.
 pub fn new_traceparent() -> ([u8; 55], [u8; 32]) {
-    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    hex16(&mut tp[3..19], random_u64());
-    hex16(&mut tp[19..35], random_u64() | 1);
-    hex16(&mut tp[36..52], random_u64() | 1);
-    let mut trace = [0u8; 32];
-    trace.copy_from_slice(&tp[3..35]);
-    (tp, trace)
+    let t = new_trace(true);
+    (t.to_bytes(), t.trace_id)
 }
 
 #[cfg(test)]
@@ -103,6 +146,15 @@ mod tests {
         assert_eq!(trace_id(b"garbage"), None);
         let (tp, trace) = new_traceparent();
         assert_eq!(trace_id(&tp), Some(trace));
+        let parsed = parse_traceparent(ok).unwrap();
+        assert_eq!(&parsed.span_id, b"00f067aa0ba902b7");
+        assert!(parsed.sampled());
+        assert_eq!(&parsed.to_bytes(), ok);
+        assert!(!parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02").unwrap().sampled());
+        assert!(parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0b").unwrap().sampled());
+        let unsampled = new_trace(false);
+        assert_eq!(parse_traceparent(&unsampled.to_bytes()), Some(unsampled));
+        assert!(!unsampled.sampled());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`io`]: client IO with a write-progress deadline.
 //! - [`metrics`]: HTTP metrics in an explicit Prometheus registry.
 //! - [`access`]: the access log writer.
+//! - `spans` (feature `otlp`): one span per request, exported over OTLP/HTTP.
 //! - [`admin`]: the admin API (health, readiness, metrics, status, logs, restart) and `page`, its status page.
 //! - [`error`]: [`ProxyError`], mapped to a status in one place.
 
@@ -31,6 +32,8 @@ pub mod metrics;
 pub mod offload;
 mod page;
 pub mod server;
+#[cfg(feature = "otlp")]
+pub mod spans;
 pub mod tls;
 pub mod upstream;
 

@@ -63,6 +63,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(3600)
         if self.path == "/env":
             body, code = json.dumps(dict(os.environ)).encode(), 200
+        elif self.path.split("?")[0] == "/headers":
+            body, code = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode(), 200
         elif self.path.startswith("/slow"):
             time.sleep(1.0)
             body, code = f"slow from {name}".encode(), 200

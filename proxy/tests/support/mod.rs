@@ -74,7 +74,7 @@ pub fn config() -> EdgeConfig {
         connect_timeout: Duration::from_secs(2),
         max_body: None,
         body_idle: Duration::from_secs(10),
-        drop_underscore: true,
+        forwarding: sitecar_proxy::headers::Forwarding::default(),
         compression: false,
         cache: None,
         offload: None,
