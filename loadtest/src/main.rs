@@ -7,6 +7,7 @@
 //! Run it with `make loadtest` (or `cargo run --release -p sitecar-loadtest -- --help`). Missing
 //! tools (nginx, haproxy, caddy, wrk, h2load) are installed from Debian when running as root.
 
+mod cost;
 mod procs;
 mod servers;
 mod soak;
@@ -29,8 +30,9 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Scenarios: small64, small256, body64k, newconn, h2c, idle10k (memory per idle connection);
-    /// and the edge ones, cachehit (a small cached object) and static64k (a 64 KiB file from disk),
-    /// which run on the edge targets.
+    /// the edge ones, cachehit (a small cached object) and static64k (a 64 KiB file from disk),
+    /// which run on the edge targets; and metricscost (instructions per request with and without
+    /// metrics and scraping, under callgrind).
     #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c,cachehit,static64k")]
     scenarios: Vec<String>,
     /// Proxies to compare (direct is always measured): sitecar, sitecar-metrics (admin API and
@@ -47,6 +49,9 @@ struct Args {
     /// The sitecar binary (default: target/release/sitecar).
     #[arg(long)]
     sitecar: Option<String>,
+    /// Requests counted by metricscost.
+    #[arg(long, default_value_t = 20_000)]
+    cost_requests: u64,
     /// Run the soak instead: `sitecar up` on the demo stack for this many minutes at --soak-rate,
     /// main SIGKILLed every minute and the sidecar half a minute later.
     #[arg(long, value_name = "MINUTES")]
@@ -54,6 +59,10 @@ struct Args {
     /// Requests per second of the soak.
     #[arg(long, default_value_t = 200)]
     soak_rate: u64,
+    /// Soak with the default restart backoff (reset after 10 minutes healthy): a kill every
+    /// minute is then a crash loop, and the backoff grows past the hold.
+    #[arg(long)]
+    soak_default_backoff: bool,
 }
 
 /// One measurement.
@@ -72,7 +81,7 @@ fn main() -> Result<()> {
     if let Some(minutes) = args.soak {
         let sitecar = args.sitecar.clone().unwrap_or_else(|| format!("{}/../target/release/sitecar", env!("CARGO_MANIFEST_DIR")));
         anyhow::ensure!(std::path::Path::new(&sitecar).exists(), "{sitecar} not found: build it with `cargo build --release` first");
-        return soak::run(&sitecar, &tempfile_dir()?, minutes, args.soak_rate);
+        return soak::run(&sitecar, &tempfile_dir()?, minutes, args.soak_rate, args.soak_default_backoff);
     }
     let edge_scenarios = args.scenarios.iter().any(|s| EDGE_SCENARIOS.contains(&s.as_str()));
     servers::ensure_tools(&["nginx", "haproxy", "caddy", "wrk", "h2load"])?;
@@ -110,11 +119,13 @@ fn main() -> Result<()> {
     }
 
     println!("# loadtest: {} s per run, {} rounds, {} worker(s) each; {}", args.duration, args.rounds, args.workers, machine());
-    for scenario in args.scenarios.iter().filter(|s| *s == "idle10k") {
-        let _ = scenario;
+    if args.scenarios.iter().any(|s| s == "idle10k") {
         idle_connections(&targets, 10_000)?;
     }
-    for scenario in args.scenarios.iter().filter(|s| *s != "idle10k") {
+    if args.scenarios.iter().any(|s| s == "metricscost") {
+        cost::run(&sitecar, &dir, &origin, args.cost_requests)?;
+    }
+    for scenario in args.scenarios.iter().filter(|s| *s != "idle10k" && *s != "metricscost") {
         let (these, refs): (&[Target], &[&str]) =
             if EDGE_SCENARIOS.contains(&scenario.as_str()) { (&edge, &["nginx-edge", "varnish"]) } else { (&targets, &["nginx"]) };
         let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
