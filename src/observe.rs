@@ -152,6 +152,8 @@ pub struct ContainerMetrics {
     /// CPU seconds already counted per (container, pid): counters only go up, and a restarted
     /// container's CPU adds to what earlier runs used.
     counted_cpu: HashMap<(String, u32), f64>,
+    /// Containers with series, so that a container a reload removed loses its series.
+    known: std::collections::BTreeSet<String>,
 }
 
 impl ContainerMetrics {
@@ -181,6 +183,7 @@ impl ContainerMetrics {
                 &["container"],
             )?,
             counted_cpu: HashMap::new(),
+            known: Default::default(),
         };
         let info =
             IntGauge::with_opts(Opts::new("sitecar_build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")))?;
@@ -198,7 +201,22 @@ impl ContainerMetrics {
     }
 
     pub fn update(&mut self, statuses: &[ContainerStatus]) {
+        let gone: Vec<String> = self.known.iter().filter(|k| !statuses.iter().any(|c| &c.name == *k)).cloned().collect();
+        for name in gone {
+            let l = [name.as_str()];
+            let _ = self.up.remove_label_values(&l);
+            let _ = self.ready.remove_label_values(&l);
+            let _ = self.restarts.remove_label_values(&l);
+            let _ = self.exit.remove_label_values(&l);
+            let _ = self.cpu.remove_label_values(&l);
+            let _ = self.rss.remove_label_values(&l);
+            let _ = self.probe_seconds.remove_label_values(&l);
+            let _ = self.probe_failures.remove_label_values(&l);
+            self.counted_cpu.retain(|(n, _), _| n != &name);
+            self.known.remove(&name);
+        }
         for c in statuses {
+            self.known.insert(c.name.clone());
             let name = c.name.as_str();
             self.up.with_label_values(&[name]).set(i64::from(c.pid.is_some()));
             self.ready.with_label_values(&[name]).set(i64::from(c.phase == Phase::Running && c.healthy != Some(false)));

@@ -136,7 +136,7 @@ async fn reloader(
                         handle.logs.event(
                             "sitecar",
                             &format!(
-                                "reloaded {}: restarting {}",
+                                "reloaded {}: restarted {}",
                                 source.file.display(),
                                 if restarted.is_empty() { "nothing".into() } else { restarted.join(", ") }
                             ),

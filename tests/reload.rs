@@ -150,3 +150,104 @@ fn watch_reloads_when_the_file_changes() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sitecar.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let _ = sitecar.wait();
 }
+
+/// A spec with the sidecars `sides` (name, port) in order, then main `web` on `main`.
+fn write_containers(file: &Path, p: &Ports, sides: &[(&str, u16)], main_name: &str) {
+    let app = support::app_py();
+    let mut containers: Vec<String> = sides
+        .iter()
+        .map(|(n, port)| {
+            format!(
+                r#"{{"name": "{n}", "properties": {{"image": "t/{n}", "isMain": false, "targetPort": "{port}", "startUpCommand": "exec python3 {app} {n} {port}"}}}}"#
+            )
+        })
+        .collect();
+    containers.push(format!(
+        r#"{{"name": "{main_name}", "properties": {{"image": "t/web", "isMain": true, "targetPort": "{m}", "startUpCommand": "exec python3 {app} web {m}"}}}}"#,
+        m = p.main
+    ));
+    std::fs::write(
+        file,
+        format!(
+            r#"{{"sitecontainers": [{}], "proxy": {{"listen": ["127.0.0.1:{f}"]}}, "admin": {{"listen": "127.0.0.1:{a}"}},
+            "local": {{"gracePeriodSeconds": 2, "restart": {{"initialBackoffSeconds": 0.2}}}}}}"#,
+            containers.join(","),
+            f = p.front,
+            a = p.admin
+        ),
+    )
+    .unwrap();
+}
+
+fn names(admin: u16) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&http(admin, "GET", "/status").1).unwrap();
+    v["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
+}
+
+/// True when something answers a GET on `port` with 200 (any failure is false).
+fn answers(port: u16) -> bool {
+    let attempt = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"))
+    };
+    attempt().unwrap_or(false)
+}
+
+#[test]
+fn reload_adds_and_removes_sidecars_without_touching_main() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports { front: free_port(), admin: free_port(), side: free_port(), main: free_port() };
+    let extra = free_port();
+    let spec = dir.path().join("spec.json");
+    write_containers(&spec, &p, &[("side", p.side)], "web");
+    let mut sitecar = support::up_until_ready(&spec, p.admin);
+    let (side0, web0) = pids(p.admin);
+
+    // A sidecar added (before the existing one): it starts; nothing else restarts.
+    write_containers(&spec, &p, &[("extra", extra), ("side", p.side)], "web");
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("extra (added)") && !text.contains("web"), "{text}");
+    wait_until("the added sidecar answers", Duration::from_secs(20), || answers(extra));
+    assert_eq!(http(extra, "GET", "/").1, "hello from extra");
+    assert_eq!(names(p.admin), ["side", "web", "extra"]);
+    assert_eq!(pids(p.admin), (side0, web0), "main and the other sidecar kept running");
+
+    // A sidecar removed: it stops for good; main keeps serving.
+    write_containers(&spec, &p, &[("extra", extra)], "web");
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("side (removed)"), "{text}");
+    wait_until("the removed sidecar stopped", Duration::from_secs(10), || !answers(p.side) && names(p.admin) == ["web", "extra"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!answers(p.side), "a removed sidecar is not restarted");
+    let metrics = http(p.admin, "GET", "/metrics").1;
+    assert!(!metrics.contains(r#"container="side""#), "a removed container loses its series");
+    assert!(metrics.contains(r#"sitecar_container_up{container="extra"} 1"#), "{metrics}");
+    let v: serde_json::Value = serde_json::from_str(&http(p.admin, "GET", "/status").1).unwrap();
+    assert_eq!(v["containers"][0]["pid"].as_u64(), Some(web0), "main never restarted");
+    assert_eq!(http(p.front, "GET", "/").0, 200);
+    // An added sidecar is supervised: killed, it comes back.
+    let extra_pid = v["containers"][1]["pid"].as_u64().unwrap();
+    Command::new("kill").args(["-9", &extra_pid.to_string()]).status().unwrap();
+    wait_until("the added sidecar restarted", Duration::from_secs(10), || {
+        let v: serde_json::Value = serde_json::from_str(&http(p.admin, "GET", "/status").1).unwrap();
+        v["containers"][1]["restarts"] == 1 && answers(extra)
+    });
+
+    // Another main: refused, nothing changes.
+    write_containers(&spec, &p, &[("extra", extra)], "web2");
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("another main"), "{text}");
+    assert_eq!(names(p.admin), ["web", "extra"]);
+
+    // Shutdown stops everything, the added sidecar included.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sitecar.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = sitecar.wait();
+    assert!(!answers(extra) && !answers(p.main));
+}

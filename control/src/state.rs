@@ -204,6 +204,37 @@ pub struct UnitState {
     backoff: Duration,
     /// Restart without backoff when the current run ends (admin restart).
     restart_now: bool,
+    /// Gone from the spec by a reload: stopped, never restarted, not shown.
+    pub retired: bool,
+}
+
+/// A container's supervision state before its first start.
+fn unit_state(spec: &Spec, c: &sitecar_config::Container) -> UnitState {
+    let probe = spec.health.for_container(&c.name);
+    let liveness = if c.is_main {
+        spec.platform.healthcheck_path.is_some() || spec.health.containers.contains_key(&c.name)
+    } else {
+        spec.health.containers.contains_key(&c.name)
+    };
+    UnitState {
+        name: c.name.clone(),
+        is_main: c.is_main,
+        phase: Phase::Waiting,
+        gen: 0,
+        pid: None,
+        restarts: 0,
+        last_exit: None,
+        started_at: None,
+        healthy: None,
+        liveness,
+        failure_threshold: probe.failure_threshold,
+        success_threshold: probe.success_threshold,
+        ok_streak: 0,
+        fail_streak: 0,
+        backoff: spec.local.restart.initial,
+        restart_now: false,
+        retired: false,
+    }
 }
 
 /// The whole stack.
@@ -223,36 +254,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(spec: &Spec) -> Self {
-        let units: Vec<UnitState> = spec
-            .containers
-            .iter()
-            .map(|c| {
-                let probe = spec.health.for_container(&c.name);
-                let liveness = if c.is_main {
-                    spec.platform.healthcheck_path.is_some() || spec.health.containers.contains_key(&c.name)
-                } else {
-                    spec.health.containers.contains_key(&c.name)
-                };
-                UnitState {
-                    name: c.name.clone(),
-                    is_main: c.is_main,
-                    phase: Phase::Waiting,
-                    gen: 0,
-                    pid: None,
-                    restarts: 0,
-                    last_exit: None,
-                    started_at: None,
-                    healthy: None,
-                    liveness,
-                    failure_threshold: probe.failure_threshold,
-                    success_threshold: probe.success_threshold,
-                    ok_streak: 0,
-                    fail_streak: 0,
-                    backoff: spec.local.restart.initial,
-                    restart_now: false,
-                }
-            })
-            .collect();
+        let units: Vec<UnitState> = spec.containers.iter().map(|c| unit_state(spec, c)).collect();
         let main = units.iter().position(|u| u.is_main).unwrap_or(0);
         let mut order: Vec<Unit> = (0..units.len()).filter(|&i| i != main).collect();
         order.push(main);
@@ -266,6 +268,60 @@ impl Core {
             grace: spec.local.grace_period,
             main_state: MainState::Starting,
         }
+    }
+
+    /// True until every container of the first start has started.
+    pub fn booting(&self) -> bool {
+        self.boot < self.order.len()
+    }
+
+    /// Takes the containers of a reloaded spec (same main, by name): units no longer in it are
+    /// retired (stopped, never restarted), new ones are added and started at once, and the start
+    /// and stop order becomes the new spec's. Returns each container's unit, in spec order (new
+    /// units numbered in that order after the existing ones), and what to do.
+    pub fn reshape(&mut self, spec: &Spec) -> (Vec<Unit>, Vec<Action>) {
+        let mut out = Vec::new();
+        let booted = !self.booting();
+        let live = |units: &[UnitState], name: &str| units.iter().position(|u| !u.retired && u.name == name);
+        let mut map = Vec::with_capacity(spec.containers.len());
+        let mut added = Vec::new();
+        for c in &spec.containers {
+            match live(&self.units, &c.name) {
+                Some(unit) => map.push(unit),
+                None => {
+                    self.units.push(unit_state(spec, c));
+                    map.push(self.units.len() - 1);
+                    added.push(self.units.len() - 1);
+                }
+            }
+        }
+        let gone: Vec<Unit> = (0..self.units.len()).filter(|u| !self.units[*u].retired && !map.contains(u)).collect();
+        for unit in gone {
+            self.units[unit].retired = true;
+            match self.units[unit].phase {
+                Phase::Waiting | Phase::BackingOff => {
+                    self.units[unit].phase = Phase::Stopped;
+                    out.push(Action::Note { unit, what: Note::Stopped });
+                }
+                Phase::Starting | Phase::Running | Phase::Unhealthy => self.terminate(unit, &mut out),
+                Phase::Stopping | Phase::Stopped => {}
+            }
+        }
+        // Retired units first, so that a shutdown stops them last (they are stopping already).
+        let retired = (0..self.units.len()).filter(|&u| self.units[u].retired);
+        let sidecars = map.iter().copied().filter(|&u| u != self.main);
+        self.order = retired.chain(sidecars).chain(std::iter::once(self.main)).collect();
+        if booted {
+            self.boot = self.order.len();
+        }
+        self.policy = spec.local.restart.clone();
+        self.grace = spec.local.grace_period;
+        if !self.shutting_down {
+            for unit in added {
+                self.spawn(unit, &mut out);
+            }
+        }
+        (map, out)
     }
 
     pub fn main_state(&self) -> MainState {
@@ -286,7 +342,7 @@ impl Core {
                 }
             }
             Event::Restart { unit } => {
-                if let Some(u) = self.units.get_mut(unit) {
+                if let Some(u) = self.units.get_mut(unit).filter(|u| !u.retired) {
                     if matches!(u.phase, Phase::Starting | Phase::Running | Phase::Unhealthy) && !self.shutting_down {
                         u.restart_now = true;
                         self.terminate(unit, &mut out);
@@ -414,6 +470,11 @@ impl Core {
                 self.publish(MainState::Stopped, out);
             }
             self.stop_next(out);
+            return;
+        }
+        if u.retired {
+            u.phase = Phase::Stopped;
+            out.push(Action::Note { unit, what: Note::Stopped });
             return;
         }
         // A long healthy run earns a fresh backoff.

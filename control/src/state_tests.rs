@@ -226,3 +226,47 @@ fn admin_restart_skips_the_backoff() {
     let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Signal(15) });
     assert_eq!(timer(&a).unwrap().0, Duration::ZERO);
 }
+
+#[test]
+fn a_reload_retires_removed_containers_and_starts_added_ones() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    // otel removed, "db" added before web; redis and web kept.
+    let text = r#"{"sitecontainers": [
+          {"name": "db", "properties": {"image": "d", "isMain": false, "targetPort": "5432", "startUpCommand": "d"}},
+          {"name": "redis", "properties": {"image": "r", "isMain": false, "targetPort": "6379", "startUpCommand": "r"}},
+          {"name": "web", "properties": {"image": "w", "isMain": true, "targetPort": "3000", "startUpCommand": "w"}}
+        ]}"#;
+    let new = load_str(text, &LoadOptions::default()).unwrap();
+    let (map, a) = core.reshape(&new);
+    const DB: Unit = 3;
+    assert_eq!(map, [DB, REDIS, WEB], "kept containers keep their unit, a new one is appended");
+    assert_eq!(signals(&a), [(OTEL, false)], "the removed sidecar is stopped, nothing else");
+    assert_eq!(spawns(&a), [(DB, 1)], "the added sidecar starts at once");
+    assert!(core.units[OTEL].retired);
+    // The removed one ends: stopped for good, never restarted.
+    let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Signal(15) });
+    assert!(a.contains(&Action::Note { unit: OTEL, what: Note::Stopped }));
+    assert!(timer(&a).is_none() && spawns(&a).is_empty(), "{a:?}");
+    assert_eq!(core.units[OTEL].phase, Phase::Stopped);
+    assert!(core.on_event(t, Event::Restart { unit: OTEL }).is_empty(), "a retired unit cannot be restarted");
+    // The added one runs and is supervised like the others.
+    core.on_event(t, Event::Spawned { unit: DB, gen: 1, pid: Some(200) });
+    core.on_event(t, Event::Started { unit: DB, gen: 1 });
+    assert_eq!(core.units[DB].phase, Phase::Running);
+    let a = core.on_event(t, Event::Exited { unit: DB, gen: 1, exit: Exit::Code(1) });
+    assert!(timer(&a).is_some(), "a crash of the added sidecar is restarted");
+    core.on_event(t, Event::BackoffElapsed { unit: DB, gen: 1 });
+    core.on_event(t, Event::Spawned { unit: DB, gen: 2, pid: Some(201) });
+    core.on_event(t, Event::Started { unit: DB, gen: 2 });
+    // Shutdown: main, then the sidecars in the new spec's reverse order (redis, then db).
+    let a = core.on_event(t, Event::Shutdown);
+    assert_eq!(signals(&a), [(WEB, false)]);
+    let a = core.on_event(t, Event::Exited { unit: WEB, gen: 1, exit: Exit::Signal(15) });
+    assert_eq!(signals(&a), [(REDIS, false)]);
+    let a = core.on_event(t, Event::Exited { unit: REDIS, gen: 1, exit: Exit::Signal(15) });
+    assert_eq!(signals(&a), [(DB, false)]);
+    let a = core.on_event(t, Event::Exited { unit: DB, gen: 2, exit: Exit::Signal(15) });
+    assert!(a.iter().any(|x| matches!(x, Action::Exit(_))), "{a:?}");
+}

@@ -22,6 +22,8 @@ use crate::runtime::{Launch, Oci, Runtime};
 use crate::state::{Action, Core, Event, Exit, MainState, Note, Phase, Unit};
 use crate::storage::{absolute, Storage};
 
+mod reload;
+
 /// How the supervisor runs besides the spec.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -76,7 +78,8 @@ pub struct Handle {
     pub status: watch::Receiver<Vec<ContainerStatus>>,
     pub logs: LogStream,
     events: mpsc::UnboundedSender<Event>,
-    names: Arc<Vec<String>>,
+    /// Container names by unit; a retired unit's is empty.
+    names: Arc<std::sync::RwLock<Vec<String>>>,
     reloads: mpsc::UnboundedSender<(Arc<Spec>, ReloadReply)>,
 }
 
@@ -93,7 +96,8 @@ impl Handle {
 
     /// Restarts one container by name; false when there is none.
     pub fn restart(&self, name: &str) -> bool {
-        match self.names.iter().position(|n| n == name) {
+        let unit = self.names.read().ok().and_then(|n| n.iter().position(|n| !n.is_empty() && n == name));
+        match unit {
             Some(unit) => self.events.send(Event::Restart { unit }).is_ok(),
             None => false,
         }
@@ -229,7 +233,7 @@ impl Supervisor {
             status: status_rx,
             logs: logs.clone(),
             events: events_tx.clone(),
-            names: Arc::new(names),
+            names: Arc::new(std::sync::RwLock::new(names)),
             reloads: reloads_tx,
         };
         let probe_stats = Arc::new(std::sync::Mutex::new(vec![ProbeStats::default(); spec.containers.len()]));
@@ -296,7 +300,8 @@ impl Supervisor {
         }
 
         let mut core = Core::new(&self.spec);
-        let gens: Arc<Vec<AtomicU64>> = Arc::new(self.spec.containers.iter().map(|_| AtomicU64::new(0)).collect());
+        // Each unit's current run, for its probe tasks to notice that their run has ended.
+        let mut gens: Vec<Arc<AtomicU64>> = self.spec.containers.iter().map(|_| Arc::default()).collect();
         let mut pids: HashMap<Unit, (u64, u32)> = HashMap::new();
         let mut started_wall: HashMap<Unit, u64> = HashMap::new();
         let mut pending = vec![Event::Up];
@@ -318,11 +323,21 @@ impl Supervisor {
                 }
                 Some(ev) = self.events_rx.recv() => pending.push(ev),
                 Some((spec, reply)) = self.reloads_rx.recv(), if !shutdown_sent => {
-                    let result = self.take(spec);
-                    if let Ok(units) = &result {
-                        pending.extend(units.iter().map(|&unit| Event::Restart { unit }));
-                    }
-                    let _ = reply.send(result.map(|units| units.iter().map(|&u| self.launches[u].name.clone()).collect()));
+                    let result = self.take(spec, &mut core);
+                    let answer = match result {
+                        Ok(plan) => {
+                            gens.resize_with(self.launches.len(), Arc::default);
+                            for action in plan.actions {
+                                if let Some(code) = self.act(action, &gens, &mut pids, &mut started_wall, &tracked) {
+                                    break 'outer code;
+                                }
+                            }
+                            pending.extend(plan.restart.iter().map(|&unit| Event::Restart { unit }));
+                            Ok(plan.summary)
+                        }
+                        Err(why) => Err(why),
+                    };
+                    let _ = reply.send(answer);
                 }
             }
         };
@@ -337,38 +352,13 @@ impl Supervisor {
         code
     }
 
-    /// Takes a new spec in place of the running one: the units whose launch changed, sidecars in
-    /// spec order first, then main. Refused (nothing changes) when the containers are not the same
-    /// names in the same order, main would move, or the runtime differs.
-    fn take(&mut self, spec: Arc<Spec>) -> Result<Vec<Unit>, String> {
-        let names = |s: &Spec| s.containers.iter().map(|c| (c.name.clone(), c.is_main)).collect::<Vec<_>>();
-        if names(&spec) != names(&self.spec) {
-            return Err(
-                "adding, removing, renaming or reordering containers, or choosing another main, needs sitecar to be restarted".into()
-            );
-        }
-        if spec.runtime != self.spec.runtime {
-            return Err("changing the runtime needs sitecar to be restarted".into());
-        }
-        let storage = Storage::prepare(&spec, &self.options.base_dir).map_err(|e| e.to_string())?;
-        let new = launches(&spec, &self.runtime, &storage, self.main_host_port, &self.options.base_dir, &self.hostname);
-        if new[self.main_unit].addr != self.launches[self.main_unit].addr {
-            return Err("main's port cannot change while sitecar runs".into());
-        }
-        let changed: Vec<Unit> = (0..new.len()).filter(|&u| new[u] != self.launches[u]).collect();
-        let (mut order, mains): (Vec<Unit>, Vec<Unit>) = changed.into_iter().partition(|&u| u != self.main_unit);
-        order.extend(mains);
-        self.launches = new;
-        self.spec = spec;
-        Ok(order)
-    }
-
     fn publish_status(&self, core: &Core, started_wall: &HashMap<Unit, u64>) {
         let stats = self.probe_stats.lock().map(|s| s.clone()).unwrap_or_default();
         let list = core
             .units
             .iter()
             .enumerate()
+            .filter(|(_, u)| !u.retired)
             .map(|(i, u)| ContainerStatus {
                 name: u.name.clone(),
                 image: self.launches[i].image.clone(),
@@ -392,7 +382,7 @@ impl Supervisor {
     fn act(
         &self,
         action: Action,
-        gens: &Arc<Vec<AtomicU64>>,
+        gens: &[Arc<AtomicU64>],
         pids: &mut HashMap<Unit, (u64, u32)>,
         started_wall: &mut HashMap<Unit, u64>,
         tracked: &Tracked,
@@ -436,11 +426,11 @@ impl Supervisor {
                     }
                 }
             }
-            Action::WatchStartup { unit, gen } => self.watch_startup(unit, gen, gens.clone()),
+            Action::WatchStartup { unit, gen } => self.watch_startup(unit, gen, gens[unit].clone()),
             Action::WatchHealth { unit, gen } => {
                 started_wall
                     .insert(unit, SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
-                self.watch_health(unit, gen, gens.clone());
+                self.watch_health(unit, gen, gens[unit].clone());
             }
             Action::Signal { unit, gen, kill } => {
                 if let Some(&(g, pid)) = pids.get(&unit) {
@@ -506,7 +496,7 @@ impl Supervisor {
     }
 
     /// Startup probe: main's warmup path, a sidecar's port, or nothing; fast at first.
-    fn watch_startup(&self, unit: Unit, gen: u64, gens: Arc<Vec<AtomicU64>>) {
+    fn watch_startup(&self, unit: Unit, gen: u64, current: Arc<AtomicU64>) {
         let launch = &self.launches[unit];
         let limit = self.spec.platform.start_time_limit;
         let probe = match (launch.addr, unit == self.main_unit) {
@@ -533,7 +523,7 @@ impl Supervisor {
             let Some(probe) = probe else {
                 if let Some((oci, name)) = engine {
                     while !oci.is_running(&name).await {
-                        if Instant::now() >= deadline || gens[unit].load(Ordering::SeqCst) != gen {
+                        if Instant::now() >= deadline || current.load(Ordering::SeqCst) != gen {
                             let _ = tx.send(Event::StartTimedOut { unit, gen });
                             return;
                         }
@@ -544,7 +534,7 @@ impl Supervisor {
                 return;
             };
             let mut interval = Duration::from_millis(50);
-            while gens[unit].load(Ordering::SeqCst) == gen {
+            while current.load(Ordering::SeqCst) == gen {
                 if probe.check().await {
                     let _ = tx.send(Event::Started { unit, gen });
                     return;
@@ -561,7 +551,7 @@ impl Supervisor {
     }
 
     /// Periodic probes with the container's settings, until the run ends.
-    fn watch_health(&self, unit: Unit, gen: u64, gens: Arc<Vec<AtomicU64>>) {
+    fn watch_health(&self, unit: Unit, gen: u64, current: Arc<AtomicU64>) {
         let launch = &self.launches[unit];
         let Some(addr) = launch.addr else { return };
         let settings = self.spec.health.for_container(&launch.name).clone();
@@ -578,9 +568,9 @@ impl Supervisor {
         let stats = self.probe_stats.clone();
         tokio::spawn(async move {
             tokio::time::sleep(settings.initial_delay).await;
-            while gens[unit].load(Ordering::SeqCst) == gen {
+            while current.load(Ordering::SeqCst) == gen {
                 tokio::time::sleep(jitter(settings.period)).await;
-                if gens[unit].load(Ordering::SeqCst) != gen {
+                if current.load(Ordering::SeqCst) != gen {
                     break;
                 }
                 let started = Instant::now();
