@@ -2,7 +2,6 @@
 //! offload (files at the edge) -> cache (RFC 9111) -> admit (main ready?) -> limits -> forward to
 //! main -> rewrite response -> compress -> log.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,13 +12,13 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::access::{AccessLog, Record};
-use crate::body::{BodyError, EdgeBody, UpstreamBody};
+use crate::body::{EdgeBody, UpstreamBody};
 use crate::cache::{cache_status, Cache, Fill, Lookup, Outcome, StaleReason, Stored, Turn};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer};
 use crate::metrics::HttpMetrics;
 use crate::offload::Offload;
-use crate::upstream::Upstream;
+use crate::upstream::{Origin, Upstream};
 
 /// Settings of the request path.
 #[derive(Debug, Clone)]
@@ -433,61 +432,6 @@ impl EdgeService {
         headers::prepare_response(&mut parts.headers, switching);
         let body = if switching { EdgeBody::empty() } else { EdgeBody::Upstream(body) };
         Ok(Answer::main(Response::from_parts(parts, body), took))
-    }
-}
-
-/// The pooled client to main with its timeouts; cloned into the cache's background refreshes.
-#[derive(Debug, Clone)]
-struct Origin {
-    upstream: Upstream,
-    request_timeout: Duration,
-    connect_timeout: Duration,
-}
-
-impl Origin {
-    /// Sends a request whose URI is already main's; the time until the response head.
-    async fn send(&self, mut request: Request<UpstreamBody>) -> Result<(Response<Incoming>, Duration), ProxyError> {
-        if request.uri().scheme().is_none() {
-            *request.uri_mut() = self.upstream.uri(request.uri().path_and_query());
-            *request.version_mut() = Version::HTTP_11;
-        }
-        let asked = Instant::now();
-        match tokio::time::timeout(self.request_timeout, self.upstream.client().request(request)).await {
-            Err(_) => Err(ProxyError::Timeout(self.request_timeout)),
-            Ok(Err(e)) => Err(self.classify(&e)),
-            Ok(Ok(r)) => Ok((r, asked.elapsed())),
-        }
-    }
-
-    /// Who failed: the client's body, connecting to main, or main itself.
-    fn classify(&self, e: &hyper_util::client::legacy::Error) -> ProxyError {
-        let mut source = e.source();
-        while let Some(s) = source {
-            if let Some(b) = s.downcast_ref::<BodyError>() {
-                return match b {
-                    BodyError::TooLarge(l) => ProxyError::BodyTooLarge(*l),
-                    BodyError::Stalled(d) => ProxyError::BodyStalled(*d),
-                    BodyError::Client(c) => ProxyError::Upstream(format!("client body: {c}")),
-                };
-            }
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if e.is_connect() {
-                    return match io.kind() {
-                        std::io::ErrorKind::TimedOut => ProxyError::ConnectTimeout(self.connect_timeout),
-                        _ => ProxyError::Refused(io.to_string()),
-                    };
-                }
-            }
-            source = s.source();
-        }
-        if e.is_connect() {
-            let text = e.source().map(|s| s.to_string()).unwrap_or_default();
-            if text.contains("timed out") {
-                return ProxyError::ConnectTimeout(self.connect_timeout);
-            }
-            return ProxyError::Refused(text);
-        }
-        ProxyError::Upstream(e.source().map_or_else(|| e.to_string(), |s| s.to_string()))
     }
 }
 

@@ -1,13 +1,13 @@
 //! The pooled HTTP/1.1 client to main on loopback, with one retry of a refused connection after
 //! main is ready again: a request that arrives in the moment between main dying and the
 //! supervisor noticing is held like any other instead of failing (nothing reached main, so this is
-//! safe for every method).
+//! safe for every method). [`Origin`] adds the request timeout and says who failed.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
@@ -16,7 +16,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 
-use crate::body::UpstreamBody;
+use std::error::Error as _;
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::body::{BodyError, UpstreamBody};
+use crate::error::ProxyError;
 
 /// Keep-alive connections to main, shared by every worker thread.
 #[derive(Clone, Debug)]
@@ -113,5 +119,60 @@ impl Upstream {
 
     pub fn client(&self) -> &Client<GatedConnector, UpstreamBody> {
         &self.client
+    }
+}
+
+/// The pooled client to main with its timeouts; cloned into the cache's background refreshes.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) upstream: Upstream,
+    pub(crate) request_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Origin {
+    /// Sends a request whose URI is already main's; the time until the response head.
+    pub(crate) async fn send(&self, mut request: Request<UpstreamBody>) -> Result<(Response<Incoming>, Duration), ProxyError> {
+        if request.uri().scheme().is_none() {
+            *request.uri_mut() = self.upstream.uri(request.uri().path_and_query());
+            *request.version_mut() = Version::HTTP_11;
+        }
+        let asked = Instant::now();
+        match tokio::time::timeout(self.request_timeout, self.upstream.client().request(request)).await {
+            Err(_) => Err(ProxyError::Timeout(self.request_timeout)),
+            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Ok(r)) => Ok((r, asked.elapsed())),
+        }
+    }
+
+    /// Who failed: the client's body, connecting to main, or main itself.
+    fn classify(&self, e: &hyper_util::client::legacy::Error) -> ProxyError {
+        let mut source = e.source();
+        while let Some(s) = source {
+            if let Some(b) = s.downcast_ref::<BodyError>() {
+                return match b {
+                    BodyError::TooLarge(l) => ProxyError::BodyTooLarge(*l),
+                    BodyError::Stalled(d) => ProxyError::BodyStalled(*d),
+                    BodyError::Client(c) => ProxyError::Upstream(format!("client body: {c}")),
+                };
+            }
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if e.is_connect() {
+                    return match io.kind() {
+                        std::io::ErrorKind::TimedOut => ProxyError::ConnectTimeout(self.connect_timeout),
+                        _ => ProxyError::Refused(io.to_string()),
+                    };
+                }
+            }
+            source = s.source();
+        }
+        if e.is_connect() {
+            let text = e.source().map(|s| s.to_string()).unwrap_or_default();
+            if text.contains("timed out") {
+                return ProxyError::ConnectTimeout(self.connect_timeout);
+            }
+            return ProxyError::Refused(text);
+        }
+        ProxyError::Upstream(e.source().map_or_else(|| e.to_string(), |s| s.to_string()))
     }
 }
