@@ -90,7 +90,7 @@ fn round_trip(c: &mut Criterion) {
         };
         let edge = EdgeService::new(
             config,
-            Upstream::new(main, Duration::from_secs(1), Duration::from_secs(4), rx.clone(), Duration::from_secs(1)),
+            Upstream::new(main, Duration::from_secs(1), Duration::from_secs(4), rx.clone(), Duration::from_secs(1), None),
             rx,
             None,
             None,

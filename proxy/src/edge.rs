@@ -404,6 +404,9 @@ impl EdgeService {
         let (mut resp, took) = match self.ask(parts, body).await {
             Err(ProxyError::Upstream(why)) if again.is_some() => {
                 tracing::debug!(error = %why, "main dropped the connection; sending the request once more when main is ready");
+                if let Some(m) = &self.metrics {
+                    m.retried_dropped.inc();
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 match again {
                     Some(head) => self.ask(head, UpstreamBody::empty()).await?,

@@ -26,6 +26,11 @@ pub struct HttpMetrics {
     errors: Vec<IntCounter>,
     /// Requests that had to wait for main to become ready.
     pub held: IntCounter,
+    /// Requests sent to main a second time: a new connection refused while main restarted (sent
+    /// again once main was ready), and an idempotent bodiless request whose connection main
+    /// dropped before answering.
+    pub retried_refused: IntCounter,
+    pub retried_dropped: IntCounter,
     /// The last failed requests, for `/status`: written only on the error path.
     recent_errors: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
@@ -51,15 +56,28 @@ impl HttpMetrics {
         )?;
         let errors = IntCounterVec::new(Opts::new("sitecar_upstream_errors_total", "Requests main did not answer, by cause"), &["kind"])?;
         let held = IntCounter::new("sitecar_proxy_held_requests_total", "Requests that waited for main to become ready")?;
+        let retries =
+            IntCounterVec::new(Opts::new("sitecar_upstream_retries_total", "Requests sent to main a second time, by why"), &["reason"])?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(active.clone()))?;
         registry.register(Box::new(request_size.clone()))?;
         registry.register(Box::new(response_size.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(held.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
         let duration = METHODS.iter().map(|m| CLASSES.iter().map(|c| duration.with_label_values(&[*m, *c])).collect()).collect();
         let errors = ProxyError::KINDS.iter().map(|k| errors.with_label_values(&[*k])).collect();
-        Ok(Self { duration, active, request_size, response_size, errors, held, recent_errors: Default::default() })
+        Ok(Self {
+            duration,
+            active,
+            request_size,
+            response_size,
+            errors,
+            held,
+            retried_refused: retries.with_label_values(&["refused"]),
+            retried_dropped: retries.with_label_values(&["dropped"]),
+            recent_errors: Default::default(),
+        })
     }
 
     pub fn observe(&self, method: &Method, status: StatusCode, took: Duration, request_bytes: Option<u64>, response_bytes: Option<u64>) {

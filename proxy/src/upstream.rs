@@ -37,6 +37,8 @@ pub struct GatedConnector {
     inner: HttpConnector,
     ready: watch::Receiver<bool>,
     hold: Duration,
+    /// Counts the second tries.
+    retried: Option<prometheus::IntCounter>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +56,7 @@ impl tower::Service<Uri> for GatedConnector {
         let mut inner = self.inner.clone();
         let mut ready = self.ready.clone();
         let hold = self.hold;
+        let retried = self.retried.clone();
         Box::pin(async move {
             let first: Result<Self::Response, BoxError> = tower::Service::call(&mut inner, uri.clone()).await.map_err(Into::into);
             match first {
@@ -64,6 +67,9 @@ impl tower::Service<Uri> for GatedConnector {
                     let back = tokio::time::timeout(hold, ready.wait_for(|r| *r)).await.map(|r| r.is_ok()).unwrap_or(false);
                     if !back {
                         return Err(e);
+                    }
+                    if let Some(c) = &retried {
+                        c.inc();
                     }
                     Ok(tower::Service::call(&mut inner, uri).await?)
                 }
@@ -90,8 +96,16 @@ fn refused(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 
 impl Upstream {
     /// `idle` closes pooled connections before the app does (Node closes idle ones after 5 s);
-    /// `ready` and `hold` are the readiness gate's, for the retry of a refused connection.
-    pub fn new(addr: SocketAddr, connect_timeout: Duration, idle: Duration, ready: watch::Receiver<bool>, hold: Duration) -> Self {
+    /// `ready` and `hold` are the readiness gate's, for the retry of a refused connection, which
+    /// `retried` counts.
+    pub fn new(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        idle: Duration,
+        ready: watch::Receiver<bool>,
+        hold: Duration,
+        retried: Option<prometheus::IntCounter>,
+    ) -> Self {
         let mut inner = HttpConnector::new();
         inner.set_nodelay(true);
         inner.set_connect_timeout(Some(connect_timeout));
@@ -103,7 +117,7 @@ impl Upstream {
             // Retried only when a pooled connection closed before the request was written.
             .retry_canceled_requests(true)
             .set_host(false)
-            .build(GatedConnector { inner, ready, hold });
+            .build(GatedConnector { inner, ready, hold, retried });
         let authority = Authority::try_from(addr.to_string().as_str()).unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
         Self { client, authority }
     }

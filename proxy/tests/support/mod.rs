@@ -98,6 +98,8 @@ pub struct Front {
     pub ready: watch::Sender<bool>,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
+    /// The front door's metrics (in a registry of its own).
+    pub metrics: Arc<sitecar_proxy::metrics::HttpMetrics>,
 }
 
 impl Front {
@@ -105,12 +107,20 @@ impl Front {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(ready);
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold);
-        let edge = EdgeService::new(config, upstream, rx, None, None);
+        let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(&prometheus::Registry::new()).unwrap());
+        let upstream = Upstream::new(
+            main,
+            config.connect_timeout,
+            Duration::from_secs(4),
+            rx.clone(),
+            config.hold,
+            Some(metrics.retried_refused.clone()),
+        );
+        let edge = EdgeService::new(config, upstream, rx, None, Some(metrics.clone()));
         let stop = CancellationToken::new();
         let conns = Arc::new(Semaphore::new(limits.max_connections));
         let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits, conns, None, stop.clone()));
-        Front { addr, ready: tx, stop, task }
+        Front { addr, ready: tx, stop, task, metrics }
     }
 }
 
@@ -121,14 +131,15 @@ impl Front {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(true);
         let config = config();
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold);
-        let edge = EdgeService::new(config, upstream, rx, None, None);
+        let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(&prometheus::Registry::new()).unwrap());
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold, None);
+        let edge = EdgeService::new(config, upstream, rx, None, Some(metrics.clone()));
         let stop = CancellationToken::new();
         tokio::spawn(certs.clone().watch(Duration::from_millis(200), stop.clone()));
         let acceptor = tokio_rustls::TlsAcceptor::from(sitecar_proxy::tls::server_config(certs).unwrap());
         let conns = Arc::new(Semaphore::new(100));
         let task = tokio::spawn(sitecar_proxy::serve(listener, edge, limits(), conns, Some(acceptor), stop.clone()));
-        Front { addr, ready: tx, stop, task }
+        Front { addr, ready: tx, stop, task, metrics }
     }
 }
 
