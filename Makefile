@@ -38,7 +38,7 @@ prereqs:
 
 # Test prerequisites: tools the end-to-end tests drive for real.
 test-prereqs:
-	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare openssl chromium zsh fish groff redis-server node" PKGS="curl python3 util-linux openssl chromium zsh fish groff-base redis-server nodejs"
+	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare nsenter setpriv ip openssl chromium zsh fish groff redis-server node" PKGS="curl python3 util-linux iproute2 openssl chromium zsh fish groff-base redis-server nodejs"
 	@python3 -m pip --version >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install CMDS="pip3" PKGS="python3-pip"
 	@python3 -c "import kubernetes_validate" 2>/dev/null || { echo "make: installing kubernetes-validate (PyPI)"; \
 		python3 -m pip install -q kubernetes-validate 2>/dev/null || python3 -m pip install -q --break-system-packages kubernetes-validate; }
