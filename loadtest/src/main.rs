@@ -29,11 +29,12 @@ struct Args {
     /// Interleaved rounds; the table shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Scenarios: small64, small256, body64k, newconn, h2c, idle10k (memory per idle connection);
+    /// Scenarios: small64, small256, body64k, newconn, h2c, tlsh2 (HTTP/2 over TLS, 64
+    /// connections of 10 streams, handshakes at the start), idle10k (memory per idle connection);
     /// the edge ones, cachehit (a small cached object) and static64k (a 64 KiB file from disk),
     /// which run on the edge targets; and metricscost (instructions per request with and without
     /// metrics and scraping, under callgrind).
-    #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c,cachehit,static64k")]
+    #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c,tlsh2,cachehit,static64k")]
     scenarios: Vec<String>,
     /// Proxies to compare (direct is always measured): sitecar, sitecar-metrics (admin API and
     /// metrics on), sitecar-scraped (metrics scraped every second), nginx, haproxy, caddy.
@@ -84,7 +85,7 @@ fn main() -> Result<()> {
         return soak::run(&sitecar, &tempfile_dir()?, minutes, args.soak_rate, args.soak_default_backoff);
     }
     let edge_scenarios = args.scenarios.iter().any(|s| EDGE_SCENARIOS.contains(&s.as_str()));
-    servers::ensure_tools(&["nginx", "haproxy", "caddy", "wrk", "h2load"])?;
+    servers::ensure_tools(&["nginx", "haproxy", "caddy", "wrk", "h2load", "openssl"])?;
     if edge_scenarios && args.edge.iter().any(|e| e == "varnish") {
         servers::ensure_tools(&["varnishd"])?;
     }
@@ -96,9 +97,9 @@ fn main() -> Result<()> {
     let mut targets: Vec<Target> = vec![Target::direct(&origin)];
     for p in &args.proxies {
         targets.push(match p.as_str() {
-            "sitecar" => Target::sitecar(&sitecar, &origin, args.workers, false, false)?,
-            "sitecar-metrics" => Target::sitecar(&sitecar, &origin, args.workers, true, false)?,
-            "sitecar-scraped" => Target::sitecar(&sitecar, &origin, args.workers, true, true)?,
+            "sitecar" => Target::sitecar(&sitecar, &dir, &origin, args.workers, false, false)?,
+            "sitecar-metrics" => Target::sitecar(&sitecar, &dir, &origin, args.workers, true, false)?,
+            "sitecar-scraped" => Target::sitecar(&sitecar, &dir, &origin, args.workers, true, true)?,
             "nginx" => Target::nginx(&dir, &origin, args.workers)?,
             "haproxy" => Target::haproxy(&dir, &origin, args.workers)?,
             "caddy" => Target::caddy(&dir, &origin, args.workers)?,
@@ -231,6 +232,10 @@ fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
         "body64k" => wrk(&t.url("/64k"), 64, secs, &[])?,
         "newconn" => wrk(&t.url("/small"), 16, secs, &["-H", "Connection: close"])?,
         "h2c" => h2load(&t.h2c_url("/small"), 64, secs)?,
+        "tlsh2" => match t.tls_url("/small") {
+            Some(url) => h2load(&url, 64, secs)?,
+            None => return Ok(Sample { rps: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN, ..Sample::default() }),
+        },
         "cachehit" => wrk(&t.url("/cacheable"), 64, secs, &[])?,
         "static64k" => wrk(&t.url("/static/64k.bin"), 64, secs, &[])?,
         other => bail!("unknown scenario {other}"),

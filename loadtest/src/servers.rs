@@ -41,11 +41,43 @@ pub fn ensure_tools(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The self-signed ECDSA P-256 certificate every TLS listener uses (made once per run).
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Certificate and key in one file, as HAProxy takes them.
+    pub pem: PathBuf,
+}
+
+impl Certificate {
+    pub fn make(dir: &Path) -> Result<Certificate> {
+        let c = Certificate { cert: dir.join("tls-cert.pem"), key: dir.join("tls-key.pem"), pem: dir.join("tls-both.pem") };
+        if !c.pem.exists() {
+            let ok = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+                .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+                .arg(&c.key)
+                .arg("-out")
+                .arg(&c.cert)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("running openssl")?
+                .success();
+            anyhow::ensure!(ok, "openssl could not make a test certificate");
+            std::fs::write(&c.pem, [std::fs::read(&c.cert)?, std::fs::read(&c.key)?].concat())?;
+        }
+        Ok(c)
+    }
+}
+
 /// A server process, killed with its children on drop.
 pub struct Server {
     pub port: u16,
     /// Port for HTTP/2 with prior knowledge, when separate.
     pub h2c_port: u16,
+    /// Port for TLS (ALPN h2 and http/1.1), when there is one.
+    pub tls_port: Option<u16>,
     pub child: Child,
 }
 
@@ -96,7 +128,7 @@ impl Server {
         );
         let conf = nginx_common(dir, "origin", workers, &http)?;
         let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
-        Ok(Server { port, h2c_port, child })
+        Ok(Server { port, h2c_port, tls_port: None, child })
     }
 }
 
@@ -108,6 +140,7 @@ pub struct Target {
     pub name: String,
     pub port: u16,
     pub h2c_port: u16,
+    pub tls_port: Option<u16>,
     pub pid: u32,
     /// Scrape this admin port's /metrics every second while measuring.
     pub scrape: Option<u16>,
@@ -117,7 +150,15 @@ pub struct Target {
 
 impl Target {
     pub fn direct(origin: &Server) -> Target {
-        Target { name: "direct".into(), port: origin.port, h2c_port: origin.h2c_port, pid: origin.child.id(), scrape: None, _server: None }
+        Target {
+            name: "direct".into(),
+            port: origin.port,
+            h2c_port: origin.h2c_port,
+            tls_port: None,
+            pid: origin.child.id(),
+            scrape: None,
+            _server: None,
+        }
     }
 
     fn from(name: &str, server: Server) -> Target {
@@ -125,6 +166,7 @@ impl Target {
             name: name.into(),
             port: server.port,
             h2c_port: server.h2c_port,
+            tls_port: server.tls_port,
             pid: server.child.id(),
             scrape: None,
             _server: Some(server),
@@ -133,10 +175,12 @@ impl Target {
 
     /// sitecar; `metrics` turns on the admin API and its metrics, `scrape` also scrapes them
     /// every second during measurements.
-    pub fn sitecar(bin: &str, origin: &Server, workers: usize, metrics: bool, scrape: bool) -> Result<Target> {
-        let port = free_port()?;
+    pub fn sitecar(bin: &str, dir: &Path, origin: &Server, workers: usize, metrics: bool, scrape: bool) -> Result<Target> {
+        let (port, tls_port) = (free_port()?, free_port()?);
+        let tls = Certificate::make(dir)?;
         let mut cmd = Command::new(bin);
         cmd.args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.args(["--tls-listen", &format!("127.0.0.1:{tls_port}")]).arg("--cert").arg(&tls.cert).arg("--key").arg(&tls.key);
         cmd.args(["--threads", &workers.to_string(), "--access-log", "off"]);
         let admin = free_port()?;
         if metrics {
@@ -147,7 +191,7 @@ impl Target {
             (true, false) => "sitecar-metrics",
             (true, true) => "sitecar-scraped",
         };
-        let mut t = Target::from(name, Server { port, h2c_port: port, child: spawn(&mut cmd)? });
+        let mut t = Target::from(name, Server { port, h2c_port: port, tls_port: Some(tls_port), child: spawn(&mut cmd)? });
         t.scrape = scrape.then_some(admin);
         Ok(t)
     }
@@ -159,7 +203,7 @@ impl Target {
         cmd.args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}")]);
         cmd.args(["--threads", &workers.to_string(), "--access-log", "off", "--cache"]);
         cmd.arg("--offload").arg(format!("/static={}", dir.join("static").display()));
-        Ok(Target::from("sitecar-edge", Server { port, h2c_port: port, child: spawn(&mut cmd)? }))
+        Ok(Target::from("sitecar-edge", Server { port, h2c_port: port, tls_port: None, child: spawn(&mut cmd)? }))
     }
 
     /// nginx with `proxy_cache` in front of the origin and `/static/` served from the directory.
@@ -173,7 +217,7 @@ impl Target {
         );
         let conf = nginx_common(dir, "nginx-edge", workers, &http)?;
         let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
-        Ok(Target::from("nginx-edge", Server { port, h2c_port: port, child }))
+        Ok(Target::from("nginx-edge", Server { port, h2c_port: port, tls_port: None, child }))
     }
 
     /// Varnish with its built-in VCL in front of the origin, one thread pool, 256 MiB of malloc
@@ -188,41 +232,52 @@ impl Target {
                 .args(["-s", "malloc,256m", "-p", "thread_pools=1", "-n"])
                 .arg(&work),
         )?;
-        Ok(Target::from("varnish", Server { port, h2c_port: port, child }))
+        Ok(Target::from("varnish", Server { port, h2c_port: port, tls_port: None, child }))
     }
 
     pub fn nginx(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
-        let (port, h2c_port) = (free_port()?, free_port()?);
+        let (port, h2c_port, tls_port) = (free_port()?, free_port()?, free_port()?);
+        let tls = Certificate::make(dir)?;
         let http = format!(
-            "  upstream origin {{ server 127.0.0.1:{}; keepalive 512; keepalive_requests 10000000; }}\n  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    listen 127.0.0.1:{h2c_port} http2;\n    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_buffering on; }}\n  }}",
-            origin.port
+            "  upstream origin {{ server 127.0.0.1:{}; keepalive 512; keepalive_requests 10000000; }}\n  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    listen 127.0.0.1:{h2c_port} http2;\n    listen 127.0.0.1:{tls_port} ssl http2;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_buffering on; }}\n  }}",
+            origin.port,
+            cert = tls.cert.display(),
+            key = tls.key.display(),
         );
         let conf = nginx_common(dir, "nginx", workers, &http)?;
         let child = spawn(Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir))?;
-        Ok(Target::from("nginx", Server { port, h2c_port, child }))
+        Ok(Target::from("nginx", Server { port, h2c_port, tls_port: Some(tls_port), child }))
     }
 
     pub fn haproxy(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
-        let (port, h2c_port) = (free_port()?, free_port()?);
+        let (port, h2c_port, tls_port) = (free_port()?, free_port()?, free_port()?);
+        let tls = Certificate::make(dir)?;
         let conf = dir.join("haproxy.cfg");
         std::fs::write(
             &conf,
             format!(
                 "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode http\n  option forwardfor\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\n\
-                 frontend fe\n  bind 127.0.0.1:{port}\n  bind 127.0.0.1:{h2c_port} proto h2\n  default_backend be\nbackend be\n  server o 127.0.0.1:{}\n",
-                origin.port
+                 frontend fe\n  bind 127.0.0.1:{port}\n  bind 127.0.0.1:{h2c_port} proto h2\n  bind 127.0.0.1:{tls_port} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\nbackend be\n  server o 127.0.0.1:{}\n",
+                origin.port,
+                pem = tls.pem.display(),
             ),
         )?;
         let child = spawn(Command::new("haproxy").arg("-db").arg("-f").arg(&conf))?;
-        Ok(Target::from("haproxy", Server { port, h2c_port, child }))
+        Ok(Target::from("haproxy", Server { port, h2c_port, tls_port: Some(tls_port), child }))
     }
 
     pub fn caddy(dir: &Path, origin: &Server, workers: usize) -> Result<Target> {
-        let port = free_port()?;
+        let (port, tls_port) = (free_port()?, free_port()?);
+        let tls = Certificate::make(dir)?;
         let conf = dir.join("Caddyfile");
         std::fs::write(
             &conf,
-            format!("{{\n  admin off\n  auto_https off\n  servers {{\n    protocols h1 h2c\n  }}\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy 127.0.0.1:{}\n}}\n", origin.port),
+            format!(
+                "{{\n  admin off\n  auto_https off\n  servers {{\n    protocols h1 h2 h2c\n  }}\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy 127.0.0.1:{o}\n}}\nhttps://127.0.0.1:{tls_port} {{\n  tls {cert} {key}\n  reverse_proxy 127.0.0.1:{o}\n}}\n",
+                o = origin.port,
+                cert = tls.cert.display(),
+                key = tls.key.display(),
+            ),
         )?;
         let child = spawn(
             Command::new("caddy")
@@ -231,11 +286,16 @@ impl Target {
                 .env("GOMAXPROCS", workers.to_string())
                 .env("HOME", dir),
         )?;
-        Ok(Target::from("caddy", Server { port, h2c_port: port, child }))
+        Ok(Target::from("caddy", Server { port, h2c_port: port, tls_port: Some(tls_port), child }))
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The TLS URL (ALPN offers h2), when the target has a TLS listener.
+    pub fn tls_url(&self, path: &str) -> Option<String> {
+        self.tls_port.map(|p| format!("https://127.0.0.1:{p}{path}"))
     }
 
     pub fn h2c_url(&self, path: &str) -> String {
