@@ -83,14 +83,14 @@ fn span_sink(_: &TracingSettings, _: Option<&prometheus::Registry>) -> SpanParts
 
 /// The bound listeners: plain ones, and the TLS one with its certificates.
 pub struct Listeners {
-    pub plain: Vec<tokio::net::TcpListener>,
+    pub plain: Vec<(SocketAddr, tokio::net::TcpListener)>,
     pub tls: Option<(tokio::net::TcpListener, Arc<Certificates>)>,
 }
 
 impl Listeners {
     /// Every bound address with its scheme.
     pub fn urls(&self) -> Vec<String> {
-        let plain = self.plain.iter().filter_map(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
+        let plain = self.plain.iter().filter_map(|(_, l)| l.local_addr().ok()).map(|a| format!("http://{a}"));
         plain.chain(self.tls.iter().filter_map(|(l, _)| l.local_addr().ok()).map(|a| format!("https://{a}"))).collect()
     }
 }
@@ -112,7 +112,7 @@ pub fn bind(settings: &ProxySettings) -> anyhow::Result<Listeners> {
     let mut out = Vec::new();
     for addr in &settings.listen {
         match bind_one(*addr) {
-            Ok(l) => out.push(l),
+            Ok(l) => out.push((*addr, l)),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !settings.listen_explicit => {
                 eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it (set proxy.listen to choose ports)");
             }
@@ -167,10 +167,12 @@ pub struct AtEdge {
     pub offload: Vec<OffloadRule>,
 }
 
-/// New settings for the request path (a reload): applied to connections accepted from then on.
+/// New settings for the front door (a reload): applied to connections accepted from then on.
 pub struct Reconfigure {
     pub settings: ProxySettings,
     pub at_edge: AtEdge,
+    /// What the new settings listen on that the running front door does not.
+    pub fresh: Fresh,
 }
 
 /// The request path for `settings`, with the access log and metrics that outlive reloads.
@@ -204,8 +206,10 @@ fn edge(
 }
 
 /// Serves the front door on `listeners` until `shutdown`, then drains. `reconfigure` swaps the
-/// request path's settings (timeouts, hold, limits on bodies, compression, cache, offload) without
-/// closing a connection; listeners and connection limits stay as they were bound.
+/// request path's settings (timeouts, hold, limits on bodies, compression, cache, offload) for new
+/// connections, and serves the listeners of the new settings (kept sockets stay bound, so nothing
+/// queued on them is lost) with the new connection limits; connections accepted before go on
+/// with what they started with.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     listeners: Listeners,
@@ -217,62 +221,49 @@ pub async fn run(
     shutdown: CancellationToken,
     mut reconfigure: Option<tokio::sync::mpsc::UnboundedReceiver<Reconfigure>>,
 ) {
-    let t = &settings.timeouts;
     let Recording { access, metrics, tracing, registry } = recording;
     let (access, finish, span_task) = recorders(settings, access, &tracing, registry.as_ref());
     // Tracing settings are fixed at start (a reload keeps them).
     let trace = Trace::new(tracing.otlp.is_some() && span_task.is_some(), tracing.sample_ratio);
     let (edge_tx, edge_rx) = watch::channel(edge(settings, at_edge, main, &ready, &access, &metrics, trace));
-    if let Some(mut rx) = reconfigure.take() {
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    n = rx.recv() => match n { Some(n) => n, None => break },
-                };
-                edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics, trace));
-            }
-        });
-    }
-    let limits = ServerLimits {
-        header_timeout: t.request_header,
-        max_header_bytes: settings.max_header_bytes,
-        max_headers: settings.max_headers,
+    let mut serving = Serving {
+        plain: listeners.plain.into_iter().map(|(a, l)| (a, Arc::new(l))).collect(),
+        tls: None,
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
         max_connections: settings.max_connections,
-        drain: Duration::from_secs(10),
-        write_timeout: t.write_progress,
+        tasks: tokio::task::JoinSet::new(),
+        retire: shutdown.child_token(),
     };
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
-    let mut tasks = tokio::task::JoinSet::new();
-    for l in listeners.plain {
-        tasks.spawn(sitecar_proxy::server::serve_swappable(
-            l,
-            edge_rx.clone(),
-            limits.clone(),
-            connections.clone(),
-            None,
-            shutdown.clone(),
-        ));
-    }
     if let Some((l, certs)) = listeners.tls {
-        match sitecar_proxy::tls::server_config(certs.clone()) {
-            Ok(config) => {
-                tokio::spawn(certs.watch(Duration::from_secs(2), shutdown.clone()));
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                tasks.spawn(sitecar_proxy::server::serve_swappable(
-                    l,
-                    edge_rx.clone(),
-                    limits.clone(),
-                    connections.clone(),
-                    Some(acceptor),
-                    shutdown.clone(),
-                ));
+        serving.tls = acceptor(certs, &shutdown).map(|a| (Arc::new(l), a));
+    }
+    serving.start(settings, &edge_rx, &shutdown);
+    let mut closed = false;
+    loop {
+        let next = async {
+            match reconfigure.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
             }
-            Err(e) => tracing::error!(error = %e, "TLS listener not started"),
+        };
+        tokio::select! {
+            done = serving.tasks.join_next() => if done.is_none() { break },
+            // Stop accepting at once: the accept loops drop their references as they end.
+            _ = shutdown.cancelled(), if !closed => {
+                closed = true;
+                serving.plain.clear();
+                serving.tls = None;
+            }
+            next = next => match next {
+                Some(next) if !shutdown.is_cancelled() => {
+                    edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics, trace));
+                    serving.rebind(&next.settings, next.fresh, &edge_rx, &shutdown);
+                }
+                Some(_) => {}
+                None => reconfigure = None,
+            },
         }
     }
-    while tasks.join_next().await.is_some() {}
     // Drained: the last access-log lines, then the last spans.
     if let Some(f) = finish {
         f.finish(Duration::from_secs(2)).await;
@@ -280,4 +271,135 @@ pub async fn run(
     if let (Some(task), Some(otlp)) = (span_task, &tracing.otlp) {
         let _ = tokio::time::timeout(otlp.timeout + Duration::from_secs(1), task).await;
     }
+}
+
+/// A TLS acceptor for `certs`, watching their files until `stop`.
+fn acceptor(certs: Arc<Certificates>, stop: &CancellationToken) -> Option<tokio_rustls::TlsAcceptor> {
+    match sitecar_proxy::tls::server_config(certs.clone()) {
+        Ok(config) => {
+            tokio::spawn(certs.watch(Duration::from_secs(2), stop.clone()));
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        Err(e) => {
+            ::tracing::error!(error = %e, "TLS listener not started");
+            None
+        }
+    }
+}
+
+/// The listeners being served, by the address the settings name, and the accept loops serving
+/// them (one generation at a time; a reload starts the next before retiring the last).
+struct Serving {
+    plain: Vec<(SocketAddr, Arc<tokio::net::TcpListener>)>,
+    tls: Option<(Arc<tokio::net::TcpListener>, tokio_rustls::TlsAcceptor)>,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
+    tasks: tokio::task::JoinSet<()>,
+    /// Stops the current generation's accept loops.
+    retire: CancellationToken,
+}
+
+impl Serving {
+    fn start(&mut self, settings: &ProxySettings, edge: &watch::Receiver<Arc<EdgeService>>, shutdown: &CancellationToken) {
+        let t = &settings.timeouts;
+        let limits = ServerLimits {
+            header_timeout: t.request_header,
+            max_header_bytes: settings.max_header_bytes,
+            max_headers: settings.max_headers,
+            max_connections: settings.max_connections,
+            drain: Duration::from_secs(10),
+            write_timeout: t.write_progress,
+        };
+        let listeners = self.plain.iter().map(|(_, l)| (l.clone(), None)).chain(self.tls.iter().map(|(l, a)| (l.clone(), Some(a.clone()))));
+        for (listener, tls) in listeners {
+            self.tasks.spawn(sitecar_proxy::server::serve_swappable(
+                listener,
+                edge.clone(),
+                limits.clone(),
+                self.connections.clone(),
+                tls,
+                self.retire.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+
+    /// Serves the listeners of `settings` (kept ones, and `fresh` ones bound for the reload) with
+    /// its limits, then stops accepting on the previous generation.
+    fn rebind(&mut self, settings: &ProxySettings, fresh: Fresh, edge: &watch::Receiver<Arc<EdgeService>>, shutdown: &CancellationToken) {
+        let mut old = std::mem::take(&mut self.plain);
+        let mut fresh_plain = fresh.plain;
+        for addr in &settings.listen {
+            if let Some(i) = old.iter().position(|(a, _)| a == addr) {
+                self.plain.push(old.swap_remove(i));
+            } else if let Some(i) = fresh_plain.iter().position(|(a, _)| a == addr) {
+                let (a, l) = fresh_plain.swap_remove(i);
+                self.plain.push((a, Arc::new(l)));
+            }
+        }
+        let old_tls = self.tls.take();
+        self.tls = match fresh.tls {
+            None => None,
+            Some((listener, certs)) => {
+                let listener = match (listener, old_tls) {
+                    (Some(l), _) => Some(Arc::new(l)),
+                    (None, Some((l, _))) => Some(l),
+                    (None, None) => None,
+                };
+                listener.and_then(|l| acceptor(certs, shutdown).map(|a| (l, a)))
+            }
+        };
+        if settings.max_connections > self.max_connections {
+            self.connections.add_permits(settings.max_connections - self.max_connections);
+        } else if settings.max_connections < self.max_connections {
+            // Taken back as connections end.
+            let (sem, fewer) = (self.connections.clone(), (self.max_connections - settings.max_connections) as u32);
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(fewer).await {
+                    p.forget();
+                }
+            });
+        }
+        self.max_connections = settings.max_connections;
+        let last = std::mem::replace(&mut self.retire, shutdown.child_token());
+        self.start(settings, edge, shutdown);
+        last.cancel();
+    }
+}
+
+/// Sockets bound for a reload: plain listeners the running front door does not have yet, and
+/// the TLS listener's certificates with its socket when its address is new.
+#[derive(Default)]
+pub struct Fresh {
+    pub plain: Vec<(SocketAddr, tokio::net::TcpListener)>,
+    pub tls: Option<(Option<tokio::net::TcpListener>, Arc<Certificates>)>,
+}
+
+/// Binds what `new` listens on and `old` does not, and loads `new`'s certificates: an error
+/// (naming the address, or the certificate) refuses the reload before anything changes.
+pub fn bind_fresh(old: &ProxySettings, new: &ProxySettings) -> anyhow::Result<Fresh> {
+    let mut fresh = Fresh::default();
+    for addr in new.listen.iter().filter(|a| !old.listen.contains(a)) {
+        match bind_one(*addr) {
+            Ok(l) => fresh.plain.push((*addr, l)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !new.listen_explicit => {
+                eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                anyhow::bail!("cannot listen on {addr}: the port is already in use{}", holder(addr.port()))
+            }
+            Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
+        }
+    }
+    if let Some(t) = &new.tls {
+        let certs = Certificates::load(&t.certificates)?;
+        let listener = match &old.tls {
+            Some(o) if o.listen == t.listen => None,
+            _ => Some(
+                bind_one(t.listen).map_err(|e| anyhow::anyhow!("cannot listen on {} (TLS): {e}{}", t.listen, holder(t.listen.port())))?,
+            ),
+        };
+        fresh.tls = Some((listener, certs));
+    }
+    Ok(fresh)
 }

@@ -111,25 +111,24 @@ async fn reloader(
             }
             Ok(spec) => {
                 let spec = Arc::new(spec);
-                match handle.reload(spec.clone()).await {
+                // New listeners and certificates first: one that cannot be had refuses the reload.
+                let fresh = crate::front::bind_fresh(&current.proxy, &spec.proxy);
+                let reloaded = match fresh {
+                    Ok(fresh) => handle.reload(spec.clone()).await.map(|r| (r, fresh)),
+                    Err(e) => Err(e.to_string()),
+                };
+                match reloaded {
                     Err(why) => {
                         handle.logs.event("sitecar", &format!("reload refused, the running stack is unchanged: {why}"));
                         Err(vec![why])
                     }
-                    Ok(restarted) => {
+                    Ok((restarted, fresh)) => {
                         cache.reconfigure(&spec.cache);
                         let at_edge = crate::front::AtEdge {
                             cache: spec.cache.enabled.then(|| cache.clone()),
                             offload: offload_rules(&spec.offload, &base_dir),
                         };
-                        let _ = front.send(crate::front::Reconfigure { settings: spec.proxy.clone(), at_edge });
-                        let (old, new) = (&current.proxy, &spec.proxy);
-                        if old.listen != new.listen || old.tls != new.tls || old.max_connections != new.max_connections {
-                            handle.logs.event(
-                                "sitecar",
-                                "reload: listeners and the connection limit stay as they were bound until sitecar restarts",
-                            );
-                        }
+                        let _ = front.send(crate::front::Reconfigure { settings: spec.proxy.clone(), at_edge, fresh });
                         if current.tracing != spec.tracing {
                             handle.logs.event("sitecar", "reload: tracing settings stay as they were until sitecar restarts");
                         }

@@ -251,3 +251,66 @@ fn reload_adds_and_removes_sidecars_without_touching_main() {
     let _ = sitecar.wait();
     assert!(!answers(extra) && !answers(p.main));
 }
+
+#[test]
+fn reload_moves_the_listeners_and_keeps_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports { front: free_port(), admin: free_port(), side: free_port(), main: free_port() };
+    let spec = dir.path().join("spec.json");
+    write_containers(&spec, &p, &[("side", p.side)], "web");
+    let mut sitecar = support::up_until_ready(&spec, p.admin);
+    let (side0, web0) = pids(p.admin);
+    let mut kept = TcpStream::connect(("127.0.0.1", p.front)).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(on(&mut kept, "/").0, 200);
+
+    // Listen elsewhere: the new port serves, the old one stops accepting, the open connection on
+    // it is still served, and no container restarts.
+    let moved = Ports { front: free_port(), admin: p.admin, side: p.side, main: p.main };
+    write_containers(&spec, &moved, &[("side", p.side)], "web");
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(http(moved.front, "GET", "/").0, 200);
+    wait_until("the old listener closed", Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", p.front)).is_err());
+    assert_eq!(on(&mut kept, "/").0, 200, "a connection accepted before the reload stays");
+    assert_eq!(pids(p.admin), (side0, web0));
+
+    // A port someone else holds: the reload is refused, naming it, and nothing changes.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        &format!(r#""listen": ["127.0.0.1:{}"]"#, moved.front),
+        &format!(r#""listen": ["127.0.0.1:{}", "127.0.0.1:{taken_port}"]"#, moved.front),
+    );
+    std::fs::write(&spec, text).unwrap();
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("cannot listen on 127.0.0.1:{taken_port}")) && text.contains("already in use"), "{text}");
+    assert_eq!(http(moved.front, "GET", "/").0, 200);
+    assert_eq!(pids(p.admin), (side0, web0));
+
+    // A lower connection limit: with it reached (the kept connection and two more), the next
+    // connection is refused while the open ones are served.
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        &format!(r#""listen": ["127.0.0.1:{}", "127.0.0.1:{taken_port}"]"#, moved.front),
+        &format!(r#""listen": ["127.0.0.1:{}"], "maxConnections": 3"#, moved.front),
+    );
+    std::fs::write(&spec, text).unwrap();
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 0, "{text}");
+    let mut open: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", moved.front)).unwrap()).collect();
+    for c in &mut open {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(on(c, "/").0, 200);
+    }
+    let mut extra = TcpStream::connect(("127.0.0.1", moved.front)).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)), "a connection past the new limit is closed");
+    assert_eq!(on(&mut kept, "/").0, 200);
+    assert_eq!(on(&mut open[0], "/").0, 200);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sitecar.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = sitecar.wait();
+}

@@ -59,26 +59,31 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
-    serve_swappable(listener, tokio::sync::watch::channel(edge).1, limits, connections, tls, shutdown).await
+    let never = CancellationToken::new();
+    serve_swappable(Arc::new(listener), tokio::sync::watch::channel(edge).1, limits, connections, tls, never, shutdown).await
 }
 
 /// As [`serve`], with the request path taken from `edge` when a connection is accepted: a reload
-/// swaps it for new connections while open ones finish with the one they started with.
+/// swaps it for new connections while open ones finish with the one they started with. `retire`
+/// stops accepting (a reload serves the listener, or none, with new limits from then on) while
+/// the connections accepted here go on until they end or `shutdown` drains them.
 pub async fn serve_swappable(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     edge: tokio::sync::watch::Receiver<Arc<EdgeService>>,
     limits: ServerLimits,
     connections: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
+    retire: CancellationToken,
     shutdown: CancellationToken,
 ) {
     let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut refused_logged = false;
-    loop {
+    let retired = loop {
         let (stream, client) = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break false,
+            _ = retire.cancelled() => break true,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -129,8 +134,11 @@ pub async fn serve_swappable(
                 });
             }
         }
-    }
+    };
     drop(listener);
+    if retired {
+        shutdown.cancelled().await;
+    }
     if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
         tracing::warn!(drain = ?limits.drain, "connections still open after the drain timeout");
     }
