@@ -235,7 +235,7 @@ pub async fn run(
         retire: shutdown.child_token(),
     };
     if let Some((l, certs)) = listeners.tls {
-        serving.tls = acceptor(certs, &shutdown).map(|a| (Arc::new(l), a));
+        serving.tls = acceptor(certs, &serving.retire).map(|a| (Arc::new(l), a));
     }
     serving.start(settings, &edge_rx, &shutdown);
     let mut closed = false;
@@ -273,7 +273,7 @@ pub async fn run(
     }
 }
 
-/// A TLS acceptor for `certs`, watching their files until `stop`.
+/// A TLS acceptor for `certs`, watching their files until `stop` (its generation's end).
 fn acceptor(certs: Arc<Certificates>, stop: &CancellationToken) -> Option<tokio_rustls::TlsAcceptor> {
     match sitecar_proxy::tls::server_config(certs.clone()) {
         Ok(config) => {
@@ -337,6 +337,8 @@ impl Serving {
                 self.plain.push((a, Arc::new(l)));
             }
         }
+        // The next generation; its certificate watcher ends with it.
+        let next = shutdown.child_token();
         let old_tls = self.tls.take();
         self.tls = match fresh.tls {
             None => None,
@@ -346,7 +348,7 @@ impl Serving {
                     (None, Some((l, _))) => Some(l),
                     (None, None) => None,
                 };
-                listener.and_then(|l| acceptor(certs, shutdown).map(|a| (l, a)))
+                listener.and_then(|l| acceptor(certs, &next).map(|a| (l, a)))
             }
         };
         if settings.max_connections > self.max_connections {
@@ -361,7 +363,7 @@ impl Serving {
             });
         }
         self.max_connections = settings.max_connections;
-        let last = std::mem::replace(&mut self.retire, shutdown.child_token());
+        let last = std::mem::replace(&mut self.retire, next);
         self.start(settings, edge, shutdown);
         last.cancel();
     }
