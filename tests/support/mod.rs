@@ -82,8 +82,40 @@ pub fn two_container_spec(dir: &Path, side: &str, extra: &str) -> (PathBuf, Port
     (spec, p)
 }
 
+/// A running `sitecar up`: used as its `Child`; stopped (SIGTERM, then SIGKILL after 5 s) when
+/// dropped still running, so a test that fails half-way leaves no stack behind.
+pub struct Stack(pub std::process::Child);
+
+impl std::ops::Deref for Stack {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `sitecar up SPEC` (output discarded) and waits until its admin API says main is ready.
-pub fn up_until_ready(spec: &Path, admin: u16) -> std::process::Child {
+pub fn up_until_ready(spec: &Path, admin: u16) -> Stack {
     let sitecar = std::process::Command::new(env!("CARGO_BIN_EXE_sitecar"))
         .arg("up")
         .arg(spec)
@@ -92,6 +124,7 @@ pub fn up_until_ready(spec: &Path, admin: u16) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let sitecar = Stack(sitecar);
     wait_until("readyz", Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
     });
