@@ -102,28 +102,38 @@ pub fn bind(settings: &ProxySettings) -> anyhow::Result<Listeners> {
     let tls = match &settings.tls {
         Some(t) => {
             let certs = Certificates::load(&t.certificates)?;
-            Some((
-                bind_one(t.listen).map_err(|e| anyhow::anyhow!("cannot listen on {} (TLS): {e}{}", t.listen, holder(t.listen.port())))?,
-                certs,
-            ))
+            Some((bind_tls(t.listen)?, certs))
         }
         None => None,
     };
     let mut out = Vec::new();
     for addr in &settings.listen {
-        match bind_one(*addr) {
-            Ok(l) => out.push((*addr, l)),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !settings.listen_explicit => {
-                eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it (set proxy.listen to choose ports)");
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                anyhow::bail!("cannot listen on {addr}: the port is already in use{}", holder(addr.port()))
-            }
-            Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
+        if let Some(l) = bind_plain(*addr, settings.listen_explicit)? {
+            out.push((*addr, l));
         }
     }
     anyhow::ensure!(!out.is_empty() || tls.is_some(), "no front-door listener could be opened");
     Ok(Listeners { plain: out, tls })
+}
+
+/// A plain listener on `addr`; `None` (said once) for a privileged port sitecar may not bind when
+/// the spec did not name its ports. The error names the address, and the holder of a taken port.
+fn bind_plain(addr: SocketAddr, explicit: bool) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match bind_one(addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !explicit => {
+            eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it (set proxy.listen to choose ports)");
+            Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            anyhow::bail!("cannot listen on {addr}: the port is already in use{}", holder(addr.port()))
+        }
+        Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
+    }
+}
+
+fn bind_tls(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    bind_one(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (TLS): {e}{}", holder(addr.port())))
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -382,24 +392,15 @@ pub struct Fresh {
 pub fn bind_fresh(old: &ProxySettings, new: &ProxySettings) -> anyhow::Result<Fresh> {
     let mut fresh = Fresh::default();
     for addr in new.listen.iter().filter(|a| !old.listen.contains(a)) {
-        match bind_one(*addr) {
-            Ok(l) => fresh.plain.push((*addr, l)),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !new.listen_explicit => {
-                eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it");
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                anyhow::bail!("cannot listen on {addr}: the port is already in use{}", holder(addr.port()))
-            }
-            Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
+        if let Some(l) = bind_plain(*addr, new.listen_explicit)? {
+            fresh.plain.push((*addr, l));
         }
     }
     if let Some(t) = &new.tls {
         let certs = Certificates::load(&t.certificates)?;
         let listener = match &old.tls {
             Some(o) if o.listen == t.listen => None,
-            _ => Some(
-                bind_one(t.listen).map_err(|e| anyhow::anyhow!("cannot listen on {} (TLS): {e}{}", t.listen, holder(t.listen.port())))?,
-            ),
+            _ => Some(bind_tls(t.listen)?),
         };
         fresh.tls = Some((listener, certs));
     }

@@ -10,11 +10,6 @@ use std::time::Duration;
 mod support;
 use support::*;
 
-/// The value of one sample line of the Prometheus text, e.g. `name{labels}`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
-}
-
 #[test]
 fn metrics_status_and_logs_of_a_running_stack() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,8 +5,6 @@
 #![cfg(feature = "otlp")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,18 +113,6 @@ fn collector(port: u16, got: Arc<Mutex<Vec<Got>>>, stuck: Arc<AtomicBool>) {
     });
 }
 
-/// GET `path` with extra request headers; (status, body).
-fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n{extra}\r\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
-}
-
 /// The `traceparent` main received: (trace id, parent span id, flags).
 fn main_saw(body: &str) -> (String, String, String) {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -134,14 +120,6 @@ fn main_saw(body: &str) -> (String, String, String) {
     let parts: Vec<&str> = tp.split('-').collect();
     assert_eq!(parts.len(), 4, "{tp}");
     (parts[1].into(), parts[2].into(), parts[3].into())
-}
-
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -158,19 +136,19 @@ fn a_span_per_sampled_request_reaches_the_collector() {
     let spans = |trace: &str| got.lock().unwrap().iter().filter(|g| g.trace_id == trace).cloned().collect::<Vec<_>>();
 
     // A new trace: the edge's span is the root and main's parent.
-    let (status, body) = get(front, "/headers?x=1", &[("user-agent", "trace-test")]);
+    let (status, body) = http_with(front, "GET", "/headers?x=1", &[("host", "shop.test"), ("user-agent", "trace-test")]);
     assert_eq!(status, 200);
     let (trace_a, parent_a, flags_a) = main_saw(&body);
     assert_eq!(flags_a, "01");
     // A client's sampled trace: continued, the edge's span between the client's and main's.
     let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let (_, body) = get(front, "/headers", &[("traceparent", client)]);
+    let (_, body) = http_with(front, "GET", "/headers", &[("traceparent", client)]);
     let (trace_b, parent_b, _) = main_saw(&body);
     assert_eq!(trace_b, "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_ne!(parent_b, "00f067aa0ba902b7", "main's parent is the edge's span, not the client's");
     // A client's unsampled trace: passed on untouched, nothing recorded.
     let unsampled = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    let (_, body) = get(front, "/headers", &[("traceparent", unsampled)]);
+    let (_, body) = http_with(front, "GET", "/headers", &[("traceparent", unsampled)]);
     assert_eq!(main_saw(&body), ("5bf92f3577b34da6a3ce929d0e0e4736".into(), "00f067aa0ba902b7".into(), "00".into()));
 
     wait_until("both spans at the collector", Duration::from_secs(10), || {
@@ -194,18 +172,18 @@ fn a_span_per_sampled_request_reaches_the_collector() {
     stuck.store(true, Ordering::SeqCst);
     let started = Instant::now();
     for _ in 0..50 {
-        assert_eq!(get(front, "/", &[]).0, 200);
+        assert_eq!(http(front, "GET", "/").0, 200);
     }
     assert!(started.elapsed() < Duration::from_secs(5), "50 requests took {:?} with a stuck collector", started.elapsed());
     wait_until("a failed export counted", Duration::from_secs(10), || {
-        sample(&http(admin, "GET", "/metrics").1, r#"sitecar_trace_spans_total{result="failed"}"#) >= 1.0
+        sample(&http(admin, "GET", "/metrics").1, r#"sitecar_trace_spans_total{result="failed"}"#).unwrap_or(0.0) >= 1.0
     });
     stuck.store(false, Ordering::SeqCst);
     let metrics = http(admin, "GET", "/metrics").1;
-    assert!(sample(&metrics, r#"sitecar_trace_spans_total{result="exported"}"#) >= 2.0, "{metrics}");
+    assert!(sample(&metrics, r#"sitecar_trace_spans_total{result="exported"}"#).unwrap_or(0.0) >= 2.0, "{metrics}");
 
     // The last spans are sent at shutdown: a request just before SIGTERM still arrives.
-    let (_, body) = get(front, "/headers", &[]);
+    let (_, body) = http(front, "GET", "/headers");
     let (trace_last, _, _) = main_saw(&body);
     std::process::Command::new("kill").args(["-TERM", &sitecar.id().to_string()]).status().unwrap();
     assert!(sitecar.wait().unwrap().success());
