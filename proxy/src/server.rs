@@ -1,4 +1,4 @@
-//! Accepting connections: pre-bound listeners (plain or TLS), hyper-util's auto HTTP/1.1 + HTTP/2 server, a
+//! Accepting connections: pre-bound listeners (plain or TLS), HTTP/1.1 or HTTP/2 (h2c by its preface, TLS by ALPN), a
 //! connection limit, head limits and timeouts, and a graceful drain on shutdown.
 
 use std::convert::Infallible;
@@ -6,14 +6,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::edge::EdgeService;
 use crate::headers::Peer;
@@ -32,21 +36,95 @@ pub struct ServerLimits {
     pub write_timeout: Duration,
 }
 
-fn builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(250)
-        .max_pending_accept_reset_streams(Some(50))
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+/// The HTTP/1.1 and HTTP/2 connection settings. The protocol of a connection is chosen before
+/// hyper sees it (the h2 preface peeked on plain connections, ALPN on TLS ones) instead of by
+/// hyper-util's auto builder: that one reads the first 24 bytes on its own, so the first request
+/// head reaches hyper in two reads and hyper's 8 KiB read buffer grows to 16 KiB for the life of
+/// every connection.
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    /// Longest wait for the bytes that tell the protocol (the request head's bound).
+    sniff: Duration,
+}
+
+impl Protocols {
+    fn new(limits: &ServerLimits) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(250)
+            .max_pending_accept_reset_streams(Some(50))
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Self { h1, h2, sniff: limits.header_timeout }
+    }
+
+    /// Serves one connection in the protocol chosen, until it ends or `shutdown` (then
+    /// gracefully: in-flight requests finish, HTTP/2 sends GOAWAY).
+    async fn serve<I, S, B>(&self, io: I, h2: bool, service: S, shutdown: &CancellationToken)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: hyper::service::HttpService<Incoming, ResBody = B> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if h2 {
+            // Boxed: the task of every connection is as large as its largest state, and HTTP/1.1
+            // is the common one.
+            let conn = Box::pin(self.h2.serve_connection(io, service));
+            until_shutdown(conn, shutdown, |c| c.get_mut().as_mut().graceful_shutdown()).await
+        } else {
+            until_shutdown(self.h1.serve_connection(io, service).with_upgrades(), shutdown, |c| c.graceful_shutdown()).await
+        }
+    }
+
+    /// True when a plain connection opens with the HTTP/2 preface (h2c with prior knowledge);
+    /// `None` when it closes or stays silent (or stalls inside the preface) past the head's
+    /// bound. Nothing is read: hyper gets every byte.
+    async fn sniff(&self, stream: &tokio::net::TcpStream) -> Option<bool> {
+        const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let mut buf = [0u8; 24];
+        let peek = async {
+            loop {
+                let n = stream.peek(&mut buf).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                if buf[..n] != PREFACE[..n] {
+                    return Some(false);
+                }
+                if n == PREFACE.len() {
+                    return Some(true);
+                }
+                // Part of the preface so far: peeking again would return at once.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(self.sniff, peek).await.ok().flatten()
+    }
+}
+
+/// Drives a connection; on `shutdown` asks it to finish gracefully and waits for it.
+async fn until_shutdown<C, T, E>(conn: C, shutdown: &CancellationToken, graceful: impl FnOnce(Pin<&mut C>))
+where
+    C: Future<Output = Result<T, E>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.cancelled() => {}
+    }
+    graceful(conn.as_mut());
+    let _ = conn.await;
 }
 
 /// Serves `listener` (TLS when `tls` is given) until `shutdown`, then drains open connections for
@@ -76,8 +154,8 @@ pub async fn serve_swappable(
     retire: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let builder = Arc::new(builder(&limits));
-    let graceful = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(&limits));
+    let tracker = TaskTracker::new();
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut refused_logged = false;
     let retired = loop {
@@ -106,40 +184,42 @@ pub async fn serve_swappable(
         let _ = stream.set_nodelay(true);
         let peer = Arc::new(Peer::new(client, stream.local_addr().unwrap_or(local), tls.is_some()));
         let edge = edge.borrow().clone();
+        // The request's future is boxed: hyper keeps a slot of the service future's size for
+        // every connection, in use or idle (kilobytes that an idle keep-alive connection would
+        // hold for nothing); one allocation per request instead.
         let service = service_fn(move |req| {
             let edge = edge.clone();
             let peer = peer.clone();
-            async move { Ok::<_, Infallible>(edge.handle(req, &peer).await) }
+            Box::pin(async move { Ok::<_, Infallible>(edge.handle(req, &peer).await) })
         });
-        match &tls {
-            None => {
-                let io = TokioIo::new(ProgressIo::new(stream, limits.write_timeout));
-                let conn = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(permit);
-                });
-            }
-            Some(acceptor) => {
-                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
-                let (handshake, write_timeout) = (limits.header_timeout, limits.write_timeout);
-                tokio::spawn(async move {
-                    // A handshake gets the same bound as a request head.
-                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
-                        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                    drop(permit);
-                });
-            }
-        }
+        let (protocols, shutdown, write_timeout) = (protocols.clone(), shutdown.clone(), limits.write_timeout);
+        // Plain and TLS connections are separate tasks: a task is as large as its future, and a
+        // plain one has no handshake state to carry.
+        match tls.clone() {
+            None => tracker.spawn(async move {
+                if let Some(h2) = protocols.sniff(&stream).await {
+                    let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
+                    protocols.serve(io, h2, service, &shutdown).await;
+                }
+                drop(permit);
+            }),
+            Some(acceptor) => tracker.spawn(async move {
+                // A handshake gets the same bound as a request head.
+                if let Ok(Ok(stream)) = tokio::time::timeout(protocols.sniff, acceptor.accept(stream)).await {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
+                    protocols.serve(io, h2, service, &shutdown).await;
+                }
+                drop(permit);
+            }),
+        };
     };
     drop(listener);
     if retired {
         shutdown.cancelled().await;
     }
-    if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
+    tracker.close();
+    if tokio::time::timeout(limits.drain, tracker.wait()).await.is_err() {
         tracing::warn!(drain = ?limits.drain, "connections still open after the drain timeout");
     }
 }

@@ -109,6 +109,25 @@ async fn malformed_requests_get_400_and_never_reach_main() {
 }
 
 #[tokio::test]
+async fn silent_connections_and_ones_stalled_inside_the_h2_preface_are_closed_after_the_head_bound() {
+    let origin = Origin::start();
+    let mut lim = limits();
+    lim.header_timeout = Duration::from_millis(800);
+    let front = Front::start(origin.addr, config(), lim, true).await;
+    for opening in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+        s.write_all(opening).await.unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "still open after {:?}: {n:?}", t.elapsed());
+        assert!(t.elapsed() >= Duration::from_millis(700), "closed too early: {:?}", t.elapsed());
+    }
+    let (_, _, count) = get(origin.addr, "/count", "").await;
+    assert_eq!(count, "1", "nothing reached main");
+}
+
+#[tokio::test]
 async fn a_client_sending_headers_a_byte_at_a_time_is_cut_off() {
     let origin = Origin::start();
     let mut lim = limits();

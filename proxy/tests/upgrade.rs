@@ -66,6 +66,28 @@ async fn h2c_prior_knowledge_requests_are_forwarded() {
 }
 
 #[tokio::test]
+async fn an_h2_preface_arriving_in_pieces_is_still_http2_and_http1_is_not_mistaken_for_it() {
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    // The preface split across writes (and TCP segments), then an empty SETTINGS frame: the
+    // server's first frame back is its own SETTINGS (type 4), not an HTTP/1.1 error.
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!(head[3], 4, "first frame {head:?}");
+    // An HTTP/1.1 request that starts like the preface ("P...") is HTTP/1.1.
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"PUT /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut text)).await.unwrap().unwrap();
+    assert!(text.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&text));
+}
+
+#[tokio::test]
 async fn bytes_after_a_closed_websocket_never_reach_main() {
     let origin = Origin::start();
     let front = Front::start(origin.addr, config(), limits(), true).await;
