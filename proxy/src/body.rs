@@ -17,7 +17,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// shared with the store, never copied per response); a file of an offload rule; main's on its way
 /// into the cache; or any of these compressed for the client.
 pub enum EdgeBody {
-    Upstream(Incoming),
+    Upstream(crate::upstream::MainBody),
     Full(Option<Bytes>),
     File(Box<tower_http::services::fs::ServeFileSystemResponseBody>),
     Fill(Box<crate::cache::Fill>),

@@ -18,7 +18,7 @@ use crate::error::ProxyError;
 use crate::headers::{self, Peer};
 use crate::metrics::HttpMetrics;
 use crate::offload::Offload;
-use crate::upstream::{Origin, Upstream};
+use crate::upstream::{MainBody, Origin, Upstream};
 
 /// Settings of the request path.
 #[derive(Debug, Clone)]
@@ -383,7 +383,7 @@ impl EdgeService {
     }
 
     /// Main's response to a request, after the readiness gate.
-    async fn ask(&self, mut parts: http::request::Parts, body: UpstreamBody) -> Result<(Response<Incoming>, Duration), ProxyError> {
+    async fn ask(&self, mut parts: http::request::Parts, body: UpstreamBody) -> Result<(Response<MainBody>, Duration), ProxyError> {
         if let (Some(limit), Some(len)) = (self.config.max_body, content_length(&parts.headers)) {
             if len > limit {
                 return Err(ProxyError::BodyTooLarge(limit));
@@ -440,7 +440,7 @@ impl EdgeService {
 
 /// A background revalidation's answer: a 304 refreshes the stored response, a storable new one
 /// replaces it (read whole, bounded by `maxObjectBytes`).
-async fn refresh_in_background(cache: &Arc<Cache>, key: &Arc<str>, stored: &Stored, head: &http::request::Parts, resp: Response<Incoming>) {
+async fn refresh_in_background(cache: &Arc<Cache>, key: &Arc<str>, stored: &Stored, head: &http::request::Parts, resp: Response<MainBody>) {
     use http_body_util::BodyExt;
     let (mut rp, incoming) = resp.into_parts();
     headers::prepare_response(&mut rp.headers, false);

@@ -10,7 +10,9 @@ use http::{Method, Uri, Version};
 use crate::ids;
 
 /// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
-/// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says.
+/// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says. The request
+/// path tells them with [`is_hop_by_hop`]; this list is what it is checked against.
+#[cfg(test)]
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -160,21 +162,38 @@ pub fn is_websocket(method: &Method, version: Version, headers: &HeaderMap) -> b
             .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")))
 }
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names.
+/// Removes hop-by-hop headers, including every header the `Connection` header names. One pass
+/// over the names first: most heads carry none of them, or only `Connection`, and a removal by
+/// name costs a hash lookup each.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let mut gone: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    gone.extend(
+        headers
             .get_all(header::CONNECTION)
             .iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok()),
+    );
+    for n in gone {
+        headers.remove(n);
     }
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
+}
+
+/// One of [`HOP_BY_HOP`], told by length first.
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    let s = n.as_str();
+    match s.len() {
+        2 => s == "te",
+        7 => s == "upgrade" || s == "trailer",
+        10 => s == "connection" || s == "keep-alive",
+        14 => s == "http2-settings",
+        16 => s == "proxy-connection",
+        17 => s == "transfer-encoding",
+        19 => s == "proxy-authorization",
+        _ => false,
     }
 }
 
@@ -308,6 +327,16 @@ fn bytes_value(b: &[u8]) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_told_apart_from_their_neighbours() {
+        for n in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        for near in ["t", "tes", "upgrades", "trailers", "connectio", "keep-alives", "x-http2-settings", "content-length", "host", "via"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_bytes(near.as_bytes()).unwrap()), "{near}");
+        }
+    }
 
     fn peer() -> Peer {
         Peer::new("203.0.113.7:51234".parse().unwrap(), "127.0.0.1:8080".parse().unwrap(), false)

@@ -4,10 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::upstream::MainBody;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::{Cache, Candidate, FillGuard};
 use crate::body::BoxError;
@@ -16,7 +16,7 @@ use crate::body::BoxError;
 /// complete, then stored; abandoned past `maxObjectBytes` or on an error. Waiting requests go on
 /// when it is stored or abandoned.
 pub struct Fill {
-    inner: Incoming,
+    inner: MainBody,
     chunks: Vec<Bytes>,
     seen: u64,
     limit: u64,
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Fill {
 }
 
 impl Fill {
-    pub fn new(inner: Incoming, candidate: Candidate, cache: Arc<Cache>, key: Arc<str>, guard: Option<FillGuard>) -> Self {
+    pub fn new(inner: MainBody, candidate: Candidate, cache: Arc<Cache>, key: Arc<str>, guard: Option<FillGuard>) -> Self {
         let limit = cache.max_object();
         Self { inner, chunks: Vec::new(), seen: 0, limit, pending: Some(Pending { candidate, cache, key, _guard: guard }) }
     }

@@ -1,6 +1,7 @@
 """A test origin for the front door. usage: origin.py PORT
 
-GET  /headers           the request head as JSON {"method", "path", "version", "headers": [[k, v]...]}
+GET  /headers           the request head as JSON {"method", "path", "version", "headers": [[k, v]...],
+                        "peer": the port the request came from}
 GET  /slow?s=SECONDS    answers after a delay
 POST /upload            reads the body, answers its length
 GET  /download?n=BYTES  streams n bytes (chunked)
@@ -126,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, json.dumps(paths).encode())
         if u.path == "/count":
             return self.send(200, str(count).encode(), "text/plain")
-        body = json.dumps({"method": self.command, "path": self.path, "version": self.request_version, "headers": list(self.headers.items())}).encode()
+        body = json.dumps({"method": self.command, "path": self.path, "version": self.request_version, "headers": list(self.headers.items()), "peer": self.client_address[1]}).encode()
         self.send(200, body)
 
     do_GET = do_POST = do_PUT = do_DELETE = handle_one
