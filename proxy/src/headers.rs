@@ -11,7 +11,7 @@ use crate::ids;
 
 /// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
 /// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says. The request
-/// path tells them with [`is_hop_by_hop`]; this list is what it is checked against.
+/// path tells them with [`hop_by_hop`]; this list is what it is checked against.
 #[cfg(test)]
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -163,38 +163,59 @@ pub fn is_websocket(method: &Method, version: Version, headers: &HeaderMap) -> b
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names. One pass
-/// over the names first: most heads carry none of them, or only `Connection`, and a removal by
-/// name costs a hash lookup each.
+/// over the names first: most heads carry none of them, or only `Connection`. Nothing is
+/// allocated: names are removed by their static or borrowed spelling.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    if !headers.keys().any(|n| hop_by_hop(n).is_some()) {
         return;
     }
-    let mut gone: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
-    gone.extend(
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok()),
-    );
-    for n in gone {
-        headers.remove(n);
+    let connection: Vec<HeaderValue> = match headers.get_all(header::CONNECTION).iter().count() {
+        0 => Vec::new(),
+        1 => headers.get(header::CONNECTION).cloned().into_iter().collect(),
+        _ => headers.get_all(header::CONNECTION).iter().cloned().collect(),
+    };
+    for v in &connection {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            // The usual tokens name no header (or one removed below anyway).
+            if token.is_empty() || token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            if let Ok(name) = std::str::from_utf8(token) {
+                headers.remove(name);
+            }
+        }
+    }
+    while let Some(name) = headers.keys().find_map(hop_by_hop) {
+        headers.remove(name);
     }
 }
 
-/// One of [`HOP_BY_HOP`], told by length first.
-fn is_hop_by_hop(n: &HeaderName) -> bool {
+/// The name if it is one of [`HOP_BY_HOP`] (told by length first).
+fn hop_by_hop(n: &HeaderName) -> Option<&'static str> {
+    const NAMES: [&str; 9] = [
+        "te",
+        "upgrade",
+        "trailer",
+        "connection",
+        "keep-alive",
+        "http2-settings",
+        "proxy-connection",
+        "transfer-encoding",
+        "proxy-authorization",
+    ];
     let s = n.as_str();
-    match s.len() {
-        2 => s == "te",
-        7 => s == "upgrade" || s == "trailer",
-        10 => s == "connection" || s == "keep-alive",
-        14 => s == "http2-settings",
-        16 => s == "proxy-connection",
-        17 => s == "transfer-encoding",
-        19 => s == "proxy-authorization",
-        _ => false,
-    }
+    let candidates: &[&'static str] = match s.len() {
+        2 => &NAMES[0..1],
+        7 => &NAMES[1..3],
+        10 => &NAMES[3..5],
+        14 => &NAMES[5..6],
+        16 => &NAMES[6..7],
+        17 => &NAMES[7..8],
+        19 => &NAMES[8..9],
+        _ => return None,
+    };
+    candidates.iter().copied().find(|c| *c == s)
 }
 
 /// Rewrites a request head for main. `uri` is the request's URI (for `X-Original-URL` and the
@@ -249,37 +270,49 @@ pub fn prepare_request(
         headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         headers.insert(DISGUISED_HOST.clone(), h);
     }
-    if let Some(pq) = uri.path_and_query() {
-        set(headers, &X_ORIGINAL_URL, pq.as_str());
-    }
     headers.insert(X_CLIENT_IP.clone(), peer.client_ip.clone());
     headers.insert(X_CLIENT_PORT.clone(), peer.client_port.clone());
 
-    let request_id = match headers.get(&X_REQUEST_ID) {
-        Some(v) if ids::valid_request_id(v.as_bytes()) => v.clone(),
-        _ => {
-            let v = bytes_value(&ids::request_id());
-            headers.insert(X_REQUEST_ID.clone(), v.clone());
-            v
-        }
-    };
-    let log_id = match <&[u8; 32]>::try_from(request_id.as_bytes()) {
-        Ok(hex) => bytes_value(&ids::guid(hex)),
-        Err(_) => request_id.clone(),
-    };
-    headers.insert(X_ARR_LOG_ID.clone(), log_id);
-
+    // The values made for this request share one buffer: two allocations instead of one per
+    // value, and copies of the head (kept for a retry) only count references.
+    let url = uri.path_and_query().map_or("", |pq| pq.as_str());
+    let client_id = headers.get(&X_REQUEST_ID).filter(|v| ids::valid_request_id(v.as_bytes())).cloned();
+    let new_id = client_id.is_none().then(ids::request_id);
     let (mut tp, new, span) = trace_of(headers, rules.trace);
-    if new {
-        // An invalid traceparent restarts the trace, and its tracestate goes with it.
-        headers.remove(&TRACESTATE);
-    }
     if let Some(s) = span {
         // Main's spans are children of the edge's.
         tp.span_id = s.span_id;
     }
-    if new || span.is_some() {
-        headers.insert(TRACEPARENT.clone(), bytes_value(&tp.to_bytes()));
+    let mut made = Made::with_capacity(url.len() + 32 + 36 + 55);
+    let url = made.push(url.as_bytes());
+    let new_id = new_id.map(|id| made.push(&id));
+    let id_hex = new_id.map(|(a, b)| &made.buf[a..b]).or(client_id.as_ref().map(|v| v.as_bytes()));
+    let log_id = id_hex.and_then(|h| <&[u8; 32]>::try_from(h).ok()).map(ids::guid).map(|g| made.push(&g));
+    let traceparent = (new || span.is_some()).then(|| made.push(&tp.to_bytes()));
+    let made = made.buf.freeze();
+    let value = |(a, b): (usize, usize)| HeaderValue::from_maybe_shared(made.slice(a..b)).ok();
+
+    if url.1 > url.0 {
+        if let Some(v) = value(url) {
+            headers.insert(X_ORIGINAL_URL.clone(), v);
+        }
+    }
+    let request_id = match (client_id, new_id.and_then(value)) {
+        (Some(v), _) => v,
+        (None, Some(v)) => {
+            headers.insert(X_REQUEST_ID.clone(), v.clone());
+            v
+        }
+        (None, None) => HeaderValue::from_static("-"),
+    };
+    let log_id = log_id.and_then(value).unwrap_or_else(|| request_id.clone());
+    headers.insert(X_ARR_LOG_ID.clone(), log_id);
+    if new {
+        // An invalid traceparent restarts the trace, and its tracestate goes with it.
+        headers.remove(&TRACESTATE);
+    }
+    if let Some(v) = traceparent.and_then(value) {
+        headers.insert(TRACEPARENT.clone(), v);
     }
 
     let via = match version {
@@ -319,6 +352,24 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     }
 }
 
+/// Bytes of the header values made for one request, appended to one buffer.
+struct Made {
+    buf: bytes::BytesMut,
+}
+
+impl Made {
+    fn with_capacity(n: usize) -> Self {
+        Self { buf: bytes::BytesMut::with_capacity(n) }
+    }
+
+    /// Appends `b`; where it lies in the buffer.
+    fn push(&mut self, b: &[u8]) -> (usize, usize) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(b);
+        (start, self.buf.len())
+    }
+}
+
 /// A header value from bytes that are valid by construction (hex digits, dashes).
 fn bytes_value(b: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(b).unwrap_or_else(|_| HeaderValue::from_static("-"))
@@ -331,10 +382,10 @@ mod tests {
     #[test]
     fn hop_by_hop_names_are_told_apart_from_their_neighbours() {
         for n in &HOP_BY_HOP {
-            assert!(is_hop_by_hop(n), "{n}");
+            assert_eq!(hop_by_hop(n), Some(n.as_str()), "{n}");
         }
         for near in ["t", "tes", "upgrades", "trailers", "connectio", "keep-alives", "x-http2-settings", "content-length", "host", "via"] {
-            assert!(!is_hop_by_hop(&HeaderName::from_bytes(near.as_bytes()).unwrap()), "{near}");
+            assert_eq!(hop_by_hop(&HeaderName::from_bytes(near.as_bytes()).unwrap()), None, "{near}");
         }
     }
 
