@@ -159,7 +159,13 @@ fn idle_connections(targets: &[Target], n: usize) -> Result<()> {
         let before = procs::rss_kib(&procs::tree(t.pid));
         let mut conns = Vec::with_capacity(n);
         let mut buf = [0u8; 4096];
+        // A target that stops answering (Caddy does, some thousand connections in) is given a
+        // minute and a few unanswered requests, then reported with what it kept.
+        let (started, mut unanswered) = (std::time::Instant::now(), 0);
         for _ in 0..n {
+            if started.elapsed() > std::time::Duration::from_secs(60) || unanswered >= 3 {
+                break;
+            }
             let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", t.port)) else { break };
             // A target that refuses or closes connections is reported with fewer kept, not an error.
             if s.set_read_timeout(Some(std::time::Duration::from_secs(5))).is_err()
@@ -173,6 +179,10 @@ fn idle_connections(targets: &[Target], n: usize) -> Result<()> {
                     Ok(0) | Err(_) => break,
                     Ok(k) => got += k,
                 }
+            }
+            if got == 0 {
+                unanswered += 1;
+                continue;
             }
             conns.push(s);
         }

@@ -120,6 +120,7 @@ where
 {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
+        biased;
         _ = conn.as_mut() => return,
         _ = shutdown.cancelled() => {}
     }
