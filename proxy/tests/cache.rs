@@ -84,6 +84,30 @@ async fn rfc9111_s4_2_3_hits_carry_their_age() {
     assert!(status_of(&head).starts_with("sitecar; hit; ttl=5"), "{head}");
 }
 
+/// An `Age` from upstream caches counts toward the lifetime: a response already older than its
+/// max-age is never a hit, and a younger one is a hit for what is left (and says so in `ttl`).
+#[tokio::test]
+async fn rfc9111_s4_2_3_an_age_from_upstream_counts_toward_freshness() {
+    let (origin, front, _) = stack().await;
+    let old = "/aged?cc=max-age%3D60&age=100";
+    for _ in 0..2 {
+        let (code, head, _) = get(front.addr, old, "").await;
+        assert_eq!(code, 200);
+        assert!(!status_of(&head).contains("; hit"), "{head}");
+    }
+    assert_eq!(reached(&origin, old).await, 2, "a response older than its max-age is asked for again");
+
+    let young = "/young?cc=max-age%3D60&age=40";
+    get(front.addr, young, "").await;
+    let (code, head, body) = get(front.addr, young, "").await;
+    assert_eq!((code, body.as_str()), (200, "/young?cc=max-age%3D60&age=40 #1"));
+    let age: u64 = response_header(&head, "age").unwrap().parse().unwrap();
+    assert!((40..=42).contains(&age), "Age {age}");
+    let status = status_of(&head);
+    let ttl: i64 = status.strip_prefix("sitecar; hit; ttl=").and_then(|t| t.parse().ok()).unwrap_or(i64::MIN);
+    assert!((18..=20).contains(&ttl), "60 s lifetime, 40 s old: {status}");
+}
+
 #[tokio::test]
 async fn rfc9111_s4_2_fresh_until_its_lifetime_then_asked_again() {
     let (origin, front, _) = stack().await;

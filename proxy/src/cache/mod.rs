@@ -68,7 +68,6 @@ impl Outcome {
 
 /// An RFC 9211 `Cache-Status` value (built in one allocation: it is on every hit).
 pub fn cache_status(outcome: Outcome, ttl: Option<i64>, collapsed: bool) -> HeaderValue {
-    use std::io::Write;
     let mut s: Vec<u8> = Vec::with_capacity(64);
     s.extend_from_slice(NAME.as_bytes());
     match outcome {
@@ -94,7 +93,8 @@ pub fn cache_status(outcome: Outcome, ttl: Option<i64>, collapsed: bool) -> Head
         }
     }
     if let Some(ttl) = ttl {
-        let _ = write!(s, "; ttl={ttl}");
+        s.extend_from_slice(b"; ttl=");
+        s.extend_from_slice(itoa::Buffer::new().format(ttl).as_bytes());
     }
     if collapsed {
         s.extend_from_slice(b"; collapsed");
@@ -292,7 +292,8 @@ impl Cache {
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut k = String::with_capacity(host.map_or(0, str::len) + pq.len());
         if let Some(h) = host {
-            k.extend(h.chars().map(|c| c.to_ascii_lowercase()));
+            k.push_str(h);
+            k.make_ascii_lowercase();
         }
         k.push_str(pq);
         k
@@ -375,7 +376,6 @@ impl Cache {
         headers.insert(HeaderName::from_static("cache-status"), HeaderValue::from_static(NAME));
         Some(Candidate {
             stored: Stored {
-                policy,
                 status: resp.status,
                 headers,
                 body: Bytes::new(),
@@ -385,6 +385,9 @@ impl Cache {
                 may_serve_stale: d.may_serve_stale,
                 authorized_ok: d.authorized_ok,
                 vary,
+                initial_age: policy.age(now),
+                received: now,
+                policy,
             },
         })
     }

@@ -28,11 +28,16 @@ pub struct Stored {
     pub(super) authorized_ok: bool,
     /// The request's values of the fields `Vary` names.
     pub(super) vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The age when stored (the policy's, from `Age`) and when that was: the age at any later
+    /// time without parsing the stored fields again, as every hit needs it.
+    pub(super) initial_age: Duration,
+    pub(super) received: SystemTime,
 }
 
 impl Stored {
+    /// RFC 9111 §4.2.3: the age when received plus the time resident here.
     pub(super) fn age(&self, now: SystemTime) -> Duration {
-        self.policy.age(now)
+        self.initial_age + now.duration_since(self.received).unwrap_or_default()
     }
 
     pub fn fresh(&self, now: SystemTime) -> bool {

@@ -7,7 +7,7 @@ that path and query; query parameters choose the response:
   vary=...      Vary                   cookie=1   Set-Cookie
   status=N      status code            delay=S    answer after S seconds
   x=...         X-Version header       type=...   Content-Type
-  size=N        body of N bytes instead
+  size=N        body of N bytes instead  age=N     Age (seconds spent in caches upstream)
 Every answer carries X-Count: n.
 A request whose If-None-Match holds the response's ETag, or whose If-Modified-Since is set while
 lm=1, gets 304 (with the X-Version and Cache-Control of this request). The headers main saw are
@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
                 h.append(("Content-Location", q["cloc"]))
             return self.answer(int(q.get("status", "200")), h, b"done")
         h = [("Content-Type", q.get("type", "text/plain")), ("X-Count", str(n))]
-        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"), ("x", "X-Version")):
+        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"), ("x", "X-Version"), ("age", "Age")):
             if key in q:
                 h.append((name, q[key]))
         if "etag" in q:
