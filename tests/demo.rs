@@ -23,14 +23,16 @@ fn get(port: u16, path: &str) -> Option<String> {
 fn demo_stack_serves_a_page_through_the_front_door_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sitecar = support::Stack(
+        Command::new(env!("CARGO_BIN_EXE_sitecar"))
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Requests sent before main is ready are held, then answered.
     let deadline = Instant::now() + Duration::from_secs(20);
     let page = loop {

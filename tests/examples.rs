@@ -6,14 +6,14 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{free_port, http, wait_until};
+use support::{free_port, http, wait_until, Stack};
 
 /// Copies examples/`name` to a temporary directory with its ports replaced (`from` -> a free
 /// port each) and an admin API on a free port; starts it and waits for main.
-fn start(name: &str, ports: &[u16], settings: &[&str]) -> (tempfile::TempDir, Child, Vec<u16>, u16) {
+fn start(name: &str, ports: &[u16], settings: &[&str]) -> (tempfile::TempDir, Stack, Vec<u16>, u16) {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
     let copy = |from: &Path, to: &Path| Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
@@ -40,22 +40,24 @@ fn start(name: &str, ports: &[u16], settings: &[&str]) -> (tempfile::TempDir, Ch
     spec["admin"] = serde_json::json!({"listen": format!("127.0.0.1:{admin}")});
     spec["local"]["storageRoot"] = serde_json::json!(dir.path().join("storage").display().to_string());
     std::fs::write(root.join("spec.json"), spec.to_string()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .arg("up")
-        .arg(root.join("spec.json"))
-        .args(settings.iter().flat_map(|s| ["--setting", s]))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Stack(
+        Command::new(env!("CARGO_BIN_EXE_sitecar"))
+            .arg("up")
+            .arg(root.join("spec.json"))
+            .args(settings.iter().flat_map(|s| ["--setting", s]))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the example's main", Duration::from_secs(180), || {
         std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
     });
     (dir, child, fresh, admin)
 }
 
-fn stop(mut child: Child) {
+fn stop(mut child: Stack) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let _ = child.wait();
 }

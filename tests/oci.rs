@@ -41,20 +41,22 @@ fn docker_runs_the_stack_in_one_network_namespace() {
     )
     .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .args(["up", "--listen", &format!("127.0.0.1:{front}")])
-        .arg(&spec)
-        .args(["--setting", "DATABASE_URL=postgres://db/secret"])
-        .env_clear()
-        .env("PATH", &path)
-        .env("FAKE_LOG", &log)
-        .env("APP_PY", format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR")))
-        .env("NO_COLOR", "1")
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sitecar = support::Stack(
+        Command::new(env!("CARGO_BIN_EXE_sitecar"))
+            .args(["up", "--listen", &format!("127.0.0.1:{front}")])
+            .arg(&spec)
+            .args(["--setting", "DATABASE_URL=postgres://db/secret"])
+            .env_clear()
+            .env("PATH", &path)
+            .env("FAKE_LOG", &log)
+            .env("APP_PY", format!("{}/control/tests/support/app.py", env!("CARGO_MANIFEST_DIR")))
+            .env("NO_COLOR", "1")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     // Through the front door to main, which the engine runs.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -57,7 +57,7 @@ fn children_of(parent: u32) -> Vec<(u32, char)> {
         .collect()
 }
 
-fn up(spec: &Path, wrap: &[&str]) -> Child {
+fn up(spec: &Path, wrap: &[&str]) -> Stack {
     let sitecar = env!("CARGO_BIN_EXE_sitecar");
     let mut cmd = match wrap.split_first() {
         Some((first, rest)) => {
@@ -67,7 +67,7 @@ fn up(spec: &Path, wrap: &[&str]) -> Child {
         }
         None => Command::new(sitecar),
     };
-    cmd.arg("up").arg(spec).env("NO_COLOR", "1").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    Stack(cmd.arg("up").arg(spec).env("NO_COLOR", "1").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }
 
 fn signal(pid: u32, sig: nix_signal) {

@@ -11,11 +11,11 @@ use support::*;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// `sitecar up SPEC` as uid/gid 65534 in a new network namespace with loopback up.
-fn up_unprivileged(spec: &Path) -> Child {
+fn up_unprivileged(spec: &Path) -> Stack {
     let probe = Command::new("unshare").args(["--net", "true"]).status();
     if !matches!(probe, Ok(s) if s.success()) {
         panic!("unshare --net is needed for this test (util-linux, root): {probe:?}");
@@ -26,13 +26,15 @@ fn up_unprivileged(spec: &Path) -> Child {
         spec.display()
     );
     // unshare and sh exec in place: the child's pid is sitecar's.
-    Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", &script])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    Stack(
+        Command::new("unshare")
+            .args(["--net", "--", "sh", "-c", &script])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// A spec with main only, in a directory `nobody` may write; `listen` is the proxy section's.

@@ -132,14 +132,16 @@ fn watch_reloads_when_the_file_changes() {
     let p = Ports { front: free_port(), admin: free_port(), side: free_port(), main: free_port() };
     let spec = dir.path().join("spec.json");
     write_spec(&spec, &p, "one", false);
-    let mut sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .args(["up", "--watch"])
-        .arg(&spec)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sitecar = support::Stack(
+        Command::new(env!("CARGO_BIN_EXE_sitecar"))
+            .args(["up", "--watch"])
+            .arg(&spec)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("ready", Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", p.admin)).is_ok() && http(p.admin, "GET", "/readyz").0 == 200
     });

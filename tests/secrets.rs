@@ -34,15 +34,17 @@ fn secrets_never_show_outside_the_containers() {
         ),
     )
     .unwrap();
-    let sitecar = Command::new(env!("CARGO_BIN_EXE_sitecar"))
-        .arg("up")
-        .arg(&spec)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sitecar = support::Stack(
+        Command::new(env!("CARGO_BIN_EXE_sitecar"))
+            .arg("up")
+            .arg(&spec)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("readyz", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
     });

@@ -55,12 +55,14 @@ fn an_invalid_spec_starts_nothing_and_lists_every_problem() {
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let port = free_port();
-    let mut child = Command::new("prlimit")
-        .args(["--nofile=1024:4096", env!("CARGO_BIN_EXE_sitecar"), "proxy", "--to", "127.0.0.1:9", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Stack(
+        Command::new("prlimit")
+            .args(["--nofile=1024:4096", env!("CARGO_BIN_EXE_sitecar"), "proxy", "--to", "127.0.0.1:9", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(std::time::Instant::now() < deadline, "sitecar proxy did not start");

@@ -111,6 +111,27 @@ impl std::ops::DerefMut for Stack {
     }
 }
 
+impl Stack {
+    /// Waits for the exit and collects piped stdout and stderr (read side by side, as
+    /// `Child::wait_with_output` does).
+    pub fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        let (out, err) = (self.0.stdout.take(), self.0.stderr.take());
+        let err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(mut e) = err {
+                let _ = e.read_to_end(&mut b);
+            }
+            b
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut o) = out {
+            o.read_to_end(&mut stdout)?;
+        }
+        let status = self.0.wait()?;
+        Ok(std::process::Output { status, stdout, stderr: err.join().unwrap_or_default() })
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         if !matches!(self.0.try_wait(), Ok(None)) {
