@@ -94,18 +94,14 @@ fn main() -> Result<()> {
     let dir = tempfile_dir()?;
 
     let origin = Server::origin(&dir, args.workers)?;
-    let mut targets: Vec<Target> = vec![Target::direct(&origin)];
-    for p in &args.proxies {
-        targets.push(match p.as_str() {
-            "sitecar" => Target::sitecar(&sitecar, &dir, &origin, args.workers, false, false)?,
-            "sitecar-metrics" => Target::sitecar(&sitecar, &dir, &origin, args.workers, true, false)?,
-            "sitecar-scraped" => Target::sitecar(&sitecar, &dir, &origin, args.workers, true, true)?,
-            "nginx" => Target::nginx(&dir, &origin, args.workers)?,
-            "haproxy" => Target::haproxy(&dir, &origin, args.workers)?,
-            "caddy" => Target::caddy(&dir, &origin, args.workers)?,
-            other => bail!("unknown proxy {other}"),
-        });
+    println!("# loadtest: {} s per run, {} rounds, {} worker(s) each; {}", args.duration, args.rounds, args.workers, machine());
+    if args.scenarios.iter().any(|s| s == "idle10k") {
+        // Processes of their own, started for it and stopped after: memory per connection is
+        // read from a fresh process, and the tables below show the throughput runs' own peaks.
+        let fresh = proxies(&args, &sitecar, &dir, &origin)?;
+        idle_connections(&fresh, 10_000)?;
     }
+    let targets = proxies(&args, &sitecar, &dir, &origin)?;
     let mut edge: Vec<Target> = vec![Target::direct(&origin)];
     for e in args.edge.iter().filter(|_| edge_scenarios) {
         edge.push(match e.as_str() {
@@ -115,11 +111,9 @@ fn main() -> Result<()> {
             other => bail!("unknown edge target {other}"),
         });
     }
-    for t in targets.iter().chain(&edge) {
+    for t in &edge {
         t.wait_ready()?;
     }
-
-    println!("# loadtest: {} s per run, {} rounds, {} worker(s) each; {}", args.duration, args.rounds, args.workers, machine());
     for scenario in args.scenarios.iter().filter(|s| *s != "idle10k" && *s != "metricscost") {
         let (these, refs): (&[Target], &[&str]) =
             if EDGE_SCENARIOS.contains(&scenario.as_str()) { (&edge, &["nginx-edge", "varnish"]) } else { (&targets, &["nginx"]) };
@@ -136,14 +130,30 @@ fn main() -> Result<()> {
         }
         print_table(scenario, these, refs, &results);
     }
-    // Last, so the peak RSS of the tables above is the throughput scenarios' own.
-    if args.scenarios.iter().any(|s| s == "idle10k") {
-        idle_connections(&targets, 10_000)?;
-    }
     if args.scenarios.iter().any(|s| s == "metricscost") {
         cost::run(&sitecar, &dir, &origin, args.cost_requests)?;
     }
     Ok(())
+}
+
+/// Direct and every proxy of `--proxies`, started and answering.
+fn proxies(args: &Args, sitecar: &str, dir: &std::path::Path, origin: &Server) -> Result<Vec<Target>> {
+    let mut targets: Vec<Target> = vec![Target::direct(origin)];
+    for p in &args.proxies {
+        targets.push(match p.as_str() {
+            "sitecar" => Target::sitecar(sitecar, dir, origin, args.workers, false, false)?,
+            "sitecar-metrics" => Target::sitecar(sitecar, dir, origin, args.workers, true, false)?,
+            "sitecar-scraped" => Target::sitecar(sitecar, dir, origin, args.workers, true, true)?,
+            "nginx" => Target::nginx(dir, origin, args.workers)?,
+            "haproxy" => Target::haproxy(dir, origin, args.workers)?,
+            "caddy" => Target::caddy(dir, origin, args.workers)?,
+            other => bail!("unknown proxy {other}"),
+        });
+    }
+    for t in &targets {
+        t.wait_ready()?;
+    }
+    Ok(targets)
 }
 
 /// Resident memory of each target with `n` idle keep-alive connections, each after one request.
