@@ -9,6 +9,8 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -19,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::edge::EdgeService;
+use crate::edge::{EdgeService, Step};
 use crate::headers::Peer;
 use crate::io::ProgressIo;
 
@@ -188,10 +190,10 @@ pub async fn serve_swappable(
         // The request's future is boxed: hyper keeps a slot of the service future's size for
         // every connection, in use or idle (kilobytes that an idle keep-alive connection would
         // hold for nothing); one allocation per request instead.
-        let service = service_fn(move |req| {
-            let edge = edge.clone();
-            let peer = peer.clone();
-            Box::pin(async move { Ok::<_, Infallible>(edge.handle(req, &peer).await) })
+        let service = service_fn(move |req| match edge.begin(req, &peer) {
+            // A fresh cache hit: answered without a future of its own.
+            Step::Answered(r) => Either::Left(std::future::ready(Ok::<_, Infallible>(r))),
+            Step::Route(pending) => Either::Right(Box::pin(edge.clone().complete(pending, peer.clone()).map(Ok::<_, Infallible>))),
         });
         let (protocols, shutdown, write_timeout) = (protocols.clone(), shutdown.clone(), limits.write_timeout);
         // Plain and TLS connections are separate tasks: a task is as large as its future, and a

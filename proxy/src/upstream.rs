@@ -11,6 +11,7 @@
 //! another. [`Origin`] adds the request timeout and says who failed.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,29 +106,34 @@ impl Upstream {
     }
 
     /// Main's response head to `req` (whose URI is in origin form).
-    pub(crate) async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<MainBody>, SendError> {
-        loop {
-            let (mut tx, pooled) = match self.pool.checkout() {
-                Some(tx) => (tx, true),
-                None => (self.pool.connect().await?, false),
-            };
-            if let Err(e) = tx.ready().await {
-                if pooled {
-                    continue;
+    #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
+    pub(crate) fn send(&self, mut req: Request<UpstreamBody>) -> impl Future<Output = Result<Response<MainBody>, SendError>> + '_ {
+        async move {
+            loop {
+                let (mut tx, pooled) = match self.pool.checkout() {
+                    Some(tx) => (tx, true),
+                    // Boxed: a new connection's future (connect, timeouts, handshake) is the largest
+                    // part of this one, and most requests find a pooled connection.
+                    None => (Box::pin(self.pool.connect()).await?, false),
+                };
+                if let Err(e) = tx.ready().await {
+                    if pooled {
+                        continue;
+                    }
+                    return Err(SendError::Http(e));
                 }
-                return Err(SendError::Http(e));
-            }
-            match tx.try_send_request(req).await {
-                Ok(resp) => {
-                    // An upgraded connection is the tunnel's now.
-                    let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (tx, self.pool.clone()));
-                    return Ok(resp.map(|inner| MainBody { inner, home }));
+                match tx.try_send_request(req).await {
+                    Ok(resp) => {
+                        // An upgraded connection is the tunnel's now.
+                        let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (tx, self.pool.clone()));
+                        return Ok(resp.map(|inner| MainBody { inner, home }));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Not written: the pooled connection was closing. Another one, or a new one.
+                        Some(back) if pooled => req = back,
+                        _ => return Err(SendError::Http(e.into_error())),
+                    },
                 }
-                Err(mut e) => match e.take_message() {
-                    // Not written: the pooled connection was closing. Another one, or a new one.
-                    Some(back) if pooled => req = back,
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
             }
         }
     }
@@ -286,16 +292,22 @@ pub(crate) struct Origin {
 
 impl Origin {
     /// Sends a request to main (its URI put in origin form); the time until the response head.
-    pub(crate) async fn send(&self, mut request: Request<UpstreamBody>) -> Result<(Response<MainBody>, Duration), ProxyError> {
-        if request.uri().scheme().is_some() || request.uri().authority().is_some() {
-            *request.uri_mut() = self.upstream.uri(request.uri().path_and_query());
-        }
-        *request.version_mut() = Version::HTTP_11;
-        let asked = Instant::now();
-        match tokio::time::timeout(self.request_timeout, self.upstream.send(request)).await {
-            Err(_) => Err(ProxyError::Timeout(self.request_timeout)),
-            Ok(Err(e)) => Err(self.classify(e)),
-            Ok(Ok(r)) => Ok((r, asked.elapsed())),
+    #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
+    pub(crate) fn send(
+        &self,
+        mut request: Request<UpstreamBody>,
+    ) -> impl Future<Output = Result<(Response<MainBody>, Duration), ProxyError>> + '_ {
+        async move {
+            if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+                *request.uri_mut() = self.upstream.uri(request.uri().path_and_query());
+            }
+            *request.version_mut() = Version::HTTP_11;
+            let asked = Instant::now();
+            match tokio::time::timeout(self.request_timeout, self.upstream.send(request)).await {
+                Err(_) => Err(ProxyError::Timeout(self.request_timeout)),
+                Ok(Err(e)) => Err(self.classify(e)),
+                Ok(Ok(r)) => Ok((r, asked.elapsed())),
+            }
         }
     }
 

@@ -1,9 +1,14 @@
-//! `EdgeService::handle`: the request path, top to bottom.
-//! offload (files at the edge) -> cache (RFC 9111) -> admit (main ready?) -> limits -> forward to
-//! main -> rewrite response -> compress -> log.
+//! The request path, top to bottom: [`EdgeService::begin`] (a fresh cache hit answered at once,
+//! see entry.rs), then offload (files at the edge) -> cache (RFC 9111) -> admit (main ready?) ->
+//! limits -> forward to main -> rewrite response -> compress -> log ([`EdgeService::complete`]).
 
+mod entry;
+
+pub use entry::{Pending, Step};
+
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -11,11 +16,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::access::{AccessLog, Record};
+use crate::access::AccessLog;
 use crate::body::{EdgeBody, UpstreamBody};
 use crate::cache::{cache_status, Cache, Fill, Lookup, Outcome, StaleReason, Stored, Turn};
 use crate::error::ProxyError;
-use crate::headers::{self, Peer};
+use crate::headers;
 use crate::metrics::HttpMetrics;
 use crate::offload::Offload;
 use crate::upstream::{MainBody, Origin, Upstream};
@@ -82,102 +87,21 @@ impl EdgeService {
         Arc::new(Self { config, origin, ready, access, metrics })
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<EdgeBody> {
-        let start = Instant::now();
-        if let Some(m) = &self.metrics {
-            m.active.inc();
-        }
-        let (mut parts, body) = req.into_parts();
-        // What metrics need after the request is gone; a Uri clone shares its bytes (for the error
-        // path's record), nothing is copied here.
-        let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers), parts.uri.clone()));
-        let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
-        // A fresh hit is answered before anything is rewritten for main (after the offload, whose
-        // paths are its own).
-        let offloaded = self.config.offload.as_ref().is_some_and(|o| o.covers(parts.uri.path()));
-        let hit = match &self.config.cache {
-            Some(cache) if !websocket && !offloaded => fresh_hit(cache, &parts),
-            _ => None,
-        };
-        // A hit needs ids only for its access-log line.
-        let ids = match hit {
-            Some(_) if self.access.is_none() => None,
-            Some(_) => Some(headers::request_ids(&parts.headers, self.config.forwarding.trace)),
-            None => Some(headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.forwarding)),
-        };
-        let request_id = || ids.as_ref().map_or("-", |i| i.request_id());
-        let trace_id = || ids.as_ref().map_or("-", |i| i.trace_id());
-        let log = self.access.as_ref().map(|_| {
-            // Only a span names the host.
-            let host = ids.as_ref().and_then(|i| i.span()).and_then(|_| host(&parts));
-            (
-                parts.method.clone(),
-                parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-                parts.version,
-                agent(&parts.headers),
-                host,
-            )
-        });
-        let accept_encoding = if self.config.compression && parts.method != Method::HEAD {
-            parts.headers.get(header::ACCEPT_ENCODING).cloned()
-        } else {
-            None
-        };
-
-        let routed = match hit {
-            Some(r) => Ok(Answer::local(r)),
-            None => Box::pin(self.route(parts, body, websocket)).await,
-        };
-        let (mut response, upstream_time, file) = match routed {
-            Ok(a) => (a.response, a.upstream, a.file),
-            Err(e) => {
-                tracing::debug!(request_id = %request_id(), error = %e, "request failed");
-                if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
-                    m.error(&e, request_id(), trace_id(), uri.path());
+    /// Offload, then the cache, then main. The offload's and the cache's futures are boxed: they
+    /// are several times the size of the plain forward's, and every request's future (in one
+    /// allocation per request) would otherwise be as large as the largest path.
+    #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
+    fn route(&self, parts: http::request::Parts, body: Incoming, websocket: bool) -> impl Future<Output = Result<Answer, ProxyError>> + '_ {
+        async move {
+            if let Some(offload) = &self.config.offload {
+                if let Some(r) = Box::pin(offload.serve(&parts)).await {
+                    return Ok(Answer { file: true, ..Answer::local(r) });
                 }
-                (e.response(request_id()), None, false)
             }
-        };
-        if let Some(accept) = accept_encoding.filter(|_| !file) {
-            response = compress(accept, response).await;
-        }
-        if let (Some(m), Some((method, request_bytes, _))) = (&self.metrics, measured) {
-            m.active.dec();
-            m.observe(&method, response.status(), start.elapsed(), request_bytes, content_length(response.headers()));
-        }
-        if let (Some(access), Some((method, target, version, (user_agent, referer), host))) = (&self.access, log) {
-            access.log(Record {
-                at: SystemTime::now(),
-                client: peer.client.ip(),
-                method,
-                target,
-                version,
-                scheme: if peer.https { "https" } else { "http" },
-                host,
-                status: response.status().as_u16(),
-                bytes: content_length(response.headers()),
-                duration: start.elapsed(),
-                upstream: upstream_time,
-                request_id: request_id().to_owned(),
-                trace_id: trace_id().to_owned(),
-                span: ids.as_ref().and_then(|i| i.span()),
-                user_agent,
-                referer,
-            });
-        }
-        response
-    }
-
-    /// Offload, then the cache, then main.
-    async fn route(&self, parts: http::request::Parts, body: Incoming, websocket: bool) -> Result<Answer, ProxyError> {
-        if let Some(offload) = &self.config.offload {
-            if let Some(r) = offload.serve(&parts).await {
-                return Ok(Answer { file: true, ..Answer::local(r) });
+            match &self.config.cache {
+                Some(cache) if !websocket => Box::pin(self.through_cache(cache, parts, body)).await,
+                _ => self.forward(parts, UpstreamBody::new(body, self.config.max_body, self.config.body_idle), websocket).await,
             }
-        }
-        match &self.config.cache {
-            Some(cache) if !websocket => self.through_cache(cache, parts, body).await,
-            _ => self.forward(parts, UpstreamBody::new(body, self.config.max_body, self.config.body_idle), websocket).await,
         }
     }
 
@@ -375,7 +299,8 @@ impl EdgeService {
             m.held.inc();
         }
         let mut rx = self.ready.clone();
-        let ready = tokio::time::timeout(self.config.hold, async { rx.wait_for(|r| *r).await.is_ok() }).await;
+        // Boxed: only held requests wait, and the wait would otherwise widen every request's future.
+        let ready = Box::pin(tokio::time::timeout(self.config.hold, async move { rx.wait_for(|r| *r).await.is_ok() })).await;
         match ready {
             Ok(true) => Ok(()),
             _ => Err(ProxyError::NotReady(self.config.hold)),
@@ -383,58 +308,73 @@ impl EdgeService {
     }
 
     /// Main's response to a request, after the readiness gate.
-    async fn ask(&self, mut parts: http::request::Parts, body: UpstreamBody) -> Result<(Response<MainBody>, Duration), ProxyError> {
-        if let (Some(limit), Some(len)) = (self.config.max_body, content_length(&parts.headers)) {
-            if len > limit {
-                return Err(ProxyError::BodyTooLarge(limit));
+    #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
+    fn ask(
+        &self,
+        mut parts: http::request::Parts,
+        body: UpstreamBody,
+    ) -> impl Future<Output = Result<(Response<MainBody>, Duration), ProxyError>> + '_ {
+        async move {
+            if let (Some(limit), Some(len)) = (self.config.max_body, content_length(&parts.headers)) {
+                if len > limit {
+                    return Err(ProxyError::BodyTooLarge(limit));
+                }
             }
+            self.admit().await?;
+            parts.uri = self.origin.upstream.uri(parts.uri.path_and_query());
+            parts.version = Version::HTTP_11;
+            self.origin.send(Request::from_parts(parts, body)).await
         }
-        self.admit().await?;
-        parts.uri = self.origin.upstream.uri(parts.uri.path_and_query());
-        parts.version = Version::HTTP_11;
-        self.origin.send(Request::from_parts(parts, body)).await
     }
 
-    async fn forward(&self, mut parts: http::request::Parts, body: UpstreamBody, websocket: bool) -> Result<Answer, ProxyError> {
-        let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
-        let client_version = parts.version;
-        // An idempotent request without a body may be sent again (RFC 9110 §9.2.2) when main
-        // drops the connection before answering: main died under it and is being restarted.
-        let again = (!websocket && parts.method.is_idempotent() && body.is_end_stream()).then(|| request_head(&parts));
-        let (mut resp, took) = match self.ask(parts, body).await {
-            Err(ProxyError::Upstream(why)) if again.is_some() => {
-                tracing::debug!(error = %why, "main dropped the connection; sending the request once more when main is ready");
-                if let Some(m) = &self.metrics {
-                    m.retried_dropped.inc();
+    #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
+    fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        body: UpstreamBody,
+        websocket: bool,
+    ) -> impl Future<Output = Result<Answer, ProxyError>> + '_ {
+        async move {
+            let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
+            let client_version = parts.version;
+            // An idempotent request without a body may be sent again (RFC 9110 §9.2.2) when main
+            // drops the connection before answering: main died under it and is being restarted.
+            let again = (!websocket && parts.method.is_idempotent() && body.is_end_stream()).then(|| request_head(&parts));
+            let (mut resp, took) = match self.ask(parts, body).await {
+                Err(ProxyError::Upstream(why)) if again.is_some() => {
+                    tracing::debug!(error = %why, "main dropped the connection; sending the request once more when main is ready");
+                    if let Some(m) = &self.metrics {
+                        m.retried_dropped.inc();
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match again {
+                        Some(head) => self.ask(head, UpstreamBody::empty()).await?,
+                        None => return Err(ProxyError::Upstream(why)),
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                match again {
-                    Some(head) => self.ask(head, UpstreamBody::empty()).await?,
-                    None => return Err(ProxyError::Upstream(why)),
-                }
-            }
-            other => other?,
-        };
-
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching {
-            let Some(client_upgrade) = client_upgrade else {
-                // Main tried to switch protocols on a request that did not ask for WebSocket.
-                return Err(ProxyError::Upstream("unexpected 101 Switching Protocols".into()));
+                other => other?,
             };
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
-                }
-            });
+
+            let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if switching {
+                let Some(client_upgrade) = client_upgrade else {
+                    // Main tried to switch protocols on a request that did not ask for WebSocket.
+                    return Err(ProxyError::Upstream("unexpected 101 Switching Protocols".into()));
+                };
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
+                    }
+                });
+            }
+            let (mut parts, body) = resp.into_parts();
+            // Answered in the client's protocol version, whatever main spoke.
+            parts.version = client_version;
+            headers::prepare_response(&mut parts.headers, switching);
+            let body = if switching { EdgeBody::empty() } else { EdgeBody::Upstream(body) };
+            Ok(Answer::main(Response::from_parts(parts, body), took))
         }
-        let (mut parts, body) = resp.into_parts();
-        // Answered in the client's protocol version, whatever main spoke.
-        parts.version = client_version;
-        headers::prepare_response(&mut parts.headers, switching);
-        let body = if switching { EdgeBody::empty() } else { EdgeBody::Upstream(body) };
-        Ok(Answer::main(Response::from_parts(parts, body), took))
     }
 }
 
