@@ -24,6 +24,11 @@ fn spec_cache_and_offload_through_sitecar_up() {
     assert_eq!(http(p.front, "GET", "/cached").1, "cached from web #1", "the second answered from the cache");
     let metrics = http(p.admin, "GET", "/metrics").1;
     assert!(metrics.contains("sitecar_cache_requests_total{result=\"hit\"} 1"), "{metrics}");
+    // The hit, answered without a trip through the request path's future, is counted like any
+    // request (the two offload requests and the two /cached ones) and leaves nothing in flight.
+    let counted = r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx"} 4"#;
+    assert!(metrics.contains(counted), "{metrics}");
+    assert!(metrics.contains("http_server_active_requests 0"), "{metrics}");
     assert!(metrics.contains("sitecar_cache_entries 1"), "{metrics}");
     let status = http(p.admin, "GET", "/status").1;
     assert!(status.contains("\"cache\":{\"entries\":1,"), "{status}");
