@@ -1,5 +1,5 @@
 //! The request path, top to bottom: [`EdgeService::begin`] (a fresh cache hit answered at once,
-//! see entry.rs), then offload (files at the edge) -> cache (RFC 9111) -> admit (main ready?) ->
+//! in edge/entry.rs), then offload (files at the edge) -> cache (RFC 9111) -> admit (main ready?) ->
 //! limits -> forward to main -> rewrite response -> compress -> log ([`EdgeService::complete`]).
 
 mod entry;
