@@ -189,7 +189,8 @@ pub async fn serve_swappable(
         let edge = edge.borrow().clone();
         // The request's future is boxed: hyper keeps a slot of the service future's size for
         // every connection, in use or idle (kilobytes that an idle keep-alive connection would
-        // hold for nothing); one allocation per request instead.
+        // hold for nothing); one allocation per request instead, and none for a fresh cache hit,
+        // which is answered as the head is read.
         let service = service_fn(move |req| match edge.begin(req, &peer) {
             // A fresh cache hit: answered without a future of its own.
             Step::Answered(r) => Either::Left(std::future::ready(Ok::<_, Infallible>(r))),
