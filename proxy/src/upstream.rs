@@ -112,9 +112,7 @@ impl Upstream {
             loop {
                 let (mut tx, pooled) = match self.pool.checkout() {
                     Some(tx) => (tx, true),
-                    // Boxed: a new connection's future (connect, timeouts, handshake) is the largest
-                    // part of this one, and most requests find a pooled connection.
-                    None => (Box::pin(self.pool.connect()).await?, false),
+                    None => (self.pool.connect().await?, false),
                 };
                 if let Err(e) = tx.ready().await {
                     if pooled {
