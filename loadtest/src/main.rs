@@ -1,8 +1,9 @@
 //! Side-by-side load comparison: the same origin behind sitecar, nginx, HAProxy and Caddy, each
 //! with the same worker count, driven in interleaved rounds (A B C D A B C D ...) so that machine
 //! noise hits every proxy alike. Prints one table per scenario: requests/s, p50, p99, CPU time per
-//! request (from /proc of each proxy's process tree) and peak RSS, as medians over the rounds,
-//! with ratios to nginx and to going direct.
+//! request and the kernel's part of it (from /proc of each proxy's process tree), the whole machine's
+//! busy CPU per request (load generator and origin included) and peak RSS, as medians over the
+//! rounds, with ratios to nginx and to going direct.
 //!
 //! Run it with `make loadtest` (or `cargo run --release -p sitecar-loadtest -- --help`). Missing
 //! tools (nginx, haproxy, caddy, wrk, h2load) are installed from Debian when running as root.
@@ -73,6 +74,10 @@ struct Sample {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_req: f64,
+    /// The part of `cpu_us_per_req` spent in the kernel.
+    sys_us_per_req: f64,
+    /// Busy CPU of the whole machine per request (load generator, origin and proxy together).
+    machine_us_per_req: f64,
     rss_kib: u64,
     errors: u64,
 }
@@ -237,6 +242,7 @@ fn machine() -> String {
 fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
     let pids = procs::tree(t.pid);
     let cpu0 = procs::cpu_seconds(&pids);
+    let machine0 = procs::machine_busy_seconds();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scraper = t.scrape.map(|port| {
         let stop = stop.clone();
@@ -265,13 +271,18 @@ fn measure(t: &Target, scenario: &str, secs: u64) -> Result<Sample> {
     if let Some(s) = scraper {
         let _ = s.join();
     }
-    let cpu = procs::cpu_seconds(&procs::tree(t.pid)) - cpu0;
+    let (user, sys) = procs::cpu_seconds(&procs::tree(t.pid));
+    let (user, sys) = (user - cpu0.0, sys - cpu0.1);
+    let machine = procs::machine_busy_seconds() - machine0;
+    let per_request = |seconds: f64| if requests > 0.0 { seconds * 1e6 / requests } else { 0.0 };
     let rss = procs::peak_rss_kib(&procs::tree(t.pid));
     Ok(Sample {
         rps,
         p50_ms: p50,
         p99_ms: p99,
-        cpu_us_per_req: if requests > 0.0 { cpu * 1e6 / requests } else { 0.0 },
+        cpu_us_per_req: per_request(user + sys),
+        sys_us_per_req: per_request(sys),
+        machine_us_per_req: per_request(machine),
         rss_kib: rss,
         errors,
     })
@@ -371,8 +382,10 @@ fn print_table(scenario: &str, targets: &[Target], refs: &[&str], results: &BTre
     let direct = med("direct", |s| s.rps);
     println!("\n## {scenario}\n");
     let ratio_heads: String = refs.iter().map(|(r, _)| format!(" × {r} |")).collect();
-    println!("| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |{ratio_heads} × direct |");
-    println!("|---|---:|---:|---:|---:|---:|---:|{}---:|", "---:|".repeat(refs.len()));
+    println!(
+        "| target | req/s | p50 ms | p99 ms | CPU µs/req | of it sys | machine µs/req | peak RSS MiB | errors |{ratio_heads} × direct |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|{}---:|", "---:|".repeat(refs.len()));
     for t in targets {
         let n = t.name.as_str();
         let rps = med(n, |s| s.rps);
@@ -384,10 +397,12 @@ fn print_table(scenario: &str, targets: &[Target], refs: &[&str], results: &BTre
         let rss = med(n, |s| s.rss_kib as f64) / 1024.0;
         let ratios: String = refs.iter().map(|(_, r)| format!(" {} |", number(rps / r, 2))).collect();
         println!(
-            "| {n} | {rps:.0} | {} | {} | {:.1} | {rss:.1} | {errors} |{ratios} {} |",
+            "| {n} | {rps:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {rss:.1} | {errors} |{ratios} {} |",
             number(med(n, |s| s.p50_ms), 3),
             number(med(n, |s| s.p99_ms), 3),
             med(n, |s| s.cpu_us_per_req),
+            med(n, |s| s.sys_us_per_req),
+            med(n, |s| s.machine_us_per_req),
             number(rps / direct, 2)
         );
     }

@@ -24,8 +24,8 @@ pub fn tree(pid: u32) -> Vec<u32> {
     all
 }
 
-/// User + system CPU seconds of these processes.
-pub fn cpu_seconds(pids: &[u32]) -> f64 {
+/// CPU seconds of these processes: (user, system).
+pub fn cpu_seconds(pids: &[u32]) -> (f64, f64) {
     let ticks = 100.0; // USER_HZ on Linux
     pids.iter()
         .filter_map(|p| {
@@ -33,9 +33,21 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
             let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
             let utime: f64 = f.get(11)?.parse().ok()?;
             let stime: f64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks)
+            Some((utime / ticks, stime / ticks))
         })
-        .sum()
+        .fold((0.0, 0.0), |(u, s), (du, ds)| (u + du, s + ds))
+}
+
+/// Busy CPU seconds of the whole machine since boot (all cores; idle and iowait excluded): what
+/// the load generator, the origin and the proxy spent together, with anything else running.
+pub fn machine_busy_seconds() -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let f: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    let busy: f64 = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / ticks
 }
 
 /// Sum of one `/proc/<pid>/status` field (in KiB) over the processes.
@@ -56,4 +68,48 @@ pub fn peak_rss_kib(pids: &[u32]) -> u64 {
 /// Sum of the processes' current resident memory (VmRSS), KiB.
 pub fn rss_kib(pids: &[u32]) -> u64 {
     status_kib(pids, "VmRSS:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins on this core for at least `ms` of CPU time.
+    fn spin(ms: u64) -> u64 {
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(ms) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        x
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_proc_as_user_and_system() {
+        let me = [std::process::id()];
+        let (u0, s0) = cpu_seconds(&me);
+        let m0 = machine_busy_seconds();
+        spin(300);
+        let (u1, s1) = cpu_seconds(&me);
+        let m1 = machine_busy_seconds();
+        // 300 ms of arithmetic is user time (ticks are 10 ms: allow for rounding and preemption).
+        assert!(u1 - u0 >= 0.2, "user time grew by {}", u1 - u0);
+        assert!(s1 >= s0);
+        // The machine was at least as busy as this process.
+        assert!(m1 - m0 >= 0.2, "machine busy time grew by {}", m1 - m0);
+        // The peak, read after, is at least the resident size read before.
+        let rss = rss_kib(&me);
+        assert!(rss > 0 && peak_rss_kib(&me) >= rss, "rss {rss} KiB");
+    }
+
+    #[test]
+    fn a_process_tree_holds_the_children() {
+        let child = std::process::Command::new("sleep").arg("5").spawn();
+        let Ok(mut child) = child else { panic!("sleep could not be started") };
+        let all = tree(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(all[0], std::process::id());
+        assert!(all.contains(&child.id()), "{all:?} lacks {}", child.id());
+    }
 }
