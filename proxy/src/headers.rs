@@ -169,25 +169,38 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|n| hop_by_hop(n).is_some()) {
         return;
     }
-    let connection: Vec<HeaderValue> = match headers.get_all(header::CONNECTION).iter().count() {
-        0 => Vec::new(),
-        1 => headers.get(header::CONNECTION).cloned().into_iter().collect(),
-        _ => headers.get_all(header::CONNECTION).iter().cloned().collect(),
-    };
-    for v in &connection {
-        for token in v.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            // The usual tokens name no header (or one removed below anyway).
-            if token.is_empty() || token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") {
-                continue;
+    // The values are copied out (a reference count each) because the map changes under them;
+    // the usual single `Connection` without a list (no allocation).
+    match headers.get_all(header::CONNECTION).iter().count() {
+        0 => {}
+        1 => {
+            if let Some(v) = headers.get(header::CONNECTION).cloned() {
+                remove_listed(headers, &v);
             }
-            if let Ok(name) = std::str::from_utf8(token) {
-                headers.remove(name);
+        }
+        _ => {
+            let all: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+            for v in &all {
+                remove_listed(headers, v);
             }
         }
     }
     while let Some(name) = headers.keys().find_map(hop_by_hop) {
         headers.remove(name);
+    }
+}
+
+/// Removes the fields a `Connection` value names.
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
+    for token in connection.as_bytes().split(|b| *b == b',') {
+        let token = token.trim_ascii();
+        // The usual tokens name no header (or one removed afterwards anyway).
+        if token.is_empty() || token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        if let Ok(name) = std::str::from_utf8(token) {
+            headers.remove(name);
+        }
     }
 }
 
