@@ -1,9 +1,9 @@
 //! Side-by-side load comparison: the same origin behind sitecar, nginx, HAProxy and Caddy, each
 //! with the same worker count, driven in interleaved rounds (A B C D A B C D ...) so that machine
 //! noise hits every proxy alike. Prints one table per scenario: requests/s, p50, p99, CPU time per
-//! request and the kernel's part of it (from /proc of each proxy's process tree), the whole machine's
-//! busy CPU per request (load generator and origin included) and peak RSS, as medians over the
-//! rounds, with ratios to nginx and to going direct.
+//! request and the kernel's part of it (from /proc of each proxy's process tree), the whole
+//! machine's busy CPU per request (load generator and origin included) and peak RSS, as medians
+//! over the rounds, with ratios to nginx and to going direct.
 //!
 //! Run it with `make loadtest` (or `cargo run --release -p sitecar-loadtest -- --help`). Missing
 //! tools (nginx, haproxy, caddy, wrk, h2load) are installed from Debian when running as root.

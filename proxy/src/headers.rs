@@ -169,8 +169,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|n| hop_by_hop(n).is_some()) {
         return;
     }
-    // The values are copied out (a reference count each) because the map changes under them;
-    // the usual single `Connection` without a list (no allocation).
+    // The values are copied out (a reference count each) because the map changes under them,
+    // and the usual single `Connection` field without collecting it into a Vec.
     match headers.get_all(header::CONNECTION).iter().count() {
         0 => {}
         1 => {
