@@ -33,8 +33,9 @@ struct Args {
     /// Scenarios: small64, small256, body64k, newconn, h2c, tlsh2 (HTTP/2 over TLS, 64
     /// connections of 10 streams, handshakes at the start), idle10k (memory per idle connection);
     /// the edge ones, cachehit (a small cached object) and static64k (a 64 KiB file from disk),
-    /// which run on the edge targets; and metricscost (instructions per request with and without
-    /// metrics and scraping, under callgrind).
+    /// which run on the edge targets; and, under callgrind, instructions (sitecar's user-space
+    /// instructions per request on each request path) and metricscost (instructions per request
+    /// with and without metrics and scraping).
     #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c,tlsh2,cachehit,static64k")]
     scenarios: Vec<String>,
     /// Proxies to compare (direct is always measured): sitecar, sitecar-metrics (admin API and
@@ -51,7 +52,7 @@ struct Args {
     /// The sitecar binary (default: target/release/sitecar).
     #[arg(long)]
     sitecar: Option<String>,
-    /// Requests counted by metricscost.
+    /// Requests counted by instructions and metricscost.
     #[arg(long, default_value_t = 20_000)]
     cost_requests: u64,
     /// Run the soak instead: `sitecar up` on the demo stack for this many minutes at --soak-rate,
@@ -119,7 +120,7 @@ fn main() -> Result<()> {
     for t in &edge {
         t.wait_ready()?;
     }
-    for scenario in args.scenarios.iter().filter(|s| *s != "idle10k" && *s != "metricscost") {
+    for scenario in args.scenarios.iter().filter(|s| !["idle10k", "instructions", "metricscost"].contains(&s.as_str())) {
         let (these, refs): (&[Target], &[&str]) =
             if EDGE_SCENARIOS.contains(&scenario.as_str()) { (&edge, &["nginx-edge", "varnish"]) } else { (&targets, &["nginx"]) };
         let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
@@ -134,6 +135,9 @@ fn main() -> Result<()> {
             }
         }
         print_table(scenario, these, refs, &results);
+    }
+    if args.scenarios.iter().any(|s| s == "instructions") {
+        cost::instructions(&sitecar, &dir, &origin, args.cost_requests)?;
     }
     if args.scenarios.iter().any(|s| s == "metricscost") {
         cost::run(&sitecar, &dir, &origin, args.cost_requests)?;
