@@ -306,7 +306,13 @@ impl Target {
     pub fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "{} did not start listening on {}", self.name, self.port);
+            if Instant::now() >= deadline {
+                // A zombie or no process: it exited (a port taken, a bad config) rather than being slow.
+                let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok();
+                let exited = state.as_deref().and_then(|s| s.rsplit(')').next()).is_none_or(|s| s.trim_start().starts_with('Z'));
+                let why = if exited { "it exited" } else { "still running" };
+                anyhow::bail!("{} did not start listening on {} ({why})", self.name, self.port);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
