@@ -39,6 +39,11 @@ prereqs:
 # Test prerequisites: tools the end-to-end tests drive for real.
 test-prereqs:
 	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare nsenter setpriv ip openssl chromium zsh fish groff redis-server node" PKGS="curl python3 util-linux iproute2 openssl chromium zsh fish groff-base redis-server nodejs"
+	@dpkg -s busybox-static >/dev/null 2>&1 || { echo "make: installing busybox-static (the docker tests build their images from it)"; \
+		(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+	@command -v docker >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install CMDS="docker" PKGS="docker.io"
+	@docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || { echo "make: starting dockerd (the docker tests need a running engine)"; \
+		(nohup dockerd >/tmp/sitecar-dockerd.log 2>&1 &); for i in $$(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done; }
 	@python3 -m pip --version >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install CMDS="pip3" PKGS="python3-pip"
 	@python3 -c "import kubernetes_validate" 2>/dev/null || { echo "make: installing kubernetes-validate (PyPI)"; \
 		python3 -m pip install -q kubernetes-validate 2>/dev/null || python3 -m pip install -q --break-system-packages kubernetes-validate; }

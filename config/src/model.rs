@@ -507,6 +507,9 @@ pub struct LocalSettings {
     pub runtime: RuntimeChoice,
     /// `docker` or `podman`; default: whichever is found first.
     pub engine: Option<String>,
+    /// Image of the container that holds the stack's network namespace under docker (default
+    /// `registry.k8s.io/pause:3.10`, as Kubernetes uses); any local image that stays up works.
+    pub pause_image: Option<String>,
     /// Root of the shared home and volumes (default `./.sitecar`).
     pub storage_root: PathBuf,
     /// Time between SIGTERM and SIGKILL (default 30 s).
@@ -523,6 +526,7 @@ impl Default for LocalSettings {
         Self {
             runtime: RuntimeChoice::Auto,
             engine: None,
+            pause_image: None,
             storage_root: PathBuf::from(".sitecar"),
             grace_period: Duration::from_secs(30),
             restart: RestartPolicy::default(),

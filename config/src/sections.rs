@@ -396,6 +396,13 @@ pub(crate) fn local(p: &mut Problems, doc: &mut Obj<'_>) -> LocalDraft {
             _ => p.push(Problem::new(path, format!("unknown engine {v}")).hint("\"docker\" or \"podman\"")),
         }
     }
+    if let Some(image) = o.string(p, "pauseImage") {
+        if image.trim().is_empty() {
+            p.at(&format!("{}.pauseImage", o.path), "pauseImage is empty");
+        } else {
+            d.settings.pause_image = Some(image);
+        }
+    }
     if let Some(root) = o.string(p, "storageRoot") {
         d.settings.storage_root = root.into();
     }

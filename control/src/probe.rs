@@ -3,6 +3,7 @@
 //! thresholds) is ours, in the runner and the core.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_error::{Error as PError, ErrorType};
@@ -23,9 +24,11 @@ pub enum Accept {
 
 /// One kind of check against one address.
 pub struct Probe {
-    check: Box<dyn HealthCheck + Send + Sync>,
+    check: Arc<dyn HealthCheck + Send + Sync>,
     backend: Option<Backend>,
     timeout: Duration,
+    /// Where its sockets are made: a runtime inside the stack's network namespace, or here.
+    place: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Probe {
@@ -38,7 +41,8 @@ impl Probe {
     pub fn tcp(addr: SocketAddr, timeout: Duration) -> Self {
         let mut check = TcpHealthCheck::new();
         check.peer_template.options.connection_timeout = Some(timeout);
-        Self { check, backend: backend(addr), timeout }
+        let check: Arc<TcpHealthCheck> = Arc::from(check);
+        Self { check, backend: backend(addr), timeout, place: None }
     }
 
     pub fn http(addr: SocketAddr, path: &str, accept: Accept, timeout: Duration) -> Self {
@@ -64,13 +68,27 @@ impl Probe {
                 PError::e_explain(ErrorType::CustomCode("unexpected status", code), "probe")
             }
         }));
-        Self { check: Box::new(check), backend: backend(addr), timeout }
+        Self { check: Arc::new(check), backend: backend(addr), timeout, place: None }
+    }
+
+    /// The same probe, made from inside a network namespace (see [`crate::runtime::Namespace`]).
+    pub fn inside(mut self, namespace: Option<tokio::runtime::Handle>) -> Self {
+        self.place = namespace;
+        self
     }
 
     /// One check, bounded by the timeout whatever the check does.
     pub async fn check(&self) -> bool {
-        let Some(backend) = &self.backend else { return false };
-        matches!(tokio::time::timeout(self.timeout + Duration::from_millis(100), self.check.check(backend)).await, Ok(Ok(())))
+        let Some(backend) = self.backend.clone() else { return false };
+        let bound = self.timeout + Duration::from_millis(100);
+        match &self.place {
+            None => matches!(tokio::time::timeout(bound, self.check.check(&backend)).await, Ok(Ok(()))),
+            Some(place) => {
+                let check = self.check.clone();
+                let run = place.spawn(async move { matches!(tokio::time::timeout(bound, check.check(&backend)).await, Ok(Ok(()))) });
+                matches!(run.await, Ok(true))
+            }
+        }
     }
 }
 

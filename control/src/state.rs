@@ -482,10 +482,16 @@ impl Core {
             u.backoff = policy.initial;
         }
         u.started_at = None;
-        u.restarts += 1;
         u.phase = Phase::BackingOff;
-        let delay = if std::mem::take(&mut u.restart_now) { Duration::ZERO } else { u.backoff };
-        u.backoff = (u.backoff * 2).min(policy.max);
+        // A restart asked for (a reload, the admin API) is no crash: not counted, no backoff.
+        let delay = if std::mem::take(&mut u.restart_now) {
+            Duration::ZERO
+        } else {
+            u.restarts += 1;
+            let delay = u.backoff;
+            u.backoff = (u.backoff * 2).min(policy.max);
+            delay
+        };
         let gen = u.gen;
         out.push(Action::Note { unit, what: Note::RestartIn(delay) });
         out.push(Action::Timer { after: delay, event: Event::BackoffElapsed { unit, gen } });

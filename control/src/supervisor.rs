@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::logs::{LogOptions, LogStream, Stream};
 use crate::probe::{Accept, Probe};
 use crate::reaper::{self, Tracked};
-use crate::runtime::{Launch, Oci, Runtime};
+use crate::runtime::{Launch, Namespace, Oci, Runtime};
 use crate::state::{Action, Core, Event, Exit, MainState, Note, Phase, Unit};
 use crate::storage::{absolute, Storage};
 
@@ -123,6 +123,9 @@ pub struct Supervisor {
     main_host_port: u16,
     hostname: String,
     handle: Handle,
+    /// Under an OCI runtime: a thread inside the stack's network namespace, where probes reach
+    /// every container on `127.0.0.1:<targetPort>` as they reach each other.
+    namespace: Option<Namespace>,
 }
 
 /// What each container of `spec` is started with.
@@ -184,11 +187,18 @@ fn free_port() -> Result<u16, Error> {
 
 impl Supervisor {
     pub fn prepare(spec: Arc<Spec>, options: Options) -> Result<Self, Error> {
-        let storage = Storage::prepare(&spec, &options.base_dir)?;
         let runtime = match spec.runtime {
             RuntimeKind::Process => Runtime::Process,
-            RuntimeKind::Oci => Runtime::Oci(Oci::detect(spec.local.engine.as_deref(), &spec.local.site_name).ok_or(Error::NoEngine)?),
+            RuntimeKind::Oci => {
+                let oci = Oci::detect(spec.local.engine.as_deref(), &spec.local.site_name, spec.local.pause_image.as_deref())
+                    .ok_or(Error::NoEngine)?;
+                oci.check()?;
+                oci.ensure_pause_image()?;
+                Runtime::Oci(oci)
+            }
         };
+        // Storage only once the runtime is known to work: a stack that cannot start leaves nothing.
+        let storage = Storage::prepare(&spec, &options.base_dir)?;
         let main = spec.main();
         let main_unit = spec.containers.iter().position(|c| c.is_main).unwrap_or(0);
         let front: Vec<u16> =
@@ -237,6 +247,12 @@ impl Supervisor {
             reloads: reloads_tx,
         };
         let probe_stats = Arc::new(std::sync::Mutex::new(vec![ProbeStats::default(); spec.containers.len()]));
+        if let Runtime::Oci(oci) = &runtime {
+            let left = oci.remove_leftovers(&spec.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+            if !left.is_empty() {
+                logs.event("sitecar", &format!("removed what an earlier run of this stack left behind: {}", left.join(", ")));
+            }
+        }
         Ok(Self {
             spec,
             runtime,
@@ -254,6 +270,7 @@ impl Supervisor {
             main_host_port,
             hostname,
             handle,
+            namespace: None,
         })
     }
 
@@ -293,9 +310,25 @@ impl Supervisor {
         if let Runtime::Oci(oci) = &self.runtime {
             let main = &self.launches[self.main_unit];
             let publish = main.port.zip(main.addr.map(|a| a.port())).map(|(inner, host)| (host, inner));
-            let status = tokio::process::Command::new(&oci.engine).args(oci.pod_args(publish)).status().await;
-            if !matches!(status, Ok(s) if s.success()) {
-                self.logs.event("sitecar", &format!("cannot create the shared network namespace with {} ({status:?})", oci.engine));
+            let out = tokio::process::Command::new(&oci.engine).args(oci.pod_args(publish)).stdin(std::process::Stdio::null()).output().await;
+            match out {
+                Ok(o) if o.status.success() => {}
+                other => {
+                    let why = match other {
+                        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    self.logs.event("sitecar", &format!("cannot create the stack's network namespace ({}) with {}: {why}; nothing was started", oci.pod, oci.engine));
+                    let _ = tokio::process::Command::new(&oci.engine).args(oci.cleanup_args()).output().await;
+                    return 1;
+                }
+            }
+            match oci.namespace_pid().ok_or_else(|| std::io::Error::other("the engine did not say its pid")).and_then(Namespace::enter) {
+                Ok(ns) => self.namespace = Some(ns),
+                Err(e) => self.logs.event(
+                    "sitecar",
+                    &format!("cannot enter the stack's network namespace ({e}): sidecars count as started when the engine runs them, unprobed"),
+                ),
             }
         }
 
@@ -343,7 +376,10 @@ impl Supervisor {
         };
         self.publish_status(&core, &started_wall);
         if let Runtime::Oci(oci) = &self.runtime {
-            let _ = tokio::process::Command::new(&oci.engine).args(oci.cleanup_args()).status().await;
+            let _ = tokio::process::Command::new(&oci.engine).args(oci.cleanup_args()).output().await;
+        }
+        if let Some(ns) = &self.namespace {
+            ns.leave();
         }
         reaper_stop.cancel();
         if self.options.adopt_orphans {
@@ -409,6 +445,9 @@ impl Supervisor {
                         }
                         let tx = self.events_tx.clone();
                         let tracked = tracked.clone();
+                        let runtime = self.runtime.clone();
+                        let name = launch.name.clone();
+                        let grace = self.spec.local.grace_period;
                         tokio::spawn(async move {
                             let exit = match child.wait().await {
                                 Ok(s) => s.code().map(Exit::Code).or(s.signal().map(Exit::Signal)).unwrap_or(Exit::Code(-1)),
@@ -416,6 +455,13 @@ impl Supervisor {
                             };
                             if let (Some(pid), Ok(mut t)) = (pid, tracked.lock()) {
                                 t.remove(&pid);
+                            }
+                            // A container is all of its processes: nothing of this run outlives it
+                            // to keep its port from the next one.
+                            match (&runtime, pid) {
+                                (Runtime::Process, Some(pid)) => crate::runtime::end_group(pid, grace).await,
+                                (Runtime::Oci(oci), _) => oci.remove(&name).await,
+                                _ => {}
                             }
                             let _ = tx.send(Event::Exited { unit, gen, exit });
                         });
@@ -470,12 +516,14 @@ impl Supervisor {
             Note::SpawnFailed(e) => format!("cannot start: {e}"),
             Note::StartTimedOut => {
                 let limit = self.spec.platform.start_time_limit.as_secs();
-                let mut t = match self.launches[unit].addr {
+                let (probed, place) = self.probe_target(&self.launches[unit]);
+                let inside = if place.is_some() { " inside the stack's network namespace" } else { "" };
+                let mut t = match probed {
                     Some(a) if unit == self.main_unit => format!(
-                        "did not answer GET {} on {a} within {limit} s (WEBSITES_CONTAINER_START_TIME_LIMIT)",
+                        "did not answer GET {} on {a}{inside} within {limit} s (WEBSITES_CONTAINER_START_TIME_LIMIT)",
                         self.spec.platform.warmup_path
                     ),
-                    Some(a) => format!("did not accept connections on {a} within {limit} s"),
+                    Some(a) => format!("did not accept connections on {a}{inside} within {limit} s"),
                     None => format!("did not start within {limit} s"),
                 };
                 if let (Some(n), true) = (&self.port_note, unit == self.main_unit) {
@@ -499,7 +547,8 @@ impl Supervisor {
     fn watch_startup(&self, unit: Unit, gen: u64, current: Arc<AtomicU64>) {
         let launch = &self.launches[unit];
         let limit = self.spec.platform.start_time_limit;
-        let probe = match (launch.addr, unit == self.main_unit) {
+        let (probe_addr, place) = self.probe_target(launch);
+        let probe = match (probe_addr, unit == self.main_unit) {
             (Some(addr), true) => {
                 let accept = if self.spec.platform.warmup_statuses.is_empty() {
                     Accept::Any
@@ -510,7 +559,8 @@ impl Supervisor {
             }
             (Some(addr), false) => Some(Probe::tcp(addr, Duration::from_secs(1))),
             (None, _) => None,
-        };
+        }
+        .map(|p| p.inside(place));
         let tx = self.events_tx.clone();
         // Without a port to probe, a container has started when it runs: at once for a process,
         // when the engine says so for an OCI container.
@@ -550,10 +600,20 @@ impl Supervisor {
         });
     }
 
+    /// Where a container is probed: its port inside the stack's namespace under an OCI runtime
+    /// (as its neighbours reach it), else where sitecar reaches it.
+    fn probe_target(&self, launch: &Launch) -> (Option<SocketAddr>, Option<tokio::runtime::Handle>) {
+        match (&self.namespace, launch.port) {
+            (Some(ns), Some(port)) => (Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port))), Some(ns.handle.clone())),
+            _ => (launch.addr, None),
+        }
+    }
+
     /// Periodic probes with the container's settings, until the run ends.
     fn watch_health(&self, unit: Unit, gen: u64, current: Arc<AtomicU64>) {
         let launch = &self.launches[unit];
-        let Some(addr) = launch.addr else { return };
+        let (addr, place) = self.probe_target(launch);
+        let Some(addr) = addr else { return };
         let settings = self.spec.health.for_container(&launch.name).clone();
         let path = if unit == self.main_unit {
             self.spec.platform.healthcheck_path.clone().or(settings.path.clone())
@@ -563,7 +623,8 @@ impl Supervisor {
         let probe = match path {
             Some(p) => Probe::http(addr, &p, Accept::Success, settings.timeout),
             None => Probe::tcp(addr, settings.timeout),
-        };
+        }
+        .inside(place);
         let tx = self.events_tx.clone();
         let stats = self.probe_stats.clone();
         tokio::spawn(async move {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::servers::Server;
+use crate::servers::{free_port, Server};
 
 /// One kind of request measured under callgrind.
 struct Probe {
@@ -118,10 +118,6 @@ fn wait_listening(port: u16) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 fn h2load(url: &str, n: u64, probe: &Probe) -> Result<()> {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
+use crate::servers::free_port;
 
 /// One request with `Connection: close`: the status, or 0 when the connection failed.
 fn request(port: u16, method: &str, path: &str) -> u16 {

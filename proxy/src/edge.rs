@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -310,7 +310,7 @@ impl EdgeService {
     #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
     fn ask(
         &self,
-        mut parts: http::request::Parts,
+        parts: http::request::Parts,
         body: UpstreamBody,
     ) -> impl Future<Output = Result<(Response<MainBody>, Duration), ProxyError>> + '_ {
         async move {
@@ -320,8 +320,7 @@ impl EdgeService {
                 }
             }
             self.admit().await?;
-            parts.uri = self.origin.upstream.uri(parts.uri.path_and_query());
-            parts.version = Version::HTTP_11;
+            // Origin::send puts the URI in origin form (when it is not already) and speaks HTTP/1.1.
             self.origin.send(Request::from_parts(parts, body)).await
         }
     }
