@@ -108,6 +108,11 @@ fn reload_restarts_only_what_changed_and_keeps_connections() {
         side == side0 && web != web0 && web != 0 && http(p.admin, "GET", "/readyz").0 == 200
     });
     assert!(http(p.front, "GET", "/env").1.contains("\"GREETING\": \"bonjour\""));
+    // A restart caused by a reload is no crash: not counted, not in the metric.
+    let v: serde_json::Value = serde_json::from_str(&http(p.admin, "GET", "/status").1).unwrap();
+    assert!(v["containers"].as_array().unwrap().iter().all(|c| c["restarts"] == 0), "{v:#}");
+    let metrics = http(p.admin, "GET", "/metrics").1;
+    assert_eq!(support::sample(&metrics, r#"sitecar_container_restarts_total{container="web"}"#), Some(0.0), "{metrics}");
     // The connection opened before the reload is still open and served.
     assert_eq!(on(&mut kept, "/").0, 200);
     // New connections get the new settings: the cache answers the second request.

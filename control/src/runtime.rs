@@ -75,9 +75,19 @@ impl Oci {
         format!("{}-{name}", self.stack)
     }
 
+    /// A blocking engine call. In a process group of its own, as every child of sitecar: the
+    /// reaper (PID 1 duties) takes a zombie that does not lead its group for an orphan.
     fn engine_command(&self) -> std::process::Command {
         let mut c = std::process::Command::new(&self.engine);
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         c.stdin(Stdio::null());
+        c
+    }
+
+    /// An engine call awaited on the runtime (see [`Oci::engine_command`]).
+    pub fn engine(&self) -> Command {
+        let mut c = Command::new(&self.engine);
+        c.process_group(0).stdin(Stdio::null());
         c
     }
 
@@ -216,7 +226,7 @@ impl Oci {
 
     /// Whether the engine reports the container as running.
     pub async fn is_running(&self, name: &str) -> bool {
-        let out = Command::new(&self.engine).args(self.running_args(name)).stdin(Stdio::null()).stderr(Stdio::null()).output().await;
+        let out = self.engine().args(self.running_args(name)).stderr(Stdio::null()).output().await;
         matches!(out, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
     }
 
@@ -224,10 +234,10 @@ impl Oci {
     /// so the next run of it does not meet the old one.
     pub async fn remove(&self, name: &str) {
         let name = self.container_name(name);
-        let _ = Command::new(&self.engine).args(["rm", "-f", &name]).stdin(Stdio::null()).output().await;
+        let _ = self.engine().args(["rm", "-f", &name]).output().await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
-            let o = Command::new(&self.engine).args(["inspect", "--format", "{{.Id}}", &name]).stdin(Stdio::null()).output().await;
+            let o = self.engine().args(["inspect", "--format", "{{.Id}}", &name]).output().await;
             if !matches!(o, Ok(o) if o.status.success()) {
                 return;
             }
@@ -342,7 +352,8 @@ impl Runtime {
             }
             Runtime::Oci(oci) => {
                 let sig = if kill { "KILL" } else { "TERM" };
-                let status = Command::new(&oci.engine)
+                let status = oci
+                    .engine()
                     .args(["kill", "--signal", sig, &oci.container_name(name)])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

@@ -119,9 +119,11 @@ pub enum Event {
         unit: Unit,
         gen: u64,
     },
-    /// Restart one container now (admin API).
+    /// Restart one container now: asked through the admin API (counted, as the user sees it
+    /// restart) or by a reload that changed it (not a crash: not counted).
     Restart {
         unit: Unit,
+        reload: bool,
     },
     /// Stop everything: main first, then sidecars in reverse order.
     Shutdown,
@@ -202,8 +204,10 @@ pub struct UnitState {
     fail_streak: u32,
     /// Delay before the next restart.
     backoff: Duration,
-    /// Restart without backoff when the current run ends (admin restart).
+    /// Restart without backoff when the current run ends (admin restart or reload).
     restart_now: bool,
+    /// That restart is a reload's: not counted among the restarts.
+    restart_uncounted: bool,
     /// Gone from the spec by a reload: stopped, never restarted, not shown.
     pub retired: bool,
 }
@@ -233,6 +237,7 @@ fn unit_state(spec: &Spec, c: &sitecar_config::Container) -> UnitState {
         fail_streak: 0,
         backoff: spec.local.restart.initial,
         restart_now: false,
+        restart_uncounted: false,
         retired: false,
     }
 }
@@ -341,10 +346,11 @@ impl Core {
                     self.stop_next(&mut out);
                 }
             }
-            Event::Restart { unit } => {
+            Event::Restart { unit, reload } => {
                 if let Some(u) = self.units.get_mut(unit).filter(|u| !u.retired) {
                     if matches!(u.phase, Phase::Starting | Phase::Running | Phase::Unhealthy) && !self.shutting_down {
                         u.restart_now = true;
+                        u.restart_uncounted = reload;
                         self.terminate(unit, &mut out);
                     } else if u.phase == Phase::BackingOff && !self.shutting_down {
                         self.spawn(unit, &mut out);
@@ -483,8 +489,11 @@ impl Core {
         }
         u.started_at = None;
         u.phase = Phase::BackingOff;
-        // A restart asked for (a reload, the admin API) is no crash: not counted, no backoff.
+        // A restart asked for grows no backoff; a reload's is no restart of the app at all.
         let delay = if std::mem::take(&mut u.restart_now) {
+            if !std::mem::take(&mut u.restart_uncounted) {
+                u.restarts += 1;
+            }
             Duration::ZERO
         } else {
             u.restarts += 1;

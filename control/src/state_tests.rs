@@ -221,10 +221,36 @@ fn admin_restart_skips_the_backoff() {
     let mut core = Core::new(&spec(""));
     let t = Instant::now();
     booted(&mut core, t);
-    let a = core.on_event(t, Event::Restart { unit: OTEL });
+    let a = core.on_event(t, Event::Restart { unit: OTEL, reload: false });
     assert_eq!(signals(&a), [(OTEL, false)]);
     let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 1, exit: Exit::Signal(15) });
     assert_eq!(timer(&a).unwrap().0, Duration::ZERO);
+    assert_eq!(core.units[OTEL].restarts, 1, "shown restarted, as asked");
+    // Nor does it grow the backoff: the next crash waits the initial one.
+    let a = core.on_event(t, Event::BackoffElapsed { unit: OTEL, gen: 1 });
+    assert_eq!(spawns(&a), [(OTEL, 2)]);
+    core.on_event(t, Event::Spawned { unit: OTEL, gen: 2, pid: Some(9) });
+    core.on_event(t, Event::Started { unit: OTEL, gen: 2 });
+    let a = core.on_event(t, Event::Exited { unit: OTEL, gen: 2, exit: Exit::Code(1) });
+    assert_eq!(timer(&a).unwrap().0, Duration::from_secs(1), "the initial backoff");
+    assert_eq!(core.units[OTEL].restarts, 2);
+}
+
+#[test]
+fn a_reloads_restart_is_not_counted_and_grows_no_backoff() {
+    let mut core = Core::new(&spec(""));
+    let t = Instant::now();
+    booted(&mut core, t);
+    core.on_event(t, Event::Restart { unit: WEB, reload: true });
+    let a = core.on_event(t, Event::Exited { unit: WEB, gen: 1, exit: Exit::Signal(15) });
+    assert_eq!(timer(&a).unwrap().0, Duration::ZERO);
+    assert_eq!(core.units[WEB].restarts, 0);
+    core.on_event(t, Event::BackoffElapsed { unit: WEB, gen: 1 });
+    core.on_event(t, Event::Spawned { unit: WEB, gen: 2, pid: Some(9) });
+    core.on_event(t, Event::Started { unit: WEB, gen: 2 });
+    let a = core.on_event(t, Event::Exited { unit: WEB, gen: 2, exit: Exit::Code(1) });
+    assert_eq!(timer(&a).unwrap().0, Duration::from_secs(1), "a crash after it waits the initial backoff");
+    assert_eq!(core.units[WEB].restarts, 1);
 }
 
 #[test]
@@ -250,7 +276,7 @@ fn a_reload_retires_removed_containers_and_starts_added_ones() {
     assert!(a.contains(&Action::Note { unit: OTEL, what: Note::Stopped }));
     assert!(timer(&a).is_none() && spawns(&a).is_empty(), "{a:?}");
     assert_eq!(core.units[OTEL].phase, Phase::Stopped);
-    assert!(core.on_event(t, Event::Restart { unit: OTEL }).is_empty(), "a retired unit cannot be restarted");
+    assert!(core.on_event(t, Event::Restart { unit: OTEL, reload: false }).is_empty(), "a retired unit cannot be restarted");
     // The added one runs and is supervised like the others.
     core.on_event(t, Event::Spawned { unit: DB, gen: 1, pid: Some(200) });
     core.on_event(t, Event::Started { unit: DB, gen: 1 });

@@ -98,7 +98,7 @@ impl Handle {
     pub fn restart(&self, name: &str) -> bool {
         let unit = self.names.read().ok().and_then(|n| n.iter().position(|n| !n.is_empty() && n == name));
         match unit {
-            Some(unit) => self.events.send(Event::Restart { unit }).is_ok(),
+            Some(unit) => self.events.send(Event::Restart { unit, reload: false }).is_ok(),
             None => false,
         }
     }
@@ -310,7 +310,7 @@ impl Supervisor {
         if let Runtime::Oci(oci) = &self.runtime {
             let main = &self.launches[self.main_unit];
             let publish = main.port.zip(main.addr.map(|a| a.port())).map(|(inner, host)| (host, inner));
-            let out = tokio::process::Command::new(&oci.engine).args(oci.pod_args(publish)).stdin(std::process::Stdio::null()).output().await;
+            let out = oci.engine().args(oci.pod_args(publish)).output().await;
             match out {
                 Ok(o) if o.status.success() => {}
                 other => {
@@ -319,7 +319,7 @@ impl Supervisor {
                         Err(e) => e.to_string(),
                     };
                     self.logs.event("sitecar", &format!("cannot create the stack's network namespace ({}) with {}: {why}; nothing was started", oci.pod, oci.engine));
-                    let _ = tokio::process::Command::new(&oci.engine).args(oci.cleanup_args()).output().await;
+                    let _ = oci.engine().args(oci.cleanup_args()).output().await;
                     return 1;
                 }
             }
@@ -365,7 +365,7 @@ impl Supervisor {
                                     break 'outer code;
                                 }
                             }
-                            pending.extend(plan.restart.iter().map(|&unit| Event::Restart { unit }));
+                            pending.extend(plan.restart.iter().map(|&unit| Event::Restart { unit, reload: true }));
                             Ok(plan.summary)
                         }
                         Err(why) => Err(why),
@@ -376,7 +376,7 @@ impl Supervisor {
         };
         self.publish_status(&core, &started_wall);
         if let Runtime::Oci(oci) = &self.runtime {
-            let _ = tokio::process::Command::new(&oci.engine).args(oci.cleanup_args()).output().await;
+            let _ = oci.engine().args(oci.cleanup_args()).output().await;
         }
         if let Some(ns) = &self.namespace {
             ns.leave();
