@@ -145,29 +145,8 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-/// " (held by pid N, name)" when /proc tells who listens on the port.
 fn holder(port: u16) -> String {
-    let hex = format!(":{port:04X} ");
-    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().filter_map(|f| std::fs::read_to_string(f).ok()).find_map(|t| {
-        t.lines()
-            .find(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 9 && f[1].ends_with(hex.trim_end()) && f[3] == "0A"
-            })
-            .map(|l| l.split_whitespace().nth(9).unwrap_or("").to_string())
-    });
-    let Some(inode) = inode else { return String::new() };
-    let target = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = entry.file_name();
-        let Some(pid) = pid.to_str().filter(|p| p.chars().all(|c| c.is_ascii_digit())) else { continue };
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"));
-        if fds.into_iter().flatten().flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target)) {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            return format!(" (held by pid {pid}, {})", name.trim());
-        }
-    }
-    String::new()
+    sitecar_control::ports::holder(port)
 }
 
 /// What the front door serves itself before asking main.

@@ -14,6 +14,9 @@ pub enum Error {
     NoPort(#[source] std::io::Error),
     #[error("the spec needs an OCI runtime, but neither docker nor podman was found on PATH; install one, or give every container a command (local.containers.<name>.command) to run it as a process")]
     NoEngine,
+    /// A container's port is taken before anything started.
+    #[error("container {container}: port {port} is already in use{holder}; nothing was started")]
+    PortTaken { container: String, port: u16, holder: String },
     /// The engine is installed but does not answer (its daemon is not running, or its socket is
     /// not ours to use).
     #[error("{0}; nothing was started")]

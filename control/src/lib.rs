@@ -11,12 +11,14 @@
 //! - [`runtime`]: process and OCI (docker/podman) runtimes.
 //! - [`probe`]: TCP and HTTP probes on pingora-load-balancing's health checks.
 //! - [`logs`]: the log stream (console prefixes, per-container rings, App Service log files).
+//! - [`ports`]: whether a port is free, and who holds it.
 //! - [`storage`]: the shared home, `LogFiles` and volume directories.
 //! - [`reaper`]: PID 1 duties: adopting and reaping orphans.
 //! - [`error`]: the crate's [`Error`] type.
 
 pub mod error;
 pub mod logs;
+pub mod ports;
 pub mod probe;
 pub mod reaper;
 pub mod runtime;

@@ -225,6 +225,17 @@ impl Supervisor {
             (target, None)
         };
 
+        // Every container shares this host's localhost in process mode: a port someone else
+        // holds now would make its container fail, or worse, look started when the stranger
+        // answers its probe.
+        if matches!(runtime, Runtime::Process) {
+            for c in &spec.containers {
+                let port = if c.is_main { Some(main_host_port) } else { c.target_port };
+                if let Some(port) = port.filter(|&p| crate::ports::taken(p)) {
+                    return Err(Error::PortTaken { container: c.name.clone(), port, holder: crate::ports::holder(port) });
+                }
+            }
+        }
         let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
         let launches = launches(&spec, &runtime, &storage, main_host_port, &options.base_dir, &hostname);
 
@@ -427,6 +438,13 @@ impl Supervisor {
             Action::Spawn { unit, gen } => {
                 gens[unit].store(gen, Ordering::SeqCst);
                 let launch = &self.launches[unit];
+                if let (Runtime::Process, Some(port)) = (&self.runtime, launch.port) {
+                    if crate::ports::taken(port) {
+                        let error = format!("port {port} is already in use{}, so it cannot listen there", crate::ports::holder(port));
+                        let _ = self.events_tx.send(Event::SpawnFailed { unit, gen, error });
+                        return None;
+                    }
+                }
                 match self.runtime.command(launch).spawn() {
                     Ok(mut child) => {
                         let pid = child.id();
