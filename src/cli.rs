@@ -30,6 +30,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Ask a running sitecar to re-read its spec.
     Reload(AdminArgs),
+    /// Stop a running sitecar's stack in order (main, then the sidecars), like `docker compose down`.
+    Down(TargetArgs),
+    /// Restart containers of a running sitecar by name.
+    Restart(RestartArgs),
     /// Write the spec for another platform (kubernetes, azure).
     Export(ExportArgs),
     /// Turn another format (compose) into a sitecar spec.
@@ -149,11 +153,22 @@ fn parse_offload(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// Which running stack: by default the one whose run file is under `./.sitecar`.
+#[derive(Debug, Args, Default)]
+pub struct TargetArgs {
+    /// The spec the stack was started from (its run file under the storage root tells where it
+    /// is).
+    #[arg(short = 'f', long = "file", value_name = "SPEC")]
+    pub file: Option<PathBuf>,
+    /// Admin API of the running instance (instead of finding it), e.g. 127.0.0.1:9901.
+    #[arg(long, value_name = "ADDR", conflicts_with = "file")]
+    pub admin: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// Admin API of the running instance.
-    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
-    pub admin: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -166,9 +181,27 @@ pub struct LogsArgs {
     /// Keep following new lines.
     #[arg(short, long)]
     pub follow: bool,
-    /// Admin API of the running instance.
-    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
-    pub admin: String,
+    /// The spec the stack was started from (`-f` is --follow here, as in `docker compose logs`).
+    #[arg(long = "file", value_name = "SPEC")]
+    pub file: Option<PathBuf>,
+    /// Admin API of the running instance (instead of finding it), e.g. 127.0.0.1:9901.
+    #[arg(long, value_name = "ADDR", conflicts_with = "file")]
+    pub admin: Option<String>,
+}
+
+impl LogsArgs {
+    pub fn target(&self) -> TargetArgs {
+        TargetArgs { file: self.file.clone(), admin: self.admin.clone() }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Containers to restart.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -215,4 +248,13 @@ pub struct DemoArgs {
     /// Port to listen on (default: $PORT).
     #[arg(long, env = "PORT")]
     pub port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap checks flag names (a short option used twice, ...) only when a subcommand is parsed.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod demo;
 mod front;
 mod observe;
+mod runfile;
 mod up;
 mod validate;
 
@@ -21,10 +22,12 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
         Command::Up(a) => up::up(a),
         Command::Proxy(a) => up::proxy(*a),
-        Command::Status(a) => observe::status_command(&a.admin, a.json),
-        Command::Logs(a) => observe::logs_command(&a.admin, &a.names, a.follow),
+        Command::Status(a) => with_stack("status", &a.target, |admin| observe::status_command(admin, a.json)),
+        Command::Logs(a) => with_stack("logs", &a.target(), |admin| observe::logs_command(admin, &a.names, a.follow)),
+        Command::Down(a) => with_stack("down", &a, observe::down_command),
+        Command::Restart(a) => with_stack("restart", &a.target, |admin| observe::restart_command(admin, &a.names)),
         Command::Export(a) => export(&a),
-        Command::Reload(a) => observe::reload_command(&a.admin, a.json),
+        Command::Reload(a) => with_stack("reload", &a.target, |admin| observe::reload_command(admin, a.json)),
         Command::Import(a) => import(&a),
         Command::Completions(a) => {
             clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
@@ -39,6 +42,24 @@ fn main() -> ExitCode {
         },
         Command::DemoApp(a) => demo_main(demo::app(a.port)),
         Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
+    }
+}
+
+/// Finds the running stack a command means (see [`runfile::locate`]) and runs `f` on its admin
+/// address; says where the address came from when it cannot be reached.
+fn with_stack(what: &str, target: &cli::TargetArgs, f: impl FnOnce(&str) -> ExitCode) -> ExitCode {
+    match runfile::locate(target.admin.as_deref(), target.file.as_deref()) {
+        Ok((admin, from)) => {
+            if std::net::TcpStream::connect(&admin).is_err() {
+                eprintln!("sitecar {what}: no running stack answers at {admin} (from {from})");
+                return ExitCode::from(1);
+            }
+            f(&admin)
+        }
+        Err(e) => {
+            eprintln!("sitecar {what}: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Stack {
     pub metrics: Mutex<ContainerMetrics>,
     /// Asks the reloader of `sitecar up` to re-read the spec.
     pub reload: Option<crate::up::ReloadRequests>,
+    /// Starts the orderly stop (`sitecar down`), as SIGTERM does.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// CPU seconds and resident bytes of every process in process group `pgid`.
@@ -71,6 +73,11 @@ impl StackView for Stack {
             return None;
         }
         serde_json::to_value(self.handle.logs.recent(name, lines)).ok()
+    }
+
+    fn shutdown(&self) -> bool {
+        self.shutdown.cancel();
+        true
     }
 
     fn restart(&self, name: &str) -> bool {
@@ -254,7 +261,7 @@ pub fn status_command(admin: &str, as_json: bool) -> std::process::ExitCode {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             println!("main: {}   front door: {}", v["main"].as_str().unwrap_or("?"), v["proxy"]["listen"]);
             println!(
-                "{:<16} {:<8} {:<12} {:>8} {:>9} {:>9} {:>10} {:>10}",
+                "{:<16} {:<8} {:<12} {:>8} {:>9} {:>9} {:>10} {:>10}  PORTS",
                 "NAME", "ROLE", "STATE", "PID", "RESTARTS", "LAST EXIT", "CPU s", "RSS MiB"
             );
             for c in v["containers"].as_array().into_iter().flatten() {
@@ -262,8 +269,15 @@ pub fn status_command(admin: &str, as_json: bool) -> std::process::ExitCode {
                     serde_json::Value::Object(m) => m.iter().map(|(k, v)| format!("{k} {v}")).next().unwrap_or_default(),
                     _ => "-".into(),
                 };
+                // Where sitecar reaches it, and the port it listens on in its namespace.
+                let ports = match (c["addr"].as_str(), c["port"].as_u64()) {
+                    (Some(a), Some(p)) if !a.ends_with(&format!(":{p}")) => format!("{a}->{p}"),
+                    (Some(a), _) => a.to_owned(),
+                    (None, Some(p)) => p.to_string(),
+                    (None, None) => "-".into(),
+                };
                 println!(
-                    "{:<16} {:<8} {:<12} {:>8} {:>9} {:>9} {:>10.2} {:>10.1}",
+                    "{:<16} {:<8} {:<12} {:>8} {:>9} {:>9} {:>10.2} {:>10.1}  {ports}",
                     c["name"].as_str().unwrap_or("?"),
                     if c["is_main"].as_bool() == Some(true) { "main" } else { "sidecar" },
                     c["phase"].as_str().unwrap_or("?"),
@@ -281,6 +295,81 @@ pub fn status_command(admin: &str, as_json: bool) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// The names of the running stack's containers, in spec order.
+fn container_names(admin: &str) -> Vec<String> {
+    fetch(admin, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .map(|v| v["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// POST with an empty body to the admin API: (status code, body).
+fn post(admin: &str, path: &str, read_timeout: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin)?;
+    s.set_read_timeout(Some(read_timeout))?;
+    s.write_all(format!("POST {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, body.to_owned()))
+}
+
+/// `sitecar restart NAME...`: each container restarted through the admin API; an unknown name
+/// lists the names there are.
+pub fn restart_command(admin: &str, names: &[String]) -> std::process::ExitCode {
+    let known = container_names(admin);
+    let unknown: Vec<&str> = names.iter().filter(|n| !known.contains(n)).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        eprintln!("sitecar restart: no container named {}; the containers are: {}", unknown.join(", "), known.join(", "));
+        return std::process::ExitCode::from(1);
+    }
+    for name in names {
+        match post(admin, &format!("/containers/{name}/restart"), Duration::from_secs(10)) {
+            Ok((202, _)) => println!("{name}: restarting"),
+            Ok((code, body)) => {
+                eprintln!("sitecar restart: {name}: {code} {}", body.trim());
+                return std::process::ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("sitecar restart: {name}: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// `sitecar down`: asks the stack to stop in order and waits until its admin API is gone (the
+/// last thing `up` closes).
+pub fn down_command(admin: &str) -> std::process::ExitCode {
+    match post(admin, "/shutdown", Duration::from_secs(10)) {
+        Ok((202, _)) => {}
+        Ok((code, body)) => {
+            eprintln!("sitecar down: refused: {code} {}", body.trim());
+            return std::process::ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("sitecar down: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    }
+    println!("stopping: main, then the sidecars in reverse order");
+    // Each container has its grace period; a stack of ten waits at worst ten of them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15 * 60);
+    while std::net::TcpStream::connect(admin).is_ok() {
+        if std::time::Instant::now() > deadline {
+            eprintln!("sitecar down: the stack at {admin} is still stopping");
+            return std::process::ExitCode::from(1);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("stopped");
+    std::process::ExitCode::SUCCESS
 }
 
 /// GET over HTTP/1.0 from the admin API, body only.
@@ -349,6 +438,13 @@ pub fn logs_command(admin: &str, names: &[String], follow: bool) -> std::process
             }
         }
     } else {
+        let known = container_names(admin);
+        let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(n)).collect();
+        if !unknown.is_empty() {
+            let which: Vec<&str> = unknown.iter().map(|n| n.as_str()).collect();
+            eprintln!("sitecar logs: no container named {}; the containers are: {}", which.join(", "), known.join(", "));
+            return std::process::ExitCode::from(1);
+        }
         names.to_vec()
     };
     let width = names.iter().map(String::len).max().unwrap_or(0);

@@ -35,7 +35,9 @@ fn exit(code: i32) -> ExitCode {
 }
 
 pub fn up(args: UpArgs) -> ExitCode {
-    let options = crate::validate::load_options(&args.settings);
+    let mut options = crate::validate::load_options(&args.settings);
+    options.listen = args.listen.clone();
+    options.admin = args.admin.clone();
     let loaded = match &args.file {
         Some(file) => sitecar_config::load_file(file, &options).map(|s| (s, file.parent().map(Path::to_path_buf).unwrap_or_default())),
         None => match crate::demo::spec() {
@@ -46,23 +48,12 @@ pub fn up(args: UpArgs) -> ExitCode {
             }
         },
     };
-    let (mut spec, base_dir) = match loaded {
+    let (spec, base_dir) = match loaded {
         Ok(x) => x,
         Err(e) => return refuse(args.file.as_deref().unwrap_or(Path::new("demo")), &e),
     };
-    if !args.listen.is_empty() {
-        let mut listen = Vec::new();
-        for l in &args.listen {
-            match sitecar_config::parse_listen(l, std::net::Ipv4Addr::UNSPECIFIED.into()) {
-                Some(a) => listen.push(a),
-                None => {
-                    eprintln!("sitecar up: --listen {l}: not an address like 0.0.0.0:8080");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        spec.proxy.listen = listen;
-        spec.proxy.listen_explicit = true;
+    for w in &spec.warnings {
+        eprintln!("sitecar up: warning: {w}");
     }
     let base_dir = if base_dir.as_os_str().is_empty() { std::env::current_dir().unwrap_or_default() } else { base_dir };
     let rt = match runtime(spec.proxy.threads) {
@@ -252,6 +243,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         listeners: listeners.urls(),
         metrics: std::sync::Mutex::new(container_metrics),
         reload: source.as_ref().map(|_| reload_tx.clone()),
+        shutdown: stop_proxy.clone(),
     };
     let span_registry = registry.clone();
     let admin = Arc::new(sitecar_proxy::admin::Admin {
@@ -262,6 +254,15 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         cache: Some(cache.clone()),
     });
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
+    // Found by `status`, `logs`, `reload`, `restart` and `down`; gone when `up` ends.
+    let run_file = crate::runfile::path(&base_dir_for_reload, &spec.local.storage_root);
+    let _run_file = match crate::runfile::RunFile::write(run_file.clone(), spec.admin.listen, source.as_ref().map(|s| s.file.as_path()), &spec.local.site_name) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            handle.logs.event("sitecar", &format!("cannot write {} ({e}): give other commands --admin {}", run_file.display(), spec.admin.listen));
+            None
+        }
+    };
     let stop_admin = CancellationToken::new();
     tokio::spawn(sitecar_proxy::admin::serve(admin_listener, admin, stop_admin.clone()));
     tokio::spawn(signals(stop_proxy.clone(), source.as_ref().map(|_| reload_tx.clone())));

@@ -11,21 +11,26 @@ use crate::cli::SettingArgs;
 pub fn load_options(args: &SettingArgs) -> LoadOptions {
     let (mut app_settings, connection_strings) = sitecar_config::env::settings_from_env(std::env::vars());
     app_settings.extend(args.settings.iter().cloned());
-    LoadOptions { app_settings, connection_strings }
+    LoadOptions { app_settings, connection_strings, ..Default::default() }
 }
 
 pub fn run(file: &Path, json: bool, settings: &SettingArgs) -> ExitCode {
     let result = sitecar_config::load_file(file, &load_options(settings));
     let shown = file.display();
     match (&result, json) {
-        (Ok(spec), false) => println!("{shown}: valid\n{}", summary(spec)),
+        (Ok(spec), false) => {
+            println!("{shown}: valid\n{}", summary(spec));
+            for w in &spec.warnings {
+                println!("{}", warning_line(w));
+            }
+        }
         (Ok(spec), true) => {
             let containers: Vec<_> = spec
                 .containers
                 .iter()
                 .map(|c| serde_json::json!({"name": c.name, "image": c.image, "isMain": c.is_main, "targetPort": c.target_port}))
                 .collect();
-            let out = serde_json::json!({"valid": true, "format": spec.format, "runtime": spec.runtime, "containers": containers});
+            let out = serde_json::json!({"valid": true, "format": spec.format, "runtime": spec.runtime, "containers": containers, "warnings": spec.warnings});
             println!("{out:#}");
         }
         (Err(LoadError::Unreadable { .. }), false) | (Err(LoadError::Syntax { .. }), false) => {
@@ -53,6 +58,11 @@ pub fn run(file: &Path, json: bool, settings: &SettingArgs) -> ExitCode {
         Err(LoadError::Unreadable { .. }) => ExitCode::from(2),
         Err(_) => ExitCode::from(1),
     }
+}
+
+/// `  warning: PATH: MESSAGE (hint: ...)`.
+pub fn warning_line(w: &sitecar_config::Problem) -> String {
+    format!("  warning: {w}")
 }
 
 /// One line per container, main first.

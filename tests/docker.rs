@@ -248,7 +248,7 @@ fn without_a_reachable_engine_up_says_so_once_and_starts_nothing() {
         &spec,
         format!(
             r#"{{"sitecontainers": [{{"name": "web", "properties": {{"image": "nginx:1.27", "isMain": true, "targetPort": "8080"}}}}],
-               "proxy": {{"listen": ["127.0.0.1:{}"]}}, "admin": {{"listen": "127.0.0.1:{}"}}, "local": {{"engine": "docker"}}}}"#,
+               "proxy": {{"listen": ["127.0.0.1:{}"]}}, "admin": {{"listen": "127.0.0.1:{}"}}, "local": {{"runtime": "oci", "engine": "docker"}}}}"#,
             free_port(),
             free_port()
         ),

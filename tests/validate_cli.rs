@@ -75,3 +75,32 @@ fn unreadable_file_exits_two() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/spec.json"));
 }
+
+#[test]
+fn warnings_say_which_runtime_auto_chose_and_that_mains_port_is_the_platforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spec.json");
+    std::fs::write(
+        &file,
+        r#"{"sitecontainers": [
+            {"name": "cache", "properties": {"image": "redis:7-alpine", "isMain": false, "targetPort": "6379"}},
+            {"name": "web", "properties": {"image": "web:1", "isMain": true, "targetPort": "8080", "startUpCommand": "./run",
+              "environmentVariables": [{"name": "PORT", "value": "APP_PORT"}]}}],
+           "appSettings": {"APP_PORT": "3000", "WEBSITES_PORT": "3000"}}"#,
+    )
+    .unwrap();
+    let out = sitecar().arg("validate").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "warnings are no problems: {text}");
+    assert!(text.contains("runtime Oci"), "{text}");
+    assert!(
+        text.contains("warning: $.sitecontainers[0].properties.startUpCommand: the stack runs its images with docker or podman")
+            && text.contains("container \"cache\" has no startUpCommand"),
+        "{text}"
+    );
+    assert!(text.contains("$.sitecontainers[1].properties.environmentVariables[0]") && text.contains("PORT of main is set by the platform"), "{text}");
+    assert!(text.contains("$.appSettings.WEBSITES_PORT: the app setting WEBSITES_PORT is overridden for main"), "{text}");
+    let out = sitecar().arg("validate").arg("--json").arg(&file).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 3, "{v:#}");
+}

@@ -87,6 +87,11 @@ pub fn container_env(spec: &Spec, container: &Container, port: Option<u16>, host
         let value = spec.app_settings.get(&reference.app_setting).cloned().unwrap_or_default();
         env.insert(reference.name.clone(), value);
     }
+    // Main's port is the platform's to give: neither an app setting nor an entry moves it.
+    if let (Some(port), true) = (port, container.is_main) {
+        env.insert("PORT".into(), port.to_string());
+        env.insert("WEBSITES_PORT".into(), port.to_string());
+    }
     env
 }
 
@@ -222,5 +227,19 @@ mod tests {
         assert_eq!(strings["Pg"].kind, ConnectionType::PostgreSQL);
         assert_eq!(strings["C"].kind, ConnectionType::Custom);
         assert_eq!(strings.len(), 4);
+    }
+
+    #[test]
+    fn mains_port_is_the_platforms_whatever_the_spec_says() {
+        let text = r#"{"sitecontainers": [
+            {"name": "web", "properties": {"image": "w", "isMain": true, "targetPort": "8080",
+              "environmentVariables": [{"name": "PORT", "value": "APP_PORT"}]}}],
+          "appSettings": {"APP_PORT": "3000", "WEBSITES_PORT": "3000", "PORT": "1"}}"#;
+        let spec = load_str(text, &LoadOptions::default()).unwrap();
+        let host = HostFacts { basics: Vec::new(), home: "/home".into(), instance_id: "i".into() };
+        let env = container_env(&spec, spec.main(), Some(40123), &host);
+        assert_eq!(env["PORT"], "40123");
+        assert_eq!(env["WEBSITES_PORT"], "40123");
+        assert_eq!(spec.warnings.iter().filter(|w| w.message.contains("overridden")).count(), 3, "{:?}", spec.warnings);
     }
 }

@@ -41,6 +41,11 @@ pub struct LoadOptions {
     pub app_settings: BTreeMap<String, String>,
     /// Connection strings from the environment (`SQLCONNSTR_<name>`, ...).
     pub connection_strings: BTreeMap<String, ConnectionString>,
+    /// Front-door addresses from the command line (`up --listen`): they replace `proxy.listen`
+    /// and are validated with the spec, at every load (so a reload keeps them).
+    pub listen: Vec<String>,
+    /// The admin API's address from the command line (`up --admin`), replacing `admin.listen`.
+    pub admin: Option<String>,
 }
 
 /// Reads and validates a spec file.
@@ -62,6 +67,31 @@ fn syntax_message(e: &serde_json::Error) -> String {
     match full.rfind(" at line ") {
         Some(i) => full[..i].to_owned(),
         None => full,
+    }
+}
+
+/// `--listen` and `--admin`, taken as if the document said them (problems at the flag's name).
+fn command_line(p: &mut json::Problems, options: &LoadOptions, parts: &mut validate::Parts) {
+    if !options.listen.is_empty() {
+        let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let mut listen = Vec::new();
+        for l in &options.listen {
+            match sections::parse_listen(l, any) {
+                Some(a) => listen.push(a),
+                None => p.push(Problem::new("--listen", format!("\"{l}\" is not an address")).hint("an address like 0.0.0.0:8080 or a port")),
+            }
+        }
+        parts.proxy.listen = listen;
+        parts.proxy.listen_explicit = true;
+    }
+    if let Some(a) = &options.admin {
+        match sections::parse_listen(a, std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) {
+            Some(addr) if !addr.ip().is_loopback() && parts.admin.token.is_none() => p.push(
+                Problem::new("--admin", format!("admin API on {addr} without a token")).hint("set admin.token, or keep the admin API on 127.0.0.1"),
+            ),
+            Some(addr) => parts.admin.listen = addr,
+            None => p.push(Problem::new("--admin", format!("\"{a}\" is not an address")).hint("an address like 127.0.0.1:9901")),
+        }
     }
 }
 
@@ -122,6 +152,7 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
             doc.finish(p);
         }
     }
+    command_line(p, options, &mut parts);
     app_settings.extend(options.app_settings.clone());
     connection_strings.extend(options.connection_strings.clone());
     parts.app_settings = app_settings;

@@ -60,6 +60,9 @@ pub struct Spec {
     pub local: LocalSettings,
     /// How containers run, after `auto` was resolved.
     pub runtime: Runtime,
+    /// What is valid but not what the spec seems to say (a setting the platform overrides, the
+    /// runtime `auto` chose and why): shown by `validate` and at `up`, never refused.
+    pub warnings: Vec<crate::Problem>,
 }
 
 impl Spec {

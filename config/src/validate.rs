@@ -203,6 +203,39 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         RuntimeChoice::Auto if drafts.iter().all(has_command) => Runtime::Process,
         RuntimeChoice::Auto => Runtime::Oci,
     };
+    let mut warnings = Vec::new();
+    if runtime == Runtime::Oci && local.settings.runtime == RuntimeChoice::Auto {
+        if let Some(d) = drafts.iter().find(|d| !has_command(d)) {
+            let name = d.name.as_deref().unwrap_or("?");
+            warnings.push(
+                Problem::new(
+                    format!("{}.startUpCommand", d.props_path),
+                    format!(
+                        "the stack runs its images with docker or podman (local.runtime \"auto\"): container \"{name}\" has no startUpCommand nor local command to run as a process"
+                    ),
+                )
+                .hint(format!("to run every container as a process, add local.containers.{name}.command; set local.runtime to say which runtime you want")),
+            );
+        }
+    }
+    for d in drafts.iter().filter(|d| d.is_main == Some(true)) {
+        for (e, path) in &d.env {
+            if e.name == "PORT" || e.name == "WEBSITES_PORT" {
+                warnings.push(
+                    Problem::new(path, format!("{} of main is set by the platform to the port main must listen on; this entry is overridden", e.name))
+                        .hint("read PORT in the app instead of setting it; pin main's port with local.containers.<main>.port"),
+                );
+            }
+        }
+        if d.inherit {
+            for name in ["PORT", "WEBSITES_PORT"].into_iter().filter(|n| app_settings.contains_key(*n)) {
+                warnings.push(
+                    Problem::new(join(&app_settings_path, name), format!("the app setting {name} is overridden for main, which is given the port it must listen on"))
+                        .hint("App Service sets PORT itself; remove the setting"),
+                );
+            }
+        }
+    }
     let reserved = reserved_ports(&proxy, &admin);
     for d in &drafts {
         let name = d.name.as_deref().unwrap_or("?");
@@ -267,6 +300,7 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         tracing,
         local: local.settings,
         runtime,
+        warnings,
     })
 }
 

@@ -563,7 +563,12 @@ impl Core {
                 }
             }
         }
-        let code = self.units[self.main].last_exit.map_or(0, Exit::as_code);
+        let code = match self.units[self.main].last_exit {
+            // Ended by the SIGTERM the stop sent it (a shell or the engine's client reports that
+            // as 143): main stopped as asked.
+            Some(Exit::Signal(15) | Exit::Code(143)) => 0,
+            other => other.map_or(0, Exit::as_code),
+        };
         out.push(Action::Exit(code));
     }
 

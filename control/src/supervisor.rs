@@ -47,6 +47,9 @@ pub struct ContainerStatus {
     pub pid: Option<u32>,
     /// Where sitecar reaches it.
     pub addr: Option<SocketAddr>,
+    /// The port it listens on in its own network namespace (its targetPort, or main's internal
+    /// port in process mode).
+    pub port: Option<u16>,
     pub restarts: u32,
     pub last_exit: Option<Exit>,
     /// Milliseconds since the epoch when the current run passed its startup probe.
@@ -413,6 +416,7 @@ impl Supervisor {
                 phase: u.phase,
                 pid: u.pid,
                 addr: self.launches[i].addr,
+                port: self.launches[i].port,
                 restarts: u.restarts,
                 last_exit: u.last_exit,
                 started_at_ms: started_wall.get(&i).copied().filter(|_| u.started_at.is_some()),

@@ -38,6 +38,10 @@ pub trait StackView: Send + Sync {
     fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<Vec<String>, Vec<String>>>> {
         None
     }
+    /// Stops the whole stack in order (`sitecar down`); false when this instance cannot.
+    fn shutdown(&self) -> bool {
+        false
+    }
 }
 
 /// Responses of the admin API: whole, or streamed (server-sent events).
@@ -134,6 +138,8 @@ impl Admin {
                 }
             }
             (&Method::POST, "/cache/purge") => self.purge(query),
+            (&Method::POST, "/shutdown") if self.stack.shutdown() => reply(StatusCode::ACCEPTED, "text/plain", "stopping\n"),
+            (&Method::POST, "/shutdown") => reply(StatusCode::NOT_FOUND, "text/plain", "this instance has no stack to stop\n"),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
     }

@@ -1,0 +1,147 @@
+//! The command line as a compose user expects it: `up --admin` and `--listen` (validated with the
+//! spec, kept across reloads), `status`/`logs`/`reload`/`restart`/`down` finding the running stack
+//! by its run file, and the exit status of a stack stopped cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+use support::*;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn sitecar(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sitecar")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn up(dir: &Path, args: &[&str]) -> Stack {
+    Stack(
+        Command::new(env!("CARGO_BIN_EXE_sitecar"))
+            .arg("up")
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn ready(admin: u16) {
+    wait_until("main ready", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() && http(admin, "GET", "/readyz").0 == 200
+    });
+}
+
+fn wait_exit(stack: &mut Stack) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = stack.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(std::time::Instant::now() < deadline, "sitecar did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn admin_and_listen_flags_are_honoured_kept_across_reloads_and_the_stack_is_found_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, p) = two_container_spec(dir.path(), "side", "");
+    let (admin, front) = (free_port(), free_port());
+    let mut stack = up(dir.path(), &["spec.json", "--admin", &format!("127.0.0.1:{admin}"), "--listen", &format!("127.0.0.1:{front}")]);
+    ready(admin);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p.admin)).is_err(), "the spec's admin address is replaced");
+    assert_eq!(http(front, "GET", "/").0, 200);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p.front)).is_err(), "the spec's front door is replaced");
+
+    // Found by the run file: from the spec's directory with no flag, and with -f from elsewhere.
+    let out = sitecar(dir.path(), &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = text(&out);
+    assert!(table.contains("PORTS"), "{table}");
+    let side_row = table.lines().find(|l| l.starts_with("side ")).unwrap();
+    assert!(side_row.contains(&format!("127.0.0.1:{}", p.side)), "each container's ports: {table}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = sitecar(elsewhere.path(), &["status", "-f", spec.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"side\""));
+    let out = sitecar(elsewhere.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no running stack answers at 127.0.0.1:9901"), "{}", text(&out));
+
+    // A reload keeps the command line's addresses.
+    let out = sitecar(dir.path(), &["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(http(front, "GET", "/").0, 200, "--listen survives the reload");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p.front)).is_err(), "the spec's listen address stays replaced");
+
+    // logs and restart of an unknown name list the names there are.
+    let out = sitecar(dir.path(), &["logs", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("no container named nosuch; the containers are: side, web"), "{}", text(&out));
+    let out = sitecar(dir.path(), &["restart", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("the containers are: side, web"), "{}", text(&out));
+
+    // restart NAME: that container alone comes back.
+    let status = || -> serde_json::Value { serde_json::from_str(&http(admin, "GET", "/status").1).unwrap() };
+    let pid_of = |v: &serde_json::Value, n: &str| v["containers"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap()["pid"].clone();
+    let before = status();
+    let out = sitecar(dir.path(), &["restart", "side"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("the sidecar restarted", Duration::from_secs(10), || {
+        let now = status();
+        pid_of(&now, "side") != pid_of(&before, "side") && !pid_of(&now, "side").is_null()
+    });
+    assert_eq!(pid_of(&status(), "web"), pid_of(&before, "web"));
+
+    // down: stops the stack in order; `up` exits 0 and its run file is gone.
+    let out = sitecar(dir.path(), &["down"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("stopped"));
+    assert_eq!(wait_exit(&mut stack), 0);
+    assert!(!dir.path().join(".sitecar/sitecar.run.json").exists());
+}
+
+#[test]
+fn a_command_line_address_is_validated_with_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, p) = two_container_spec(dir.path(), "side", "");
+    let out = sitecar(dir.path(), &["up", "spec.json", "--listen", &format!("127.0.0.1:{}", p.side)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("$.sitecontainers[0].properties.targetPort") && text(&out).contains("belongs to"), "{}", text(&out));
+    let out = sitecar(dir.path(), &["up", "spec.json", "--admin", "0.0.0.0:9999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("--admin: admin API on 0.0.0.0:9999 without a token"), "{}", text(&out));
+    let out = sitecar(dir.path(), &["up", "spec.json", "--listen", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("--listen: \"nowhere\" is not an address"), "{}", text(&out));
+}
+
+#[test]
+fn ctrl_c_of_a_stack_that_stopped_cleanly_exits_zero_and_a_killed_main_does_not() {
+    // Main is Python's own http.server: SIGTERM ends it by the signal (no handler).
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, p) = two_container_spec(dir.path(), "side", "");
+    let text_of = std::fs::read_to_string(&spec).unwrap();
+    let main_cmd = format!("exec python3 {} web {}", app_py(), p.main);
+    std::fs::write(&spec, text_of.replace(&main_cmd, &format!("exec python3 -m http.server --bind 127.0.0.1 {}", p.main))).unwrap();
+    let mut stack = up(dir.path(), &["spec.json"]);
+    ready(p.admin);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(stack.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut stack), 0, "main ended by the SIGTERM it was sent: a clean stop");
+
+    // A main that ignores SIGTERM is killed after its grace period: that is no clean stop.
+    std::fs::write(&spec, text_of.replace(&main_cmd, &format!("{main_cmd} ignore-term"))).unwrap();
+    let mut stack = up(dir.path(), &["spec.json"]);
+    ready(p.admin);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(stack.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut stack), 137);
+}
