@@ -7,7 +7,7 @@
 CARGO ?= cargo
 SPEC ?=
 
-.PHONY: run test prereqs test-prereqs lint build release loadtest fuzz test-examples
+.PHONY: run test prereqs test-prereqs lint build release install loadtest fuzz test-examples
 
 run: prereqs
 	$(CARGO) run --release -- up $(SPEC)
@@ -27,6 +27,11 @@ build: prereqs
 
 release: prereqs
 	$(CARGO) build --release
+
+# sitecar on the PATH: PREFIX=~/.local make install for a user's own bin directory.
+PREFIX ?= /usr/local
+install: release
+	install -D -m 0755 target/release/sitecar $(DESTDIR)$(PREFIX)/bin/sitecar
 
 loadtest: prereqs release
 	$(CARGO) run --release -p sitecar-loadtest -- $(ARGS)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{http, two_container_spec, up_until_ready, wait_until};
+use support::{alive, children_of, http, two_container_spec, up_until_ready, wait_until};
 
 fn status(admin: u16) -> serde_json::Value {
     serde_json::from_str(&http(admin, "GET", "/status").1).unwrap()
@@ -110,26 +110,6 @@ fn hanging_main_gets_504_then_liveness_restarts_it() {
     let _ = sitecar.wait();
 }
 
-/// (pid, state) of every child of `parent`.
-fn children_of(parent: u64) -> Vec<(u64, char)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid: u64 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let mut f = rest.split(' ');
-            let state = f.next()?.chars().next()?;
-            let ppid: u64 = f.next()?.parse().ok()?;
-            (ppid == parent).then_some((pid, state))
-        })
-        .collect()
-}
-
-fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-}
-
 #[test]
 fn a_container_is_all_of_its_processes_so_no_orphan_keeps_its_port() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,16 +122,16 @@ fn a_container_is_all_of_its_processes_so_no_orphan_keeps_its_port() {
     std::fs::write(&spec, text).unwrap();
     let mut sitecar = up_until_ready(&spec, p.admin);
 
-    let shell = container(p.admin, "side")["pid"].as_u64().unwrap();
+    let shell = container(p.admin, "side")["pid"].as_u64().unwrap() as u32;
     let server = children_of(shell).first().map(|c| c.0).expect("the server runs under the shell");
-    kill9(shell); // the pid `sitecar status` shows
+    kill9(u64::from(shell)); // the pid `sitecar status` shows
     wait_until("the sidecar restarted", Duration::from_secs(10), || {
         let side = container(p.admin, "side");
-        side["restarts"] == 1 && side["phase"] == "running" && side["pid"].as_u64() != Some(shell)
+        side["restarts"] == 1 && side["phase"] == "running" && side["pid"].as_u64() != Some(u64::from(shell))
     });
     assert!(!alive(server), "the old server outlived its container");
     // The new run holds the port itself: its server is alive and answering, and stays up.
-    let new_shell = container(p.admin, "side")["pid"].as_u64().unwrap();
+    let new_shell = container(p.admin, "side")["pid"].as_u64().unwrap() as u32;
     std::thread::sleep(Duration::from_secs(1));
     let new_server = children_of(new_shell).first().map(|c| c.0).expect("a new server");
     assert!(alive(new_server));

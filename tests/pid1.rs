@@ -34,29 +34,6 @@ fn events(dir: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(dir.join("events")).unwrap_or_default().lines().map(|l| l.split(' ').map(String::from).collect()).collect()
 }
 
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-/// (pid, state) of every child of `parent`.
-fn children_of(parent: u32) -> Vec<(u32, char)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let mut f = rest.split(' ');
-            let state = f.next()?.chars().next()?;
-            let ppid: u32 = f.next()?.parse().ok()?;
-            (ppid == parent).then_some((pid, state))
-        })
-        .collect()
-}
-
 fn up(spec: &Path, wrap: &[&str]) -> Stack {
     let sitecar = env!("CARGO_BIN_EXE_sitecar");
     let mut cmd = match wrap.split_first() {

@@ -528,8 +528,17 @@ impl Supervisor {
     fn note(&self, unit: Unit, what: Note) {
         let name = &self.launches[unit].name;
         let text = match &what {
-            Note::Starting { attempt: 1 } => "starting".to_string(),
-            Note::Starting { attempt } => format!("starting (attempt {attempt})"),
+            Note::Starting { attempt } => {
+                let mut t = "starting".to_string();
+                if *attempt > 1 {
+                    t.push_str(&format!(" (attempt {attempt})"));
+                }
+                // What main was given to listen on, whatever the spec said.
+                if let (true, Some(port)) = (unit == self.main_unit, self.launches[unit].port) {
+                    t.push_str(&format!(", PORT={port}"));
+                }
+                t
+            }
             Note::Started => match self.launches[unit].addr {
                 Some(a) => format!("started, answering on {a}"),
                 None => "started".into(),
