@@ -50,12 +50,26 @@ pub enum Command {
     DemoSidecar(DemoArgs),
 }
 
-/// App settings handed in from outside the spec.
+/// What the spec is loaded with besides itself: app settings, template parameters, main's code.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SettingArgs {
     /// An app setting, NAME=VALUE (repeatable); wins over the spec's own and the environment's.
     #[arg(long = "setting", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// An ARM template's parameters file, as `az deployment group create --parameters @FILE`
+    /// takes it (repeatable; later files win).
+    #[arg(long = "parameters", value_name = "FILE")]
+    pub parameter_files: Vec<PathBuf>,
+    /// One ARM template parameter, NAME=VALUE (repeatable; wins over the files).
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub parameters: Vec<(String, String)>,
+    /// For a site whose main is its own code (a runtime stack like PYTHON|3.12): the command that
+    /// runs it here, e.g. "gunicorn app:app".
+    #[arg(long = "main", value_name = "COMMAND")]
+    pub main: Option<String>,
+    /// The port that code listens on (with --main; default 8000).
+    #[arg(long = "main-port", value_name = "PORT", requires = "main")]
+    pub main_port: Option<u16>,
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {

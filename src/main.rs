@@ -66,7 +66,14 @@ fn with_stack(what: &str, target: &cli::TargetArgs, f: impl FnOnce(&str) -> Exit
 /// `sitecar export`: a valid spec written for Kubernetes or Azure on stdout; an invalid one is
 /// refused with every problem, as `validate` lists them.
 fn export(a: &cli::ExportArgs) -> ExitCode {
-    let spec = match sitecar_config::load_file(&a.file, &validate::load_options(&a.settings)) {
+    let options = match validate::load_options(&a.settings) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sitecar export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let spec = match sitecar_config::load_file(&a.file, &options) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sitecar export: {}: {e}", a.file.display());

@@ -45,9 +45,16 @@ pub fn locate(admin: Option<&str>, file: Option<&Path>) -> Result<(String, Strin
         return Ok((a.to_owned(), "--admin".into()));
     }
     if let Some(file) = file {
-        let options = crate::validate::load_options(&crate::cli::SettingArgs::default());
-        let spec = sitecar_config::load_file(file, &options).map_err(|e| format!("{}: {e}", file.display()))?;
+        let options = crate::validate::load_options(&crate::cli::SettingArgs::default())?;
         let base = file.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+        let spec = match sitecar_config::load_file(file, &options) {
+            Ok(spec) => spec,
+            // One that needs what `up` was given (parameters, --main): the default storage root.
+            Err(e) => {
+                let run = base.join(".sitecar").join(NAME);
+                return read(&run).map(|a| (a, run.display().to_string())).ok_or_else(|| format!("{}: {e}", file.display()));
+            }
+        };
         let run = path(&base, &spec.local.storage_root);
         return Ok(match read(&run) {
             Some(a) => (a, run.display().to_string()),

@@ -35,7 +35,13 @@ fn exit(code: i32) -> ExitCode {
 }
 
 pub fn up(args: UpArgs) -> ExitCode {
-    let mut options = crate::validate::load_options(&args.settings);
+    let mut options = match crate::validate::load_options(&args.settings) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sitecar up: {e}");
+            return ExitCode::from(2);
+        }
+    };
     options.listen = args.listen.clone();
     options.admin = args.admin.clone();
     let loaded = match &args.file {

@@ -145,3 +145,63 @@ fn ctrl_c_of_a_stack_that_stopped_cleanly_exits_zero_and_a_killed_main_does_not(
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(stack.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     assert_eq!(wait_exit(&mut stack), 137);
 }
+
+#[test]
+fn a_code_app_template_runs_the_users_code_as_main_with_template_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (side, main, front, admin) = (free_port(), free_port(), free_port(), free_port());
+    std::fs::write(
+        dir.path().join("template.json"),
+        format!(
+            r#"{{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "parameters": {{"appName": {{"type": "string"}}, "sidePort": {{"type": "int"}}}},
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2024-04-01", "name": "[parameters('appName')]",
+      "properties": {{"siteConfig": {{"linuxFxVersion": "PYTHON|3.12",
+        "appSettings": [{{"name": "GREETING", "value": "[concat('hi from ', parameters('appName'))]"}}]}}}}}},
+    {{"type": "Microsoft.Web/sites/sitecontainers", "apiVersion": "2024-04-01",
+      "name": "[format('{{0}}/{{1}}', parameters('appName'), 'side')]",
+      "properties": {{"image": "side:1", "isMain": false, "targetPort": "[string(parameters('sidePort'))]",
+        "startUpCommand": "[format('exec python3 {app} side {{0}}', parameters('sidePort'))]"}}}}
+  ]
+}}"#,
+            app = app_py()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("params.json"), format!(r#"{{"parameters": {{"appName": {{"value": "shop"}}, "sidePort": {{"value": {side}}}}}}}"#)).unwrap();
+
+    // Without --main: what is missing, and how to give it.
+    let out = sitecar(dir.path(), &["validate", "template.json", "--parameters", "params.json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("PYTHON|3.12") && text(&out).contains("--main"), "{}", text(&out));
+
+    let main_cmd = format!("exec python3 {} web {main}", app_py());
+    let mut stack = up(
+        dir.path(),
+        &[
+            "template.json",
+            "--parameters",
+            "params.json",
+            "--main",
+            &main_cmd,
+            "--main-port",
+            &main.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{front}"),
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    ready(admin);
+    let (code, body) = http(front, "GET", "/env");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"GREETING\": \"hi from shop\""), "an app setting built by an expression: {body}");
+    assert!(body.contains(&format!("\"PORT\": \"{main}\"")), "{body}");
+    assert_eq!(http(side, "GET", "/").0, 200, "the sidecar on the port the parameter gave");
+    let out = sitecar(dir.path(), &["down"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(wait_exit(&mut stack), 0);
+}

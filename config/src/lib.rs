@@ -15,6 +15,7 @@
 //! - [`env`]: the environment a container receives, as App Service builds it.
 //! - [`error`]: [`Problem`] and [`LoadError`].
 
+mod arm;
 pub mod compose;
 pub mod env;
 pub mod error;
@@ -28,6 +29,7 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use arm::{parameters_file, strip_comments};
 pub use error::{LoadError, Problem};
 pub use model::*;
 pub use sections::{parse_listen, parse_otlp_endpoint};
@@ -46,6 +48,18 @@ pub struct LoadOptions {
     pub listen: Vec<String>,
     /// The admin API's address from the command line (`up --admin`), replacing `admin.listen`.
     pub admin: Option<String>,
+    /// Values of an ARM template's parameters (`--parameters FILE`, `--parameter NAME=VALUE`).
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// The user's own code as main (`--main CMD --main-port PORT`): what App Service's built-in
+    /// code container runs for a site with a runtime stack and only sidecars.
+    pub main: Option<MainCommand>,
+}
+
+/// `--main` and `--main-port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainCommand {
+    pub command: String,
+    pub port: u16,
 }
 
 /// Reads and validates a spec file.
@@ -56,8 +70,10 @@ pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Spec, LoadError> 
 
 /// Validates a spec given as text.
 pub fn load_str(text: &str, options: &LoadOptions) -> Result<Spec, LoadError> {
+    // Templates deployed with `az` may hold comments.
+    let text = strip_comments(text);
     let root: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| LoadError::Syntax { line: e.line(), column: e.column(), message: syntax_message(&e) })?;
+        serde_json::from_str(&text).map_err(|e| LoadError::Syntax { line: e.line(), column: e.column(), message: syntax_message(&e) })?;
     load(&root, options)
 }
 
@@ -95,6 +111,39 @@ fn command_line(p: &mut json::Problems, options: &LoadOptions, parts: &mut valid
     }
 }
 
+/// A site whose runtime stack is code has App Service's built-in code container as main:
+/// `--main` says what runs there locally; without it, `validate` says what is missing.
+fn code_main(p: &mut json::Problems, options: &LoadOptions, code_stack: Option<(String, String)>, drafts: &mut Vec<parse::Draft>) {
+    let has_main = drafts.iter().any(|d| d.is_main == Some(true));
+    match (&options.main, code_stack) {
+        (Some(_), _) if has_main => {
+            let name = drafts.iter().find(|d| d.is_main == Some(true)).and_then(|d| d.name.clone()).unwrap_or_default();
+            p.push(Problem::new("--main", format!("the spec has a main container already (\"{name}\")")).hint("--main is for sites whose main is their own code"));
+        }
+        (Some(m), stack) => {
+            let image = stack.as_ref().map_or("local/main".to_owned(), |(fx, _)| format!("appsvc/{}", fx.replace('|', ":").to_ascii_lowercase()));
+            drafts.push(parse::Draft {
+                path: "--main".into(),
+                props_path: "--main".into(),
+                name: Some("main".into()),
+                name_path: "--main".into(),
+                image: Some(image),
+                is_main: Some(true),
+                target_port: Some(m.port),
+                target_port_path: "--main-port".into(),
+                startup_command: Some(m.command.clone()),
+                inherit: true,
+                ..parse::Draft::default()
+            });
+        }
+        (None, Some((fx, path))) if !has_main => p.push(
+            Problem::new(path, format!("the site runs {fx} code as its main container (App Service's built-in one), which is not in the template"))
+                .hint("say how your code runs locally: sitecar up --main \"gunicorn app:app\" --main-port 8000"),
+        ),
+        (None, _) => {}
+    }
+}
+
 /// Validates a parsed JSON document.
 pub fn load(root: &serde_json::Value, options: &LoadOptions) -> Result<Spec, LoadError> {
     let mut p = json::Problems::default();
@@ -109,6 +158,7 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
     let format = parse::detect(p, root)?;
     let mut app_settings = BTreeMap::new();
     let mut connection_strings = BTreeMap::new();
+    let mut code_stack: Option<(String, String)> = None;
     let mut parts = validate::Parts {
         format,
         containers_path: "$".into(),
@@ -128,10 +178,12 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
     match format {
         SpecFormat::AzureCli => parts.drafts = parse::cli_array(p, root, "$"),
         SpecFormat::ArmTemplate => {
-            let (drafts, settings) = parse::arm_template(p, root);
+            let t = arm::read(p, root, &options.parameters, &options.app_settings);
             parts.containers_path = "$.resources".into();
-            parts.drafts = drafts;
-            app_settings.extend(settings);
+            parts.drafts = t.drafts;
+            app_settings.extend(t.settings);
+            connection_strings.extend(t.connection_strings);
+            code_stack = t.code_stack;
         }
         SpecFormat::Sitecar => {
             let mut doc = json::Obj::new(p, root, "$")?;
@@ -153,6 +205,7 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
         }
     }
     command_line(p, options, &mut parts);
+    code_main(p, options, code_stack, &mut parts.drafts);
     app_settings.extend(options.app_settings.clone());
     connection_strings.extend(options.connection_strings.clone());
     parts.app_settings = app_settings;

@@ -1,5 +1,5 @@
-//! Reading the three accepted inputs into container drafts: the Azure CLI spec-file array, an ARM
-//! template, and the sitecar document. Every shape problem is recorded with its path; the
+//! Reading container entries into drafts: the Azure CLI spec-file array (also inside a sitecar
+//! document) and the `properties` of a SiteContainer wherever they come from (ARM: [`crate::arm`]). Every shape problem is recorded with its path; the
 //! cross-container rules are in [`crate::validate`].
 
 use serde_json::Value;
@@ -89,7 +89,7 @@ pub(crate) fn cli_array(p: &mut Problems, value: &Value, path: &str) -> Vec<Draf
 }
 
 /// A SiteContainer's `properties`.
-fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &mut Draft) {
+pub(crate) fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &mut Draft) {
     let Some(mut o) = Obj::new(p, value, path) else { return };
     d.props_path = path.to_owned();
     d.image = o.string(p, "image");
@@ -162,147 +162,4 @@ fn read_mount(p: &mut Problems, value: &Value, path: &str) -> Option<VolumeMount
     }
     o.finish(p);
     Some(VolumeMount { volume_sub_path: sub?, container_mount_path: mount?, read_only, data })
-}
-
-/// Sitecontainers resources of an ARM template, top-level or nested under their site; app
-/// settings from the site's `siteConfig.appSettings` come along.
-pub(crate) fn arm_template(p: &mut Problems, root: &Value) -> (Vec<Draft>, Vec<(String, String)>) {
-    let mut drafts = Vec::new();
-    let mut settings = Vec::new();
-    let Some(Value::Array(resources)) = get_ci(root, "resources") else {
-        p.at("$.resources", "expected an array of resources");
-        return (drafts, settings);
-    };
-    let params = get_ci(root, "parameters");
-    let vars = get_ci(root, "variables");
-    walk_resources(p, resources, "$.resources", params, vars, &mut drafts, &mut settings);
-    if drafts.is_empty() {
-        p.push(
-            Problem::new("$.resources", "no Microsoft.Web/sites/sitecontainers resources in this template")
-                .hint("sitecontainers are resources of type \"Microsoft.Web/sites/sitecontainers\" named \"<site>/<container>\""),
-        );
-    }
-    (drafts, settings)
-}
-
-fn walk_resources(
-    p: &mut Problems,
-    resources: &[Value],
-    path: &str,
-    params: Option<&Value>,
-    vars: Option<&Value>,
-    drafts: &mut Vec<Draft>,
-    settings: &mut Vec<(String, String)>,
-) {
-    for (i, r) in resources.iter().enumerate() {
-        let rp = index(path, i);
-        let kind = get_ci(r, "type").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
-        if kind.ends_with("sitecontainers") {
-            let raw_name = get_ci(r, "name").and_then(Value::as_str).unwrap_or_default();
-            let mut draft = Draft { path: rp.clone(), name_path: format!("{rp}.name"), ..Draft::default() };
-            draft.name = arm_container_name(raw_name);
-            if draft.name.is_none() {
-                p.push(
-                    Problem::new(&draft.name_path, format!("cannot read a container name from \"{raw_name}\""))
-                        .hint("name it \"<site>/<container>\""),
-                );
-            }
-            match get_ci(r, "properties") {
-                Some(props) => {
-                    let resolved = resolve_expressions(p, props, &format!("{rp}.properties"), params, vars);
-                    read_properties(p, &resolved, &format!("{rp}.properties"), &mut draft);
-                }
-                None => p.at(&format!("{rp}.properties"), "missing \"properties\""),
-            }
-            drafts.push(draft);
-        } else if kind == "microsoft.web/sites" {
-            let app_settings = get_ci(r, "properties").and_then(|v| get_ci(v, "siteConfig")).and_then(|v| get_ci(v, "appSettings"));
-            if let Some(Value::Array(list)) = app_settings {
-                for item in list {
-                    let name = get_ci(item, "name").and_then(Value::as_str);
-                    let value = get_ci(item, "value").and_then(Value::as_str);
-                    if let (Some(n), Some(v)) = (name, value) {
-                        settings.push((n.to_owned(), resolve_string(v, params, vars).unwrap_or_else(|| v.to_owned())));
-                    }
-                }
-            }
-            if let Some(Value::Array(children)) = get_ci(r, "resources") {
-                walk_resources(p, children, &format!("{rp}.resources"), params, vars, drafts, settings);
-            }
-        }
-    }
-}
-
-/// Case-insensitive field lookup without path bookkeeping, for the parts of ARM we only peek at.
-fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
-}
-
-/// The container part of an ARM resource name: `app/main`, or `[concat(parameters('s'), '/main')]`.
-pub(crate) fn arm_container_name(name: &str) -> Option<String> {
-    let tail = &name[name.rfind('/')? + 1..];
-    let end = tail.find(['\'', ']', ')', ',']).unwrap_or(tail.len());
-    let n = tail[..end].trim();
-    (!n.is_empty()).then(|| n.to_owned())
-}
-
-/// `[parameters('x')]` (its defaultValue) and `[variables('x')]`; other expressions give `None`.
-fn resolve_string(s: &str, params: Option<&Value>, vars: Option<&Value>) -> Option<String> {
-    let inner = s.strip_prefix('[')?.strip_suffix(']')?.trim();
-    let (func, rest) = inner.split_once('(')?;
-    let arg = rest.strip_suffix(')')?.trim().strip_prefix('\'')?.strip_suffix('\'')?;
-    let found = match func.trim().to_ascii_lowercase().as_str() {
-        "parameters" => get_ci(params?, arg).and_then(|p| get_ci(p, "defaultValue")),
-        "variables" => get_ci(vars?, arg),
-        _ => None,
-    }?;
-    match found {
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-/// A copy of `v` with parameter and variable references replaced; other expressions are problems.
-fn resolve_expressions(p: &mut Problems, v: &Value, path: &str, params: Option<&Value>, vars: Option<&Value>) -> Value {
-    match v {
-        Value::String(s) if s.starts_with('[') && !s.starts_with("[[") => match resolve_string(s, params, vars) {
-            Some(r) => Value::String(r),
-            None => {
-                p.push(
-                    Problem::new(path, format!("ARM expression {s} cannot be evaluated locally"))
-                        .hint("use a literal, or [parameters('x')] with a defaultValue, or [variables('x')]"),
-                );
-                Value::Null
-            }
-        },
-        Value::Array(a) => {
-            Value::Array(a.iter().enumerate().map(|(i, x)| resolve_expressions(p, x, &index(path, i), params, vars)).collect())
-        }
-        Value::Object(m) => Value::Object(
-            m.iter().map(|(k, x)| (k.clone(), resolve_expressions(p, x, &crate::json::join(path, k), params, vars))).collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arm_names() {
-        assert_eq!(arm_container_name("mysite/main").as_deref(), Some("main"));
-        assert_eq!(arm_container_name("[concat(parameters('siteName'), '/redis')]").as_deref(), Some("redis"));
-        assert_eq!(arm_container_name("[format('{0}/otel', parameters('s'))]").as_deref(), Some("otel"));
-        assert_eq!(arm_container_name("main"), None);
-    }
-
-    #[test]
-    fn arm_parameters_resolve_to_defaults() {
-        let params = serde_json::json!({"image": {"type": "string", "defaultValue": "web:1"}});
-        let vars = serde_json::json!({"port": "8080"});
-        assert_eq!(resolve_string("[parameters('image')]", Some(&params), None).as_deref(), Some("web:1"));
-        assert_eq!(resolve_string("[variables('port')]", None, Some(&vars)).as_deref(), Some("8080"));
-        assert_eq!(resolve_string("[reference('x')]", Some(&params), Some(&vars)), None);
-    }
 }

@@ -319,8 +319,7 @@ fn arm_template_without_sitecontainers_or_with_unresolvable_expressions() {
     expect(
         text,
         &[
-            ("$.resources[0].properties.image", "ARM expression [reference('acr').loginServer] cannot be evaluated locally"),
-            ("$.resources[0].properties.image", "missing image"),
+            ("$.resources[0].properties.image", "reference('acr') cannot be known without deploying"),
         ],
     );
 }
