@@ -108,10 +108,18 @@ fn import(a: &cli::ImportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sitecar_config::compose::import(&text) {
+    match sitecar_config::compose::import(&text, &sitecar_config::compose::project_of(&a.file)) {
         Ok(imported) => {
             for w in &imported.warnings {
                 eprintln!("{}: {w}", a.file.display());
+            }
+            // Never a document `validate` would refuse: its problems are the import's.
+            if let Err(e) = sitecar_config::load(&imported.document, &sitecar_config::LoadOptions::default()) {
+                eprintln!("sitecar import: {}: the spec it makes is not valid; nothing written", a.file.display());
+                for p in e.problems() {
+                    eprintln!("  {p}");
+                }
+                return ExitCode::from(1);
             }
             println!("{}", serde_json::to_string_pretty(&imported.document).unwrap_or_default());
             ExitCode::SUCCESS

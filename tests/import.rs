@@ -13,7 +13,7 @@ fn compose(name: &str) -> PathBuf {
 
 /// (exit code, stdout, stderr)
 fn sitecar(args: &[&str], file: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).args(args).arg(file).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).args(args).arg(file).env("NODE_ENV", "production").output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -62,7 +62,6 @@ fn wordpress_and_its_database() {
         "services.db.restart: ignored",
         "services.db.networks: ignored",
         "services.wordpress.secrets: ignored",
-        "services.db.expose: ignored",
     ] {
         assert!(warnings.contains(line), "{line} in {warnings}");
     }
@@ -89,5 +88,80 @@ fn a_service_with_only_build_is_refused_by_name_and_field() {
     let (code, out, err) = sitecar(&["import", "compose"], &compose("build-only.yaml"));
     assert_eq!(code, 1);
     assert!(out.is_empty(), "nothing written: {out}");
-    assert!(err.contains("services.web.image: missing (the service only has build"), "{err}");
+    // That reason alone: the service publishing 8080 is still found as main.
+    assert!(err.contains("1 problem(s)"), "{err}");
+    assert!(err.contains("services.web: only build, no image: App Service runs images"), "{err}");
+    assert!(!err.contains("no service publishes"), "{err}");
+}
+
+#[test]
+fn the_published_wordpress_sample_reaches_its_database_on_localhost() {
+    let (doc, warnings) = import_and_validate("wordpress-mysql.yaml");
+    assert_eq!(doc["appSettings"]["WORDPRESS_WORDPRESS_DB_HOST"], "localhost", "WORDPRESS_DB_HOST=db");
+    assert!(warnings.contains("services.wordpress.environment.WORDPRESS_DB_HOST: host db -> localhost"), "{warnings}");
+    let db = container(&doc, "db");
+    assert_eq!(db["targetPort"], "3306", "expose gives a sidecar its port");
+    assert_eq!(db["isMain"], false);
+    assert_eq!(doc["local"]["runtime"], "oci", "an imported stack runs its images");
+    // The database's own name "wordpress" is no host.
+    assert_eq!(doc["appSettings"]["WORDPRESS_WORDPRESS_DB_NAME"], "wordpress");
+}
+
+#[test]
+fn variables_env_files_hosts_ports_and_health_checks_as_the_compose_specification_writes_them() {
+    let (doc, warnings) = import_and_validate("node-mongo/compose.yaml");
+    let names: Vec<&str> = doc["sitecontainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["api", "mongo", "redis", "otel-collector"]);
+    let api = container(&doc, "api");
+    assert_eq!(api["image"], "ghcr.io/example/api:1.2.3", "${{TAG:-latest}} from .env");
+    assert_eq!((api["isMain"].clone(), api["targetPort"].clone()), (serde_json::json!(true), serde_json::json!("3000")));
+    let s = &doc["appSettings"];
+    assert_eq!(s["API_MONGO_URL"], "mongodb://root:m0ng0-s3cret@localhost:27017/app?authSource=admin");
+    assert_eq!(s["API_REDIS_URL"], "redis://:r3dis-s3cret@localhost:6379/0");
+    assert_eq!(s["API_OTEL_EXPORTER_OTLP_ENDPOINT"], "http://localhost:4318");
+    assert_eq!(s["API_NODE_ENV"], "production", "a bare variable from the shell, over the env_file's");
+    assert_eq!(s["API_LOG_LEVEL"], "info", "env_file");
+    assert_eq!(s["API_PRICE_LABEL"], "costs $5", "$$ is a literal $");
+    assert_eq!(s["MONGO_MONGO_INITDB_ROOT_PASSWORD"], "m0ng0-s3cret");
+    // Ports: expose, the first TCP port, never a UDP one; what cannot be published is said.
+    assert_eq!(container(&doc, "mongo")["targetPort"], "27017");
+    assert_eq!(container(&doc, "redis")["targetPort"], "6379");
+    assert_eq!(container(&doc, "otel-collector")["targetPort"], "4317");
+    assert!(warnings.contains("services.otel-collector.ports: 6831/udp is not carried over"), "{warnings}");
+    assert!(warnings.contains("services.otel-collector.ports: 4317:4317 is not published"), "{warnings}");
+    // The image's arguments stay arguments (the oci runtime passes them to the image).
+    assert_eq!(container(&doc, "redis")["startUpCommand"], "redis-server --requirepass r3dis-s3cret");
+    assert_eq!(container(&doc, "otel-collector")["startUpCommand"], "--config=/etc/otelcol/config.yaml");
+    assert_eq!(doc["local"]["runtime"], "oci");
+    // Health checks: wget in CMD-SHELL gives the path; others are named, secrets masked.
+    let h = &doc["health"]["containers"]["api"];
+    assert_eq!((h["path"].as_str(), h["periodSeconds"].as_f64(), h["failureThreshold"].as_u64()), (Some("/healthz"), Some(10.0), Some(5)));
+    assert!(warnings.contains("services.mongo.healthcheck.test: the command"), "{warnings}");
+    assert!(warnings.contains("services.redis.healthcheck.test: the command \"redis-cli -a **** ping\""), "{warnings}");
+    assert!(warnings.contains("services.api.environment.MONGO_URL: host mongo -> localhost in mongodb://root:****@localhost"), "{warnings}");
+    for secret in ["m0ng0-s3cret", "r3dis-s3cret"] {
+        assert!(!warnings.contains(secret), "a secret in the warnings: {warnings}");
+    }
+    assert!(warnings.contains("services.api.depends_on: ignored"), "{warnings}");
+}
+
+#[test]
+fn a_required_variable_that_is_missing_is_refused_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["compose.yaml", "api.env"] {
+        std::fs::copy(compose("node-mongo").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join(".env"), "TAG=1\nREDIS_PASSWORD=x\n").unwrap();
+    let (code, out, err) = sitecar(&["import", "compose"], &dir.path().join("compose.yaml"));
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("required variable: MONGO_PASSWORD: set MONGO_PASSWORD in .env"), "{err}");
+}
+
+#[test]
+fn an_import_that_would_not_validate_exits_one_with_the_problems() {
+    let (code, out, err) = sitecar(&["import", "compose"], &compose("port-clash.yaml"));
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "nothing written: {out}");
+    assert!(err.contains("not valid") && err.contains("targetPort") && err.contains("3000"), "{err}");
 }
