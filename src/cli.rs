@@ -225,9 +225,20 @@ pub struct ExportArgs {
     pub target: ExportTarget,
     /// The spec to export.
     pub file: PathBuf,
-    /// With azure: an ARM template of sitecontainers resources instead.
+    /// With azure: an ARM template of sitecontainers resources (and the app settings) instead.
     #[arg(long)]
     pub arm: bool,
+    /// The app's name: Kubernetes object names and the ARM template's siteName (default: the
+    /// spec's local.siteName, else the spec file's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// With kubernetes: yaml (default) or json.
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "yaml", value_parser = ["yaml", "json"])]
+    pub output: String,
+    /// With azure: write sitecontainers.json, appsettings.json and connectionstrings.json here
+    /// (for `az webapp sitecontainers create` and `az webapp config ... set --settings @FILE`).
+    #[arg(long, value_name = "DIR", conflicts_with = "arm")]
+    pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub settings: SettingArgs,
 }

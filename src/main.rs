@@ -84,13 +84,63 @@ fn export(a: &cli::ExportArgs) -> ExitCode {
         }
     };
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    // Objects and the site are named after the app.
+    let name = a.name.clone().unwrap_or_else(|| {
+        if spec.local.site_name != "sitecar" {
+            spec.local.site_name.clone()
+        } else {
+            a.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sitecar".into())
+        }
+    });
+    let say_dropped = || {
+        for line in sitecar_config::export::not_carried_to_azure(&spec) {
+            eprintln!("sitecar export: not carried over: {line}");
+        }
+    };
     match (a.target, a.arm) {
-        (cli::ExportTarget::Azure, false) => println!("{}", pretty(&sitecar_config::export::azure_cli(&spec))),
-        (cli::ExportTarget::Azure, true) => println!("{}", pretty(&sitecar_config::export::arm_template(&spec))),
+        (cli::ExportTarget::Azure, false) => {
+            say_dropped();
+            let files = [
+                ("sitecontainers.json", sitecar_config::export::azure_cli(&spec)),
+                ("appsettings.json", sitecar_config::export::app_settings_file(&spec)),
+                ("connectionstrings.json", sitecar_config::export::connection_strings_file(&spec)),
+            ];
+            match &a.dir {
+                Some(dir) => {
+                    for (file, v) in &files {
+                        let path = dir.join(file);
+                        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, pretty(v) + "\n")) {
+                            eprintln!("sitecar export: cannot write {}: {e}", path.display());
+                            return ExitCode::from(2);
+                        }
+                    }
+                    eprintln!(
+                        "sitecar export: wrote {0}/sitecontainers.json, {0}/appsettings.json and {0}/connectionstrings.json:\n  az webapp config appsettings set -g RG -n {name} --settings @{0}/appsettings.json\n  az webapp config connection-string set -g RG -n {name} --settings @{0}/connectionstrings.json\n  az webapp sitecontainers create -g RG -n {name} --sitecontainers-spec-file {0}/sitecontainers.json",
+                        dir.display()
+                    );
+                }
+                None => {
+                    println!("{}", pretty(&files[0].1));
+                    if !spec.app_settings.is_empty() || !spec.connection_strings.is_empty() {
+                        eprintln!(
+                            "sitecar export: the {} app setting(s) and {} connection string(s) live on the site, not in this file: give --dir DIR to write them for `az webapp config appsettings set --settings @FILE`",
+                            spec.app_settings.len(),
+                            spec.connection_strings.len()
+                        );
+                    }
+                }
+            }
+        }
+        (cli::ExportTarget::Azure, true) => {
+            say_dropped();
+            println!("{}", pretty(&sitecar_config::export::arm_template(&spec, &name)));
+        }
         (cli::ExportTarget::Kubernetes, _) => {
-            // JSON documents are YAML documents: one stream for `kubectl apply -f`.
-            for doc in sitecar_config::export::kubernetes(&spec) {
-                println!("---\n{}", pretty(&doc));
+            let docs = sitecar_config::export::kubernetes(&spec, &name);
+            if a.output == "json" {
+                println!("{}", pretty(&serde_json::Value::Array(docs)));
+            } else {
+                print!("{}", sitecar_config::export::to_yaml(&docs));
             }
         }
     }

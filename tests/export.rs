@@ -41,7 +41,8 @@ fn kubernetes_manifests_pass_the_schemas() {
         }
     }
     // The validator does reject a broken manifest: a restartPolicy that is not a string.
-    let broken = export(&["kubernetes"], &fixture("sitecar.json")).replacen("\"restartPolicy\": \"Always\"", "\"restartPolicy\": 7", 1);
+    let broken = export(&["kubernetes"], &fixture("sitecar.json")).replacen("restartPolicy: Always", "restartPolicy: 7", 1);
+    assert!(broken.contains("restartPolicy: 7"));
     let file = dir.path().join("broken.yaml");
     std::fs::write(&file, broken).unwrap();
     assert!(!validate_manifests(&file).0);
@@ -51,15 +52,7 @@ fn kubernetes_manifests_pass_the_schemas() {
 fn azure_spec_file_and_arm_template_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let original = sitecar_config::load_file(&fixture("sitecar.json"), &Default::default()).unwrap();
-    // The settings stay on the site: handed to validate and the loader as the platform would.
-    let settings: Vec<String> = original.app_settings.iter().flat_map(|(k, v)| ["--setting".to_owned(), format!("{k}={v}")]).collect();
-    let options = sitecar_config::LoadOptions { app_settings: original.app_settings.clone(), ..Default::default() };
-    for (args, name) in [(&["azure"][..], "spec.json"), (&["azure", "--arm"][..], "template.json")] {
-        let file = dir.path().join(name);
-        std::fs::write(&file, export(args, &fixture("sitecar.json"))).unwrap();
-        let status = Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("validate").args(&settings).arg(&file).status().unwrap();
-        assert!(status.success(), "{name} validates");
-        let back = sitecar_config::load_file(&file, &options).unwrap();
+    let same = |back: &sitecar_config::Spec, name: &str| {
         assert_eq!(back.containers.len(), original.containers.len());
         for (a, b) in original.containers.iter().zip(&back.containers) {
             // Everything Azure carries; the local command mapping is sitecar's own.
@@ -70,7 +63,116 @@ fn azure_spec_file_and_arm_template_round_trip() {
             );
             assert_eq!((&a.volume_mounts, &a.environment_variables), (&b.volume_mounts, &b.environment_variables), "{name}");
         }
+    };
+
+    // The ARM template carries the app settings and connection strings: it validates as it is.
+    let template = dir.path().join("template.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar")).args(["export", "azure", "--arm"]).arg(fixture("sitecar.json")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&template, &out.stdout).unwrap();
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("not carried over: local.containers"), "nothing dropped without a word: {warned}");
+    let status = Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("validate").arg(&template).status().unwrap();
+    assert!(status.success(), "the ARM export validates with nothing added");
+    let back = sitecar_config::load_file(&template, &Default::default()).unwrap();
+    same(&back, "template.json");
+    assert_eq!(back.app_settings, original.app_settings);
+    assert_eq!(back.connection_strings["Orders"].value.expose(), original.connection_strings["Orders"].value.expose());
+    assert_eq!(back.connection_strings["Orders"].kind, original.connection_strings["Orders"].kind);
+
+    // The CLI form: the spec file, and the settings files `az webapp config ... set --settings @FILE` takes.
+    let out_dir = dir.path().join("azure");
+    let out = Command::new(env!("CARGO_BIN_EXE_sitecar"))
+        .args(["export", "azure", "--dir"])
+        .arg(&out_dir)
+        .arg(fixture("sitecar.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("appsettings.json")).unwrap()).unwrap();
+    let settings: Vec<(String, String)> = settings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["slotSetting"], false);
+            (s["name"].as_str().unwrap().to_owned(), s["value"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(settings.len(), original.app_settings.len());
+    let strings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("connectionstrings.json")).unwrap()).unwrap();
+    assert_eq!(strings[0]["name"], "Orders");
+    assert_eq!(strings[0]["type"], original.connection_strings["Orders"].kind.name());
+    // With the settings on the site (as az sets them), the spec file validates and reads back.
+    let args: Vec<String> = settings.iter().flat_map(|(k, v)| ["--setting".to_owned(), format!("{k}={v}")]).collect();
+    let spec_file = out_dir.join("sitecontainers.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_sitecar")).arg("validate").args(&args).arg(&spec_file).status().unwrap();
+    assert!(status.success());
+    let options = sitecar_config::LoadOptions { app_settings: settings.into_iter().collect(), ..Default::default() };
+    same(&sitecar_config::load_file(&spec_file, &options).unwrap(), "sitecontainers.json");
+}
+
+/// YAML documents read back as JSON (PyYAML comes with kubernetes-validate).
+fn yaml_docs(text: &str) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn kubernetes_exports_deploy_side_by_side_and_start_when_app_service_would() {
+    let dir = tempfile::tempdir().unwrap();
+    // main answers 404 on the warmup path: App Service starts it; so must the startup probe.
+    let spec = dir.path().join("shop.json");
+    std::fs::write(
+        &spec,
+        r#"{"sitecontainers": [
+            {"name": "web", "properties": {"image": "shop/web:1", "isMain": true, "targetPort": "8080"}},
+            {"name": "web-cache", "properties": {"image": "redis:7", "isMain": false, "targetPort": "6379"}},
+            {"name": "web-cache-exporter-with-a-long-name", "properties": {"image": "exporter:1", "isMain": false, "targetPort": "9121"}}]}"#,
+    )
+    .unwrap();
+    let docs = yaml_docs(&export(&["kubernetes"], &spec));
+    let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shop-appsettings", "shop-connectionstrings", "shop", "shop"], "named after the spec file");
+    let pod = &docs[2]["spec"]["template"]["spec"];
+    let main = &pod["containers"][0];
+    assert_eq!(main["startupProbe"]["tcpSocket"]["port"], 8080, "{main:#}");
+    assert!(main["startupProbe"].get("httpGet").is_none());
+    let mut ports: Vec<String> = pod["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([main])
+        .map(|c| c["ports"][0]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ports.iter().all(|p| p.len() <= 15 && p.chars().any(|c| c.is_ascii_alphabetic()) && !p.contains("--")), "{ports:?}");
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "port names unique within the pod: {ports:?}");
+
+    // A second app in the same namespace: no object name in common.
+    let other = yaml_docs(&export(&["kubernetes", "--name", "billing"], &spec));
+    for d in &other {
+        let n = d["metadata"]["name"].as_str().unwrap();
+        assert!(n.starts_with("billing"), "{n}");
+        assert!(!names.contains(&n));
     }
+    // -o json is the same manifests.
+    let json: serde_json::Value = serde_json::from_str(&export(&["kubernetes", "-o", "json"], &spec)).unwrap();
+    assert_eq!(json.as_array().unwrap(), &docs);
+    let file = dir.path().join("k8s.yaml");
+    std::fs::write(&file, export(&["kubernetes"], &spec)).unwrap();
+    let (ok, text) = validate_manifests(&file);
+    assert!(ok, "{text}");
 }
 
 #[test]

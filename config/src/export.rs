@@ -65,27 +65,95 @@ pub fn azure_cli(spec: &Spec) -> Value {
     Value::Array(spec.containers.iter().map(|c| json!({"name": c.name, "properties": properties(c)})).collect())
 }
 
-/// An ARM template fragment: one `Microsoft.Web/sites/sitecontainers` resource per container on
-/// the site named by the `siteName` parameter (defaulting to the spec's site name).
-pub fn arm_template(spec: &Spec) -> Value {
-    let resources: Vec<Value> = spec
+/// What `az webapp config appsettings set --settings @FILE` takes: the app settings as
+/// `[{name, value, slotSetting}]` (the shape `az webapp config appsettings list` prints).
+pub fn app_settings_file(spec: &Spec) -> Value {
+    Value::Array(spec.app_settings.iter().map(|(k, v)| json!({"name": k, "value": v, "slotSetting": false})).collect())
+}
+
+/// What `az webapp config connection-string set --settings @FILE` takes.
+pub fn connection_strings_file(spec: &Spec) -> Value {
+    Value::Array(
+        spec.connection_strings
+            .iter()
+            .map(|(k, cs)| json!({"name": k, "value": cs.value.expose(), "type": cs.kind.name(), "slotSetting": false}))
+            .collect(),
+    )
+}
+
+/// An ARM template: one `Microsoft.Web/sites/sitecontainers` resource per container on the site
+/// named by the `siteName` parameter, and the app settings and connection strings as the site's
+/// `config/appsettings` and `config/connectionstrings` resources (names as `bicep build` writes
+/// them), so the template deploys, and validates, as it is.
+pub fn arm_template(spec: &Spec, site: &str) -> Value {
+    let child = |name: &str| format!("[format('{{0}}/{{1}}', parameters('siteName'), '{name}')]");
+    let mut resources: Vec<Value> = spec
         .containers
         .iter()
         .map(|c| {
             json!({
                 "type": "Microsoft.Web/sites/sitecontainers",
                 "apiVersion": "2024-04-01",
-                "name": format!("[concat(parameters('siteName'), '/{}')]", c.name),
+                "name": child(&c.name),
                 "properties": properties(c),
             })
         })
         .collect();
+    if !spec.app_settings.is_empty() {
+        // `[` starts an expression in a template: a literal one is written `[[`.
+        let escape = |v: &str| if v.starts_with('[') { format!("[{v}") } else { v.to_owned() };
+        let settings: Map<String, Value> = spec.app_settings.iter().map(|(k, v)| (k.clone(), json!(escape(v)))).collect();
+        resources.push(json!({"type": "Microsoft.Web/sites/config", "apiVersion": "2024-04-01", "name": child("appsettings"), "properties": settings}));
+    }
+    if !spec.connection_strings.is_empty() {
+        let strings: Map<String, Value> = spec
+            .connection_strings
+            .iter()
+            .map(|(k, cs)| (k.clone(), json!({"value": format!("[parameters('{}')]", connection_parameter(k)), "type": cs.kind.name()})))
+            .collect();
+        resources.push(json!({"type": "Microsoft.Web/sites/config", "apiVersion": "2024-04-01", "name": child("connectionstrings"), "properties": strings}));
+    }
+    let mut parameters = Map::new();
+    parameters.insert("siteName".into(), json!({"type": "string", "defaultValue": site}));
+    for (k, cs) in &spec.connection_strings {
+        // A secure parameter, its value the default: override it at deployment.
+        parameters.insert(connection_parameter(k), json!({"type": "securestring", "defaultValue": cs.value.expose()}));
+    }
     json!({
         "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
         "contentVersion": "1.0.0.0",
-        "parameters": {"siteName": {"type": "string", "defaultValue": spec.local.site_name}},
+        "parameters": parameters,
         "resources": resources,
     })
+}
+
+fn connection_parameter(name: &str) -> String {
+    let clean: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("connectionString{clean}")
+}
+
+/// What the spec says that an Azure export cannot carry, one line each.
+pub fn not_carried_to_azure(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec.containers.iter().any(|c| c.local.is_some()) {
+        out.push("local.containers / local.images: how containers run on this machine is sitecar's own".into());
+    }
+    if spec.cache.enabled {
+        out.push("cache: the front door's HTTP cache is sitecar's own (put a CDN or Front Door in front of the site)".into());
+    }
+    if !spec.offload.is_empty() {
+        out.push("offload: static files served at sitecar's edge (serve them from main or a storage account)".into());
+    }
+    if spec.proxy.listen_explicit {
+        out.push("proxy.listen: App Service listens on 80 and 8080 (and 443) itself".into());
+    }
+    if spec.tracing.otlp.is_some() {
+        out.push("tracing.otlp: sitecar's own spans (run an OpenTelemetry sidecar)".into());
+    }
+    if !spec.health.containers.is_empty() || spec.health.defaults.path.is_some() {
+        out.push("health: probes of sidecars are sitecar's own (App Service probes main through WEBSITE_HEALTHCHECK_PATH)".into());
+    }
+    out
 }
 
 /// A DNS-1123 label from a name: lower case, letters, digits and dashes.
@@ -99,15 +167,30 @@ fn label(name: &str) -> String {
     }
 }
 
-/// Kubernetes manifests for the spec, applied with `kubectl apply -f`: a ConfigMap of the app
+/// A port name from a container's: lower case letters, digits and single dashes, at most 15
+/// characters, with a letter; the port number keeps two alike apart.
+fn port_name(container: &str, port: u16) -> String {
+    let mut base: String = label(container).split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
+    let suffix = format!("-{port}");
+    base.truncate(15 - suffix.len());
+    let base = base.trim_end_matches('-');
+    if base.chars().any(|c| c.is_ascii_alphabetic()) {
+        format!("{base}{suffix}")
+    } else {
+        format!("p{suffix}")
+    }
+}
+
+/// Kubernetes manifests for the spec, applied with `kubectl apply -f`; every object is named
+/// after the app (`name`), so two apps share a namespace: a ConfigMap of the app
 /// settings (each also as `APPSETTING_<name>`, as App Service injects them), a Secret of the
 /// connection strings under their typed prefixes, a Deployment whose sidecars are native sidecars
 /// (init containers with `restartPolicy: Always`, started in spec order, each with a startup probe
 /// on its port so the next starts once it listens) and whose app container is main (a startup
 /// probe from the warmup path and start time limit, readiness from the health settings, liveness
 /// when `WEBSITE_HEALTHCHECK_PATH` is set), and a Service for ports 80 and 8080.
-pub fn kubernetes(spec: &Spec) -> Vec<Value> {
-    let site = label(&spec.local.site_name);
+pub fn kubernetes(spec: &Spec, name: &str) -> Vec<Value> {
+    let site = label(name);
     let settings_name = format!("{site}-appsettings");
     let strings_name = format!("{site}-connectionstrings");
     let mut settings = Map::new();
@@ -132,7 +215,8 @@ pub fn kubernetes(spec: &Spec) -> Vec<Value> {
             v.insert("args".into(), json!(args));
         }
         if let Some(port) = c.target_port {
-            v.insert("ports".into(), json!([{"containerPort": port, "name": "http"}]));
+            // Port names are unique within a pod (at most 15 characters, IANA_SVC_NAME).
+            v.insert("ports".into(), json!([{"containerPort": port, "name": port_name(&c.name, port)}]));
         }
         let mut env = vec![json!({"name": "WEBSITE_SITE_NAME", "value": spec.local.site_name})];
         if let Some(port) = c.target_port {
@@ -176,12 +260,21 @@ pub fn kubernetes(spec: &Spec) -> Vec<Value> {
                 );
             }
         } else {
+            // App Service counts any HTTP answer on the warmup path (404 too) as started; an
+            // httpGet probe accepts 200-399 only and would kill such an app. A TCP probe never
+            // refuses what App Service accepts; with WEBSITE_WARMUP_STATUSES all in 200-399,
+            // httpGet means exactly what it means there.
             let period = 5u32;
-            v.insert(
-                "startupProbe".into(),
-                json!({"httpGet": {"path": spec.platform.warmup_path, "port": main_port}, "periodSeconds": period,
-                       "failureThreshold": (secs(spec.platform.start_time_limit) / period).max(1)}),
-            );
+            let statuses = &spec.platform.warmup_statuses;
+            let check = if !statuses.is_empty() && statuses.iter().all(|s| (200..400).contains(s)) {
+                json!({"httpGet": {"path": spec.platform.warmup_path, "port": main_port}})
+            } else {
+                json!({"tcpSocket": {"port": main_port}})
+            };
+            let mut probe = check.as_object().cloned().unwrap_or_default();
+            probe.insert("periodSeconds".into(), json!(period));
+            probe.insert("failureThreshold".into(), json!((secs(spec.platform.start_time_limit) / period).max(1)));
+            v.insert("startupProbe".into(), Value::Object(probe));
         }
         if let Some(port) = c.target_port {
             let check = match &probes.path {
@@ -246,6 +339,33 @@ pub fn kubernetes(spec: &Spec) -> Vec<Value> {
     ]
 }
 
+/// JSON values as a YAML stream (`---` between documents), the form `kubectl apply -f` users read.
+pub fn to_yaml(docs: &[Value]) -> String {
+    fn yaml(v: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match v {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Yaml::Integer(i),
+                None => Yaml::Real(n.to_string()),
+            },
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(a) => Yaml::Array(a.iter().map(yaml).collect()),
+            Value::Object(m) => Yaml::Hash(m.iter().map(|(k, v)| (Yaml::String(k.clone()), yaml(v))).collect()),
+        }
+    }
+    let mut out = String::new();
+    for d in docs {
+        let mut text = String::new();
+        if yaml_rust2::YamlEmitter::new(&mut text).dump(&yaml(d)).is_ok() {
+            out.push_str(&text);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,7 +400,7 @@ mod tests {
     #[test]
     fn kubernetes_sidecars_are_native_and_ordered() {
         let spec = load_str(DOC, &LoadOptions::default()).unwrap();
-        let docs = kubernetes(&spec);
+        let docs = kubernetes(&spec, "shop");
         let pod = &docs[2]["spec"]["template"]["spec"];
         let init: Vec<&str> = pod["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(init, ["redis", "otel"]);
@@ -288,7 +408,9 @@ mod tests {
         let main = &pod["containers"][0];
         assert_eq!(main["name"], "web");
         assert_eq!(main["args"], json!(["python3", "app.py", "--port", "8080"]));
-        assert_eq!(main["startupProbe"]["httpGet"]["path"], "/robots933456.txt");
+        assert_eq!(main["startupProbe"]["tcpSocket"]["port"], 8080, "any answer counts on App Service: not an httpGet");
+        assert_eq!(main["ports"][0]["name"], "web-8080");
+        assert_eq!(pod["initContainers"][0]["ports"][0]["name"], "redis-6379");
         assert_eq!(main["livenessProbe"]["httpGet"]["path"], "/health");
         assert!(main["envFrom"].is_array());
         assert!(pod["initContainers"][1].get("envFrom").is_none(), "inherit false: no app settings");
