@@ -187,7 +187,7 @@ fn edge(
             cache: at_edge.cache,
             offload: (!at_edge.offload.is_empty()).then(|| Offload::new(&at_edge.offload)),
         },
-        Upstream::new(main, t.connect, t.upstream_idle, ready.clone(), settings.hold, metrics.as_ref().map(|m| m.retried_refused.clone())),
+        Upstream::new(main, t.connect, t.upstream_idle, ready.clone(), settings.hold, metrics.clone()),
         ready.clone(),
         access.clone(),
         metrics.clone(),

@@ -16,6 +16,14 @@ fn metrics_status_and_logs_of_a_running_stack() {
     let (spec, Ports { front, admin, .. }) = two_container_spec(dir.path(), "side", r#", "health": {"periodSeconds": 0.2}"#);
     let mut sitecar = up_until_ready(&spec, admin);
 
+    // Idle: the container and build series, no zero series for every method and status class.
+    let (_, idle) = http(admin, "GET", "/metrics");
+    let idle_lines = idle.lines().count();
+    assert!(idle_lines < 250, "{idle_lines} lines when idle:\n{idle}");
+    assert!(!idle.contains("http_request_method="), "{idle}");
+    assert_eq!(sample(&idle, r#"sitecar_container_up{container="web"}"#), Some(1.0), "{idle}");
+    assert!(idle.contains("sitecar_build_info{version="));
+
     for i in 0..100 {
         assert_eq!(http(front, "GET", &format!("/page/{i}")).0, 200);
     }

@@ -342,7 +342,7 @@ impl EdgeService {
                 Err(ProxyError::Upstream(why)) if again.is_some() => {
                     tracing::debug!(error = %why, "main dropped the connection; sending the request once more when main is ready");
                     if let Some(m) = &self.metrics {
-                        m.retried_dropped.inc();
+                        m.retried_dropped();
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     match again {

@@ -1,7 +1,9 @@
 //! Metrics of the front door in one explicit Prometheus registry, named after OpenTelemetry's
-//! HTTP conventions. Label handles are resolved once at start, so a request costs a few atomic
+//! HTTP conventions. A labelled series exists once it is first observed (an idle `/metrics` is not
+//! hundreds of zero lines); its handle is resolved then and kept, so a request costs a few atomic
 //! operations and no lookups.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -18,19 +20,21 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// The front door's metrics; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct HttpMetrics {
-    /// `[method][status class]`, resolved once.
-    duration: Vec<Vec<Histogram>>,
+    duration_vec: HistogramVec,
+    /// `[method][status class]`, each resolved at its first request.
+    duration: Vec<Vec<OnceLock<Histogram>>>,
     pub active: IntGauge,
     request_size: Histogram,
     response_size: Histogram,
-    errors: Vec<IntCounter>,
+    errors_vec: IntCounterVec,
+    errors: Vec<OnceLock<IntCounter>>,
     /// Requests that had to wait for main to become ready.
     pub held: IntCounter,
+    retries: IntCounterVec,
     /// Requests sent to main a second time: a new connection refused while main restarted (sent
     /// again once main was ready), and an idempotent bodiless request whose connection main
     /// dropped before answering.
-    pub retried_refused: IntCounter,
-    pub retried_dropped: IntCounter,
+    retried: [OnceLock<IntCounter>; 2],
     /// The last failed requests, for `/status`: written only on the error path.
     recent_errors: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
@@ -65,19 +69,35 @@ impl HttpMetrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(held.clone()))?;
         registry.register(Box::new(retries.clone()))?;
-        let duration = METHODS.iter().map(|m| CLASSES.iter().map(|c| duration.with_label_values(&[*m, *c])).collect()).collect();
-        let errors = ProxyError::KINDS.iter().map(|k| errors.with_label_values(&[*k])).collect();
         Ok(Self {
-            duration,
+            duration_vec: duration,
+            duration: METHODS.iter().map(|_| CLASSES.iter().map(|_| OnceLock::new()).collect()).collect(),
             active,
             request_size,
             response_size,
-            errors,
+            errors_vec: errors,
+            errors: ProxyError::KINDS.iter().map(|_| OnceLock::new()).collect(),
             held,
-            retried_refused: retries.with_label_values(&["refused"]),
-            retried_dropped: retries.with_label_values(&["dropped"]),
+            retries,
+            retried: Default::default(),
             recent_errors: Default::default(),
         })
+    }
+
+    /// A request sent to main again after main refused a new connection while restarting.
+    pub fn retried_refused(&self) {
+        self.retried[0].get_or_init(|| self.retries.with_label_values(&["refused"])).inc();
+    }
+
+    /// Requests sent again so far: (after a refused connection, after a dropped one).
+    pub fn retries(&self) -> (u64, u64) {
+        let n = |c: &OnceLock<IntCounter>| c.get().map_or(0, IntCounter::get);
+        (n(&self.retried[0]), n(&self.retried[1]))
+    }
+
+    /// An idempotent bodiless request sent again after main dropped its connection unanswered.
+    pub fn retried_dropped(&self) {
+        self.retried[1].get_or_init(|| self.retries.with_label_values(&["dropped"])).inc();
     }
 
     pub fn observe(&self, method: &Method, status: StatusCode, took: Duration, request_bytes: Option<u64>, response_bytes: Option<u64>) {
@@ -93,8 +113,8 @@ impl HttpMetrics {
             _ => 8,
         };
         let c = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
-        if let Some(h) = self.duration.get(m).and_then(|row| row.get(c)) {
-            h.observe(took.as_secs_f64());
+        if let Some(cell) = self.duration.get(m).and_then(|row| row.get(c)) {
+            cell.get_or_init(|| self.duration_vec.with_label_values(&[METHODS[m], CLASSES[c]])).observe(took.as_secs_f64());
         }
         if let Some(b) = request_bytes {
             self.request_size.observe(b as f64);
@@ -112,7 +132,7 @@ impl HttpMetrics {
         let mut server_errors = 0;
         let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS.iter().map(|b| (*b, 0)).collect();
         for row in &self.duration {
-            for (class, h) in row.iter().enumerate() {
+            for (class, h) in row.iter().enumerate().filter_map(|(c, cell)| Some((c, cell.get()?))) {
                 let n = h.get_sample_count();
                 requests += n;
                 if class == 4 {
@@ -134,7 +154,7 @@ impl HttpMetrics {
     /// Counts a failed request and keeps it, with its ids, among the recent errors.
     pub fn error(&self, e: &ProxyError, request_id: &str, trace_id: &str, target: &str) {
         if let Some(i) = ProxyError::KINDS.iter().position(|k| *k == e.kind()) {
-            self.errors[i].inc();
+            self.errors[i].get_or_init(|| self.errors_vec.with_label_values(&[ProxyError::KINDS[i]])).inc();
         }
         let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         if let Ok(mut recent) = self.recent_errors.lock() {
@@ -166,6 +186,8 @@ mod tests {
         m.observe(&Method::from_bytes(b"PROPFIND").unwrap(), StatusCode::BAD_GATEWAY, Duration::from_millis(3), Some(5), None);
         m.error(&ProxyError::Refused("x".into()), "rid", "tid", "/a");
         let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        assert!(!text.contains(r#"http_request_method="POST""#), "no series before its first request: {text}");
+        assert!(!text.contains(r#"kind="timeout""#), "{text}");
         assert!(
             text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx"} 1"#),
             "{text}"

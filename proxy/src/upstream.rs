@@ -54,7 +54,7 @@ struct Pool {
     ready: watch::Receiver<bool>,
     hold: Duration,
     /// Counts the second tries.
-    retried: Option<prometheus::IntCounter>,
+    retried: Option<std::sync::Arc<crate::metrics::HttpMetrics>>,
 }
 
 #[derive(Debug)]
@@ -80,7 +80,7 @@ impl Upstream {
         idle: Duration,
         ready: watch::Receiver<bool>,
         hold: Duration,
-        retried: Option<prometheus::IntCounter>,
+        retried: Option<std::sync::Arc<crate::metrics::HttpMetrics>>,
     ) -> Self {
         let pool = Pool {
             addr,
@@ -187,8 +187,8 @@ impl Pool {
                 if !back {
                     return Err(SendError::Connect(e));
                 }
-                if let Some(c) = &self.retried {
-                    c.inc();
+                if let Some(m) = &self.retried {
+                    m.retried_refused();
                 }
                 self.tcp().await?
             }

@@ -114,7 +114,7 @@ impl Front {
             Duration::from_secs(4),
             rx.clone(),
             config.hold,
-            Some(metrics.retried_refused.clone()),
+            Some(metrics.clone()),
         );
         let edge = EdgeService::new(config, upstream, rx, None, Some(metrics.clone()));
         let stop = CancellationToken::new();
