@@ -7,7 +7,7 @@
 CARGO ?= cargo
 SPEC ?=
 
-.PHONY: run test prereqs test-prereqs lint build release install loadtest fuzz test-examples
+.PHONY: run test prereqs test-prereqs lint build release install install-files loadtest fuzz test-examples
 
 run: prereqs
 	$(CARGO) run --release -- up $(SPEC)
@@ -28,10 +28,21 @@ build: prereqs
 release: prereqs
 	$(CARGO) build --release
 
-# sitecar on the PATH: PREFIX=~/.local make install for a user's own bin directory.
+# sitecar on the PATH, with its man pages and shell completions: PREFIX=~/.local make install
+# for a user's own directories.
 PREFIX ?= /usr/local
+BIN ?= target/release/sitecar
 install: release
-	install -D -m 0755 target/release/sitecar $(DESTDIR)$(PREFIX)/bin/sitecar
+	@$(MAKE) --no-print-directory install-files BIN=target/release/sitecar
+
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sitecar
+	mkdir -p $(DESTDIR)$(PREFIX)/share/man/man1
+	$(BIN) man --dir $(DESTDIR)$(PREFIX)/share/man/man1
+	mkdir -p $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/sitecar
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_sitecar
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/sitecar.fish
 
 loadtest: prereqs release
 	$(CARGO) run --release -p sitecar-loadtest -- $(ARGS)
@@ -43,7 +54,7 @@ prereqs:
 
 # Test prerequisites: tools the end-to-end tests drive for real.
 test-prereqs:
-	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare nsenter setpriv ip openssl chromium zsh fish groff redis-server node" PKGS="curl python3 util-linux iproute2 openssl chromium zsh fish groff-base redis-server nodejs"
+	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare nsenter setpriv ip openssl chromium zsh fish groff man redis-server node" PKGS="curl python3 util-linux iproute2 openssl chromium zsh fish groff-base man-db redis-server nodejs"
 	@dpkg -s busybox-static >/dev/null 2>&1 || { echo "make: installing busybox-static (the docker tests build their images from it)"; \
 		(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
 	@command -v docker >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install CMDS="docker" PKGS="docker.io"

@@ -40,8 +40,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Print shell completions (bash, zsh, fish), e.g. `source <(sitecar completions bash)`.
     Completions(CompletionsArgs),
-    /// Print the man page (roff), e.g. `sitecar man > /usr/local/share/man/man1/sitecar.1`.
-    Man,
+    /// Print the man page (roff), or with --dir write one page per subcommand
+    /// (sitecar.1, sitecar-up.1, ...), e.g. `sitecar man --dir /usr/local/share/man/man1`.
+    Man(ManArgs),
     /// Demo main app of the embedded stack (used by `sitecar up` without a spec).
     #[command(hide = true)]
     DemoApp(DemoArgs),
@@ -260,6 +261,13 @@ pub struct ImportArgs {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ImportFormat {
     Compose,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write sitecar.1 and a page per subcommand into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

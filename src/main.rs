@@ -33,15 +33,25 @@ fn main() -> ExitCode {
             clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Man => match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sitecar man: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Man(a) => man(a.dir.as_deref()),
         Command::DemoApp(a) => demo_main(demo::app(a.port)),
         Command::DemoSidecar(a) => demo_main(demo::sidecar(a.port)),
+    }
+}
+
+/// `sitecar man`: the page on stdout, or every page (one per subcommand) into a directory.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let result = match dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sitecar man: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

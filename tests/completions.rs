@@ -85,3 +85,49 @@ fn man_page_renders_with_every_subcommand() {
         assert!(text.contains(sub), "{sub} in the rendered page");
     }
 }
+
+#[test]
+fn a_man_page_per_subcommand_renders_with_every_option_and_make_install_places_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    let out = Command::new("make")
+        .args(["-s", "--no-print-directory", "install-files"])
+        .arg(format!("BIN={}", env!("CARGO_BIN_EXE_sitecar")))
+        .arg(format!("PREFIX={}", prefix.display()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(prefix.join("bin/sitecar").is_file());
+    assert!(prefix.join("share/bash-completion/completions/sitecar").is_file());
+    assert!(prefix.join("share/zsh/site-functions/_sitecar").is_file());
+    assert!(prefix.join("share/fish/vendor_completions.d/sitecar.fish").is_file());
+    let man1 = prefix.join("share/man/man1");
+    let render = |page: &str| {
+        let out = Command::new("man").arg("-l").arg(man1.join(page)).env("MANWIDTH", "120").env("MAN_KEEP_FORMATTING", "0").output().unwrap();
+        assert!(out.status.success(), "{page}: {}", String::from_utf8_lossy(&out.stderr));
+        // Bold and underline come as overstrikes (c BS c, _ BS c): keep the letters.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&out.stdout).chars() {
+            if c == '\u{8}' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        text
+    };
+    // The main page names the subcommands' pages, and each one exists.
+    let main = render("sitecar.1");
+    for sub in ["validate", "up", "proxy", "status", "logs", "reload", "down", "restart", "export", "import", "completions", "man"] {
+        assert!(man1.join(format!("sitecar-{sub}.1")).is_file(), "sitecar-{sub}.1");
+        assert!(main.contains(&format!("sitecar-{sub}(1)")), "{sub} in:\n{main}");
+    }
+    assert!(!man1.join("sitecar-demo-app.1").exists(), "hidden commands get no page");
+    let up = render("sitecar-up.1");
+    for option in ["--listen", "--admin", "--watch", "--setting", "--parameters", "--main-port"] {
+        assert!(up.contains(option), "{option} in sitecar-up(1):\n{up}");
+    }
+    let export = render("sitecar-export.1");
+    assert!(export.contains("--output") && export.contains("--name") && export.contains("--dir"), "{export}");
+}
