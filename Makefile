@@ -6,11 +6,13 @@
 
 CARGO ?= cargo
 SPEC ?=
+# `make run RUN_PROFILE=` runs the debug build (what the tests build).
+RUN_PROFILE ?= --release
 
 .PHONY: run test prereqs test-prereqs lint build release install install-files loadtest fuzz test-examples
 
 run: prereqs
-	$(CARGO) run --release -- up $(SPEC)
+	$(CARGO) run $(RUN_PROFILE) -- up $(SPEC)
 
 test: prereqs test-prereqs lint
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

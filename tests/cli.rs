@@ -205,3 +205,35 @@ fn a_code_app_template_runs_the_users_code_as_main_with_template_parameters() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(wait_exit(&mut stack), 0);
 }
+
+#[test]
+fn make_run_stopped_with_ctrl_c_stops_the_stack_without_an_error() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, p) = two_container_spec(dir.path(), "side", "");
+    // What a terminal does on Ctrl-C: SIGINT to the whole foreground process group (make, cargo, sitecar).
+    // `cargo run` execs the binary; this CARGO does the same with the one the tests built, so the
+    // test never rebuilds (or replaces) the binary other tests are running.
+    let cargo = format!(r#"sh -c 'while [ "$$1" != "--" ]; do shift; done; shift; exec {} "$$@"' cargo"#, env!("CARGO_BIN_EXE_sitecar"));
+    let make = Command::new("make")
+        .args(["-s", "--no-print-directory", "run", "RUN_PROFILE="])
+        .arg(format!("CARGO={cargo}"))
+        .arg(format!("SPEC={}", spec.display()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut make = Stack(make);
+    wait_until("the stack from make run", Duration::from_secs(120), || {
+        std::net::TcpStream::connect(("127.0.0.1", p.admin)).is_ok() && http(p.admin, "GET", "/readyz").0 == 200
+    });
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(make.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let child = std::mem::replace(&mut make.0, Command::new("true").spawn().unwrap());
+    let out = child.wait_with_output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("web: stopped") && all.contains("side: stopped"), "{all}");
+    assert!(!all.contains("Error"), "no make error: {all}");
+}
