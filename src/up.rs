@@ -101,8 +101,11 @@ async fn reloader(
     while let Some(reply) = requests.recv().await {
         let result = match sitecar_config::load_file(&source.file, &source.options) {
             Err(e) => {
+                // A summary, then each rule broken; an unreadable file or bad JSON is one line.
                 let mut problems = vec![e.to_string()];
-                problems.extend(e.problems().iter().map(|p| p.to_string()));
+                if matches!(e, LoadError::Invalid { .. }) {
+                    problems.extend(e.problems().iter().map(|p| p.to_string()));
+                }
                 handle.logs.event("sitecar", &format!("reload refused, the running stack is unchanged: {}", problems.join("; ")));
                 Err(problems)
             }

@@ -96,6 +96,22 @@ fn reload_restarts_only_what_changed_and_keeps_connections() {
     assert!(text.contains("isMain"), "every problem named: {text}");
     assert_eq!(pids(p.admin), (side0, web0));
     assert_eq!(http(p.front, "GET", "/").0, 200);
+    // Not JSON at all: said once, by the command and in the log.
+    std::fs::write(&spec, "{\"sitecontainers\": [").unwrap();
+    let (code, text) = reload_cli(p.admin);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(text.matches("invalid JSON at line").count(), 1, "{text}");
+    let logged = std::fs::read_to_string(
+        std::fs::read_dir(dir.path().join(".sitecar/home/LogFiles"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("_docker.log") && !p.to_string_lossy().ends_with("_default_docker.log"))
+            .unwrap(),
+    )
+    .unwrap();
+    let refusal = logged.lines().filter(|l| l.contains("reload refused")).last().unwrap();
+    assert_eq!(refusal.matches("invalid JSON at line").count(), 1, "{refusal}");
 
     // A valid one changing an app setting and turning the cache on: only main (which inherits the
     // settings) restarts; the sidecar keeps running.

@@ -21,6 +21,12 @@ pub fn valid_container_name(name: &str) -> bool {
 }
 
 /// An environment variable name a process can carry.
+/// An app setting name is letters, digits, `_`, `.` and `-`: anything else (`:`, `/`, spaces, a
+/// leading digit) is a value written where a name belongs.
+fn looks_like_a_value(s: &str) -> bool {
+    s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.chars().any(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+}
+
 fn valid_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['=', '\0'])
 }
@@ -161,7 +167,24 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
             } else if names.insert(e.name.as_str(), ()).is_some() {
                 p.at(&format!("{path}.name"), format!("variable \"{}\" is defined twice in this container", e.name));
             }
-            if !app_settings.contains_key(&e.app_setting) {
+            if !app_settings.contains_key(&e.app_setting) && looks_like_a_value(&e.app_setting) {
+                // Not a name at all: a value written where App Service wants a setting's name.
+                let setting = e.name.to_ascii_uppercase();
+                p.push(
+                    Problem::new(
+                        format!("{path}.value"),
+                        format!(
+                            "\"{}\" looks like a value, but on App Service an environment variable's value is the NAME of an app setting",
+                            e.app_setting
+                        ),
+                    )
+                    .hint(format!(
+                        "put the value in an app setting and name it here: \"appSettings\": {{\"{setting}\": \"{}\"}} and {{\"name\": \"{}\", \"value\": \"{setting}\"}}",
+                        e.app_setting.escape_debug(),
+                        e.name
+                    )),
+                );
+            } else if !app_settings.contains_key(&e.app_setting) {
                 let mut problem = Problem::new(format!("{path}.value"), format!("\"{}\" names no app setting", e.app_setting));
                 let known: Vec<&str> = app_settings.keys().map(String::as_str).collect();
                 problem = match crate::json::did_you_mean(&e.app_setting, &known) {

@@ -329,3 +329,21 @@ fn empty_container_list() {
     expect("[]", &[("$", "no containers")]);
     expect(r#"{"sitecontainers": []}"#, &[("$.sitecontainers", "no containers")]);
 }
+
+#[test]
+fn a_literal_where_an_app_setting_name_belongs_says_so_with_the_fix() {
+    let text = r#"{"sitecontainers": [{"name": "web", "properties": {"image": "w", "isMain": true, "targetPort": "80", "startUpCommand": "x",
+        "environmentVariables": [{"name": "OLLAMA_URL", "value": "http://localhost:11434"}]}}]}"#;
+    let err = load_str(text, &LoadOptions::default()).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!(p.path, "$.sitecontainers[0].properties.environmentVariables[0].value");
+    assert_eq!(
+        p.message,
+        "\"http://localhost:11434\" looks like a value, but on App Service an environment variable's value is the NAME of an app setting"
+    );
+    assert_eq!(
+        p.hint.as_deref(),
+        Some(r#"put the value in an app setting and name it here: "appSettings": {"OLLAMA_URL": "http://localhost:11434"} and {"name": "OLLAMA_URL", "value": "OLLAMA_URL"}"#)
+    );
+    assert!(!p.hint.as_deref().unwrap_or("").contains("APPSETTING_http"), "{p:?}");
+}
