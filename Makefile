@@ -14,6 +14,10 @@ RUN_PROFILE ?= --release
 run: prereqs
 	$(CARGO) run $(RUN_PROFILE) -- up $(SPEC)
 
+# Python tools the tests drive live in a virtualenv of their own, not in the system's Python.
+TEST_VENV ?= target/test-venv
+export SITECAR_TEST_PYTHON = $(abspath $(TEST_VENV))/bin/python
+
 test: prereqs test-prereqs lint
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
@@ -58,13 +62,14 @@ prereqs:
 test-prereqs:
 	@$(MAKE) --no-print-directory apt-install CMDS="curl python3 unshare nsenter setpriv ip openssl chromium zsh fish groff man redis-server node" PKGS="curl python3 util-linux iproute2 openssl chromium zsh fish groff-base man-db redis-server nodejs"
 	@dpkg -s busybox-static >/dev/null 2>&1 || { echo "make: installing busybox-static (the docker tests build their images from it)"; \
-		(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+		(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade busybox-static >/dev/null; }
 	@command -v docker >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install CMDS="docker" PKGS="docker.io"
 	@docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || { echo "make: starting dockerd (the docker tests need a running engine)"; \
 		(nohup dockerd >/tmp/sitecar-dockerd.log 2>&1 &); for i in $$(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done; }
-	@python3 -m pip --version >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install CMDS="pip3" PKGS="python3-pip"
-	@python3 -c "import kubernetes_validate" 2>/dev/null || { echo "make: installing kubernetes-validate (PyPI)"; \
-		python3 -m pip install -q kubernetes-validate 2>/dev/null || python3 -m pip install -q --break-system-packages kubernetes-validate; }
+	@python3 -c "import ensurepip" 2>/dev/null || $(MAKE) --no-print-directory apt-install CMDS="no-such-command-venv" PKGS="python3-venv"
+	@test -x $(TEST_VENV)/bin/python || python3 -m venv $(TEST_VENV)
+	@$(TEST_VENV)/bin/python -c "import kubernetes_validate, yaml" 2>/dev/null || { echo "make: installing kubernetes-validate (PyPI) into $(TEST_VENV)"; \
+		$(TEST_VENV)/bin/python -m pip install -q kubernetes-validate; }
 
 # Installs the Debian packages PKGS when any command of CMDS is missing.
 apt-install:
@@ -72,9 +77,9 @@ apt-install:
 	if [ -n "$$missing" ]; then \
 		echo "make: missing:$$missing; installing $(PKGS)"; \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS) >/dev/null; \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade $(PKGS) >/dev/null; \
 		elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
-			sudo apt-get update -qq; sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS) >/dev/null; \
+			sudo apt-get update -qq; sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade $(PKGS) >/dev/null; \
 		else \
 			echo "make: cannot install$$missing here: install the packages '$(PKGS)' with your package manager" >&2; exit 1; \
 		fi; \

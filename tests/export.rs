@@ -21,9 +21,14 @@ fn export(args: &[&str], spec: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The Python with kubernetes-validate and PyYAML: `make test`'s virtualenv, else python3.
+fn python() -> String {
+    std::env::var("SITECAR_TEST_PYTHON").ok().filter(|p| std::path::Path::new(p).exists()).unwrap_or_else(|| "python3".into())
+}
+
 /// kubernetes-validate, strict (unknown fields are errors), against its newest schemas.
 fn validate_manifests(file: &Path) -> (bool, String) {
-    let out = Command::new("python3").args(["-m", "kubernetes_validate", "--strict"]).arg(file).output().unwrap();
+    let out = Command::new(python()).args(["-m", "kubernetes_validate", "--strict"]).arg(file).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
@@ -115,7 +120,7 @@ fn azure_spec_file_and_arm_template_round_trip() {
 /// YAML documents read back as JSON (PyYAML comes with kubernetes-validate).
 fn yaml_docs(text: &str) -> Vec<serde_json::Value> {
     use std::io::Write;
-    let mut child = Command::new("python3")
+    let mut child = Command::new(python())
         .args(["-c", "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -184,4 +189,22 @@ fn an_invalid_spec_exports_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("main"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn make_test_keeps_its_tools_to_itself() {
+    // Python tools in the virtualenv under target/ (when run by `make test`), not the system's.
+    if let Ok(py) = std::env::var("SITECAR_TEST_PYTHON") {
+        let out = Command::new(&py).args(["-c", "import kubernetes_validate; print(kubernetes_validate.__file__)"]).output().unwrap();
+        let at = String::from_utf8_lossy(&out.stdout);
+        assert!(at.starts_with(&format!("{}/target/", env!("CARGO_MANIFEST_DIR"))), "{at}");
+    }
+    // Debian packages are installed without upgrading what the machine already has.
+    let out = Command::new("make")
+        .args(["-n", "--no-print-directory", "apt-install", "CMDS=no-such-command-here", "PKGS=some-package"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let recipe = String::from_utf8_lossy(&out.stdout);
+    assert!(recipe.contains("apt-get install -y -qq --no-upgrade $(PKGS)") || recipe.contains("--no-upgrade some-package"), "{recipe}");
 }
