@@ -110,7 +110,7 @@ fn reload_restarts_only_what_changed_and_keeps_connections() {
             .unwrap(),
     )
     .unwrap();
-    let refusal = logged.lines().filter(|l| l.contains("reload refused")).last().unwrap();
+    let refusal = logged.lines().rfind(|l| l.contains("reload refused")).unwrap();
     assert_eq!(refusal.matches("invalid JSON at line").count(), 1, "{refusal}");
 
     // A valid one changing an app setting and turning the cache on: only main (which inherits the

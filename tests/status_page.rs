@@ -81,3 +81,72 @@ fn status_page_shows_containers_and_a_restart_in_chromium() {
     Command::new("kill").args(["-TERM", &sitecar.id().to_string()]).status().unwrap();
     wait_until("exit", Duration::from_secs(15), || sitecar.try_wait().unwrap().is_some());
 }
+
+/// The text of the element with `id` in a dumped DOM.
+fn text_of(dom: &str, id: &str) -> String {
+    dom.split(&format!("id=\"{id}\">")).nth(1).and_then(|r| r.split('<').next()).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_page_opened_after_the_traffic_shows_its_history_with_axes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, Ports { front, admin, .. }) = two_container_spec(dir.path(), "cache", "");
+    // A half-second request timeout: main's one-second /slow answers become 504s.
+    let text = std::fs::read_to_string(&spec).unwrap().replacen(
+        &format!(r#""proxy": {{"listen": ["127.0.0.1:{front}"]}}"#),
+        &format!(r#""proxy": {{"listen": ["127.0.0.1:{front}"], "timeouts": {{"requestSeconds": 0.5}}}}"#),
+        1,
+    );
+    std::fs::write(&spec, text).unwrap();
+    let mut sitecar = up_until_ready(&spec, admin);
+    for i in 0..30 {
+        assert_eq!(http(front, "GET", &format!("/ok/{i}")).0, 200);
+    }
+    let slow: Vec<_> = (0..10).map(|_| std::thread::spawn(move || http(front, "GET", "/slow").0)).collect();
+    for s in slow {
+        assert_eq!(s.join().unwrap(), 504);
+    }
+    // Once sitecar has closed the bucket holding them, and with no traffic since.
+    wait_until("the traffic in the history", Duration::from_secs(15), || {
+        let v: serde_json::Value = serde_json::from_str(&http(admin, "GET", "/status").1).unwrap();
+        v["traffic"]["history"]["last_minute"]["requests"].as_u64() >= Some(40)
+    });
+    let v: serde_json::Value = serde_json::from_str(&http(admin, "GET", "/status").1).unwrap();
+    let minute = &v["traffic"]["history"]["last_minute"];
+    assert_eq!((minute["requests"].as_u64(), minute["server_errors"].as_u64()), (Some(40), Some(10)), "{minute}");
+    assert_eq!(minute["p99"], 0.75, "the 504s took the half-second timeout (the 0.5-0.75 s bucket): {minute}");
+
+    // A page opened now, after it all happened.
+    let url = format!("http://127.0.0.1:{admin}/");
+    let out = chromium(&dir.path().join("profile"), &["--virtual-time-budget=3000", "--dump-dom", &url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text_of(&dom, "errors"), "25.0 %", "10 of 40 in the last minute");
+    assert_eq!(text_of(&dom, "p99"), "≤ 750 ms");
+    assert_eq!(text_of(&dom, "p50"), "≤ 5 ms");
+    let rps: f64 = text_of(&dom, "rps").parse().unwrap();
+    assert!(rps > 0.0, "{rps}");
+    // The chart: a line with points, axes, and a scale.
+    let bars = dom.split("id=\"bars\">").nth(1).and_then(|r| r.split("</g>").next()).unwrap_or("");
+    assert!(bars.contains("class=\"all\""), "a bar of requests: {bars}");
+    assert!(bars.contains("class=\"bad\""), "and of the 5xx among them: {bars}");
+    for label in ["−5 min", "−2.5 min", "now"] {
+        assert!(dom.contains(label), "x axis label {label}");
+    }
+    let ticks = dom.split("id=\"ticks\"").nth(1).unwrap_or("");
+    assert!(ticks.contains(">0<"), "the y axis starts at 0: {ticks}");
+    // Health right after a start is the probe that started it, not "–".
+    let web = dom.split("data-container=\"web\"").nth(1).and_then(|r| r.split("</tr>").next()).unwrap();
+    assert!(web.contains(">healthy<"), "{web}");
+
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/status-page-history.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    let out = chromium(
+        &dir.path().join("profile-shot"),
+        &["--virtual-time-budget=3000", "--window-size=1280,760", &format!("--screenshot={}", shot.display()), &url],
+    );
+    assert!(out.status.success() && shot.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    Command::new("kill").args(["-TERM", &sitecar.id().to_string()]).status().unwrap();
+    wait_until("exit", Duration::from_secs(15), || sitecar.try_wait().unwrap().is_some());
+}

@@ -401,7 +401,8 @@ impl Core {
                 }
                 u.phase = Phase::Running;
                 u.started_at = Some(now);
-                u.healthy = None;
+                // The startup probe just passed: that is the last probe result until the next.
+                u.healthy = Some(true);
                 out.push(Action::Note { unit, what: Note::Started });
                 out.push(Action::WatchHealth { unit, gen });
                 if unit == self.main {

@@ -193,7 +193,11 @@ impl Admin {
         let mut v = self.stack.status();
         if let (Some(http), Some(obj)) = (&self.http, v.as_object_mut()) {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-            obj.insert("traffic".into(), http.summary());
+            let mut traffic = http.summary();
+            if let Some(t) = traffic.as_object_mut() {
+                t.insert("history".into(), http.history.json());
+            }
+            obj.insert("traffic".into(), traffic);
             obj.insert("recent_errors".into(), serde_json::Value::Array(http.recent_errors()));
             obj.insert("now_ms".into(), serde_json::json!(now));
         }
@@ -228,6 +232,9 @@ fn events(rx: tokio::sync::mpsc::Receiver<String>) -> Response<AdminBody> {
 
 /// Serves the admin API on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: CancellationToken) {
+    if let Some(http) = &admin.http {
+        tokio::spawn(http.clone().record_history(shutdown.clone()));
+    }
     loop {
         let (stream, client) = tokio::select! {
             _ = shutdown.cancelled() => return,

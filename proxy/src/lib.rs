@@ -14,6 +14,7 @@
 //! - [`ids`]: request ids and W3C `traceparent`.
 //! - [`io`]: client IO with a write-progress deadline.
 //! - [`metrics`]: HTTP metrics in an explicit Prometheus registry.
+//! - [`history`]: the last five minutes of traffic in 5-second buckets, for the status page.
 //! - [`access`]: the access log writer.
 //! - `spans` (feature `otlp`): one span per request, exported over OTLP/HTTP.
 //! - [`admin`]: the admin API (health, readiness, metrics, status, logs, restart) and `page`, its status page.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod edge;
+pub mod history;
 pub mod error;
 pub mod headers;
 pub mod ids;

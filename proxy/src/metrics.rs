@@ -37,6 +37,8 @@ pub struct HttpMetrics {
     retried: [OnceLock<IntCounter>; 2],
     /// The last failed requests, for `/status`: written only on the error path.
     recent_errors: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// The last five minutes, read every 5 s off the request path ([`HttpMetrics::record_history`]).
+    pub history: crate::history::History,
 }
 
 /// Failed requests kept for `/status`.
@@ -81,6 +83,7 @@ impl HttpMetrics {
             retries,
             retried: Default::default(),
             recent_errors: Default::default(),
+            history: Default::default(),
         })
     }
 
@@ -149,6 +152,20 @@ impl HttpMetrics {
             }
         }
         serde_json::json!({"requests": requests, "server_errors": server_errors, "active": self.active.get(), "latency_buckets": buckets})
+    }
+
+    /// Reads the totals into [`HttpMetrics::history`] every 5 s until `stop`.
+    pub async fn record_history(self: std::sync::Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let mut every = tokio::time::interval(crate::history::BUCKET);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                    self.history.tick(&self, now);
+                }
+            }
+        }
     }
 
     /// Counts a failed request and keeps it, with its ids, among the recent errors.

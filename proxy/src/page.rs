@@ -1,6 +1,7 @@
 //! The status page of the admin API: one self-contained HTML document (no CDN, no build step)
 //! that polls `/status` every two seconds and shows containers, traffic and a chart of the last
-//! minutes. Rates, error share, latency percentiles and CPU % come from differences between polls.
+//! five minutes. Traffic comes from the history sitecar keeps (`traffic.history`), so a page opened
+//! now shows what happened before; CPU % comes from differences between polls.
 
 pub const STATUS_PAGE: &str = r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -20,7 +21,7 @@ pub const STATUS_PAGE: &str = r##"<!doctype html>
  th,td{text-align:left;padding:8px 10px;border-bottom:1px solid #eef}th{background:#fafbfc;color:#556;font-weight:600;font-size:12px}
  td.n{text-align:right;font-variant-numeric:tabular-nums}
  h2{font-size:15px;margin:22px 0 8px}
- svg{background:#fff;border-radius:8px;box-shadow:0 1px 2px #0001;width:100%;height:140px}
+ svg{background:#fff;border-radius:8px;box-shadow:0 1px 2px #0001;width:100%;height:auto}
  #err{color:#e3342f;font-weight:600}
  small{color:#667}
 </style></head>
@@ -29,10 +30,10 @@ pub const STATUS_PAGE: &str = r##"<!doctype html>
 <span id="listen"></span><span id="err"></span><small id="updated"></small></header>
 <main>
 <div class="cards">
- <div class="card"><div class="v" id="rps">–</div><div class="k">requests / s</div></div>
- <div class="card"><div class="v" id="errors">–</div><div class="k">5xx share</div></div>
- <div class="card"><div class="v" id="p50">–</div><div class="k">p50 latency</div></div>
- <div class="card"><div class="v" id="p99">–</div><div class="k">p99 latency</div></div>
+ <div class="card"><div class="v" id="rps">–</div><div class="k">requests / s, last minute</div></div>
+ <div class="card"><div class="v" id="errors">–</div><div class="k">5xx share, last minute</div></div>
+ <div class="card"><div class="v" id="p50">–</div><div class="k">p50 latency, last minute</div></div>
+ <div class="card"><div class="v" id="p99">–</div><div class="k">p99 latency, last minute</div></div>
  <div class="card"><div class="v" id="active">–</div><div class="k">in flight</div></div>
  <div class="card"><div class="v" id="total">–</div><div class="k">requests since start</div></div>
 </div>
@@ -40,41 +41,51 @@ pub const STATUS_PAGE: &str = r##"<!doctype html>
 <table><thead><tr><th>name</th><th>role</th><th>state</th><th>health</th><th class="n">restarts</th>
 <th class="n">uptime</th><th class="n">pid</th><th class="n">CPU</th><th class="n">memory</th><th>last exit</th></tr></thead>
 <tbody id="containers"></tbody></table>
-<h2>Requests per second, last minutes</h2>
-<svg id="chart" viewBox="0 0 600 140" preserveAspectRatio="none"><polyline id="line" fill="none" stroke="#3869d4" stroke-width="2" points=""/></svg>
+<h2>Requests per second, last 5 minutes <small>(<span style="color:#3869d4">all</span>, <span style="color:#e3342f">5xx</span>; 5-second buckets)</small></h2>
+<svg id="chart" viewBox="0 0 640 170">
+ <g id="axes" stroke="#99a" stroke-width="1"><line x1="50" y1="10" x2="50" y2="140"/><line x1="50" y1="140" x2="630" y2="140"/></g>
+ <g id="ticks" font-size="11" fill="#667"></g>
+ <g id="bars"></g>
+</svg>
 </main>
 <script>
 "use strict";
 const token = (location.hash.match(/token=([^&]+)/) || [])[1];
 const headers = token ? {Authorization: "Bearer " + decodeURIComponent(token)} : {};
-let prev = null, cpuPrev = {}, history = [];
+let cpuPrev = {};
 const $ = id => document.getElementById(id);
 const esc = s => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}[c]));
 function dur(ms){ if(ms==null) return "–"; let s=Math.floor(ms/1000); if(s<60) return s+" s"; let m=Math.floor(s/60); if(m<60) return m+" min"; return Math.floor(m/60)+" h "+(m%60)+" min"; }
-function pct(buckets, q){
-  const total = buckets.length ? buckets[buckets.length-1][1] : 0;
-  if(!total) return null;
-  for(const [le,n] of buckets){ if(n >= q*total) return le; }
-  return Infinity;
+function ms(s){ return s==null ? "–" : s==="+Inf" ? "> 10 s" : "≤ "+Math.round(s*1000)+" ms"; }
+function num(v){ return v>=100 ? v.toFixed(0) : v>=10 ? v.toFixed(1) : v.toFixed(2).replace(/\.?0+$/,"") || "0"; }
+// The chart: x from 5 minutes ago (x=50) to now (x=630), y from 0 (y=140) to the largest rate.
+function chart(h, now){
+  const span = 300000, b = h.bucket_seconds || 5;
+  const w = 580*b*1000/span;
+  const pts = (h.buckets||[]).map(k => ({x: 50 + 580*Math.max(0, 1 - (now - k.end_ms)/span) - w, all: k.requests/b, bad: k.server_errors/b})).filter(p => p.x >= 50);
+  const max = Math.max(1, ...pts.map(p => p.all));
+  const y = v => (140 - v*125/max).toFixed(1);
+  // A bar per 5-second bucket: all requests in blue, the 5xx among them in red.
+  $("bars").innerHTML = pts.map(p =>
+    `<rect class="all" x="${p.x.toFixed(1)}" y="${y(p.all)}" width="${(w-1).toFixed(1)}" height="${(140-y(p.all)).toFixed(1)}" fill="#3869d4"/>` +
+    (p.bad ? `<rect class="bad" x="${p.x.toFixed(1)}" y="${y(p.bad)}" width="${(w-1).toFixed(1)}" height="${(140-y(p.bad)).toFixed(1)}" fill="#e3342f"/>` : "")).join("");
+  const ticks = [[0,"0"],[max/2,num(max/2)],[max,num(max)]].map(([v,t]) => `<text x="44" y="${+y(v)+4}" text-anchor="end">${t}</text>`);
+  ticks.push(`<text x="50" y="158" text-anchor="start">−5 min</text>`, `<text x="340" y="158" text-anchor="middle">−2.5 min</text>`, `<text x="630" y="158" text-anchor="end">now</text>`);
+  $("ticks").innerHTML = ticks.join("");
 }
-function ms(s){ return s==null ? "–" : s===Infinity ? "> 10 s" : "≤ "+Math.round(s*1000)+" ms"; }
 function render(st){
   $("main").textContent = st.main; $("main").className = "badge " + st.main;
   $("listen").textContent = (st.proxy && st.proxy.listen || []).join("  ");
   const now = st.now_ms || Date.now(), t = st.traffic;
   if(t){
     $("total").textContent = t.requests; $("active").textContent = t.active;
-    if(prev && prev.traffic){
-      const dt = (now - prev.now_ms)/1000 || 1, dn = t.requests - prev.traffic.requests;
-      const rps = dn/dt; $("rps").textContent = rps.toFixed(rps<10?1:0);
-      $("errors").textContent = dn ? ((t.server_errors - prev.traffic.server_errors)*100/dn).toFixed(1)+" %" : "0 %";
-      const delta = t.latency_buckets.map(([le,n],i)=>[le, n - prev.traffic.latency_buckets[i][1]]);
-      $("p50").textContent = ms(pct(delta,0.5)); $("p99").textContent = ms(pct(delta,0.99));
-      history.push(rps); if(history.length > 150) history.shift();
-      const max = Math.max(1, ...history);
-      // Newest sample at the right edge; 150 samples of 2 s = the last 5 minutes.
-      $("line").setAttribute("points", history.map((v,i)=>(600-(history.length-1-i)*600/149).toFixed(1)+","+(135-v*125/max).toFixed(1)).join(" "));
+    const h = t.history || {}, m = h.last_minute || {};
+    if(m.seconds){
+      $("rps").textContent = num(m.requests / m.seconds);
+      $("errors").textContent = m.requests ? (m.server_errors*100/m.requests).toFixed(1)+" %" : "0 %";
+      $("p50").textContent = ms(m.p50); $("p99").textContent = ms(m.p99);
     }
+    chart(h, now);
   }
   const rows = (st.containers||[]).map(c => {
     let cpu = "–";
@@ -91,7 +102,6 @@ function render(st){
   });
   $("containers").innerHTML = rows.join("");
   $("updated").textContent = "updated " + new Date(now).toLocaleTimeString();
-  prev = st;
 }
 async function tick(){
   try{ const r = await fetch("/status",{headers, cache:"no-store"}); if(!r.ok) throw new Error(r.status); $("err").textContent=""; render(await r.json()); }
