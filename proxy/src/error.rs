@@ -30,6 +30,24 @@ pub enum ProxyError {
     /// Main did not answer within the request timeout.
     #[error("main did not answer within {0:?}")]
     Timeout(Duration),
+    /// The client's request breaks HTTP (a missing or doubled Host, a broken chunked body...).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A method the front door does not forward (CONNECT).
+    #[error("{0} is not forwarded by the front door")]
+    MethodNotAllowed(http::Method),
+    /// A transfer coding other than chunked (RFC 9112 §6.1).
+    #[error("transfer coding not implemented: {0}")]
+    NotImplemented(String),
+}
+
+/// Who a failure belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The request was wrong or too slow: the client's to fix (4xx), main never saw a fault.
+    Client,
+    /// Main refused, failed or was late (5xx).
+    Main,
 }
 
 impl ProxyError {
@@ -40,12 +58,37 @@ impl ProxyError {
             ProxyError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Refused(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout(_) | ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// Whose fault it is: a client's faults are not counted as main's errors.
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::BodyTooLarge(_)
+            | ProxyError::BodyStalled(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::NotImplemented(_) => Blame::Client,
+            _ => Blame::Main,
         }
     }
 
     /// Every [`ProxyError::kind`], for metrics that resolve their labels up front.
-    pub const KINDS: [&'static str; 7] =
-        ["not_ready", "body_too_large", "body_stalled", "refused", "connect_timeout", "upstream", "timeout"];
+    pub const KINDS: [&'static str; 10] = [
+        "not_ready",
+        "body_too_large",
+        "body_stalled",
+        "refused",
+        "connect_timeout",
+        "upstream",
+        "timeout",
+        "bad_request",
+        "method_not_allowed",
+        "not_implemented",
+    ];
 
     /// A short metric/log label for the cause (one of [`ProxyError::KINDS`]).
     pub fn kind(&self) -> &'static str {
@@ -57,6 +100,9 @@ impl ProxyError {
             ProxyError::ConnectTimeout(_) => "connect_timeout",
             ProxyError::Upstream(_) => "upstream",
             ProxyError::Timeout(_) => "timeout",
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
+            ProxyError::NotImplemented(_) => "not_implemented",
         }
     }
 
@@ -76,8 +122,13 @@ impl ProxyError {
             ProxyError::NotReady(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            // The body was not read to its end: the connection cannot be reused.
-            ProxyError::BodyTooLarge(_) | ProxyError::BodyStalled(_) => {
+            // The body was not read to its end, or the request's framing cannot be trusted: the
+            // connection cannot be reused.
+            ProxyError::BodyTooLarge(_) | ProxyError::BodyStalled(_) | ProxyError::BadRequest(_) | ProxyError::NotImplemented(_) => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ProxyError::MethodNotAllowed(_) => {
+                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"));
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

@@ -170,7 +170,9 @@ impl HttpMetrics {
 
     /// Counts a failed request and keeps it, with its ids, among the recent errors.
     pub fn error(&self, e: &ProxyError, request_id: &str, trace_id: &str, target: &str) {
-        if let Some(i) = ProxyError::KINDS.iter().position(|k| *k == e.kind()) {
+        // sitecar_upstream_errors_total counts main's failures, not a client's bad requests.
+        let index = ProxyError::KINDS.iter().position(|k| *k == e.kind()).filter(|_| e.blame() == crate::error::Blame::Main);
+        if let Some(i) = index {
             self.errors[i].get_or_init(|| self.errors_vec.with_label_values(&[ProxyError::KINDS[i]])).inc();
         }
         let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);

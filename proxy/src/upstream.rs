@@ -322,7 +322,8 @@ impl Origin {
                 return match b {
                     BodyError::TooLarge(l) => ProxyError::BodyTooLarge(*l),
                     BodyError::Stalled(d) => ProxyError::BodyStalled(*d),
-                    BodyError::Client(c) => ProxyError::Upstream(format!("client body: {c}")),
+                    // A broken body (bad chunked framing, a reset) is the client's doing, not main's.
+                    BodyError::Client(c) => ProxyError::BadRequest(format!("the request body: {c}")),
                 };
             }
             source = s.source();

@@ -67,6 +67,20 @@ impl EdgeService {
         }
         let (mut parts, body) = req.into_parts();
         let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers), parts.uri.clone()));
+        if let Err(e) = headers::check_request(&mut parts) {
+            // Refused before anything reaches main; the connection is closed after the answer.
+            let ids = headers::request_ids(&parts.headers, self.config.forwarding.trace);
+            let response = e.response(ids.request_id());
+            if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
+                m.error(&e, ids.request_id(), ids.trace_id(), uri.path());
+            }
+            let log = self.access.as_ref().map(|_| {
+                let target = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+                (parts.method.clone(), target, parts.version, agent(&parts.headers), None)
+            });
+            self.record(Books { start, measured, ids: Some(ids), log }, &response, None, peer);
+            return Step::Answered(response);
+        }
         let websocket = headers::is_websocket(&parts.method, parts.version, &parts.headers);
         // A fresh hit is answered before anything is rewritten for main (after the offload, whose
         // paths are its own).
