@@ -89,10 +89,11 @@ impl Protocols {
         }
     }
 
-    /// True when a plain connection opens with the HTTP/2 preface (h2c with prior knowledge);
-    /// `None` when it closes or stays silent (or stalls inside the preface) past the head's
-    /// bound. Nothing is read: hyper gets every byte.
-    async fn sniff(&self, stream: &tokio::net::TcpStream) -> Option<bool> {
+    /// What a plain connection opens with: the HTTP/2 preface (h2c with prior knowledge), a
+    /// broken one (it starts like it, `PRI`, then differs), or anything else (HTTP/1); `None` when
+    /// it closes or stays silent (or stalls inside the preface) past the head's bound. Nothing is
+    /// read: hyper gets every byte.
+    async fn sniff(&self, stream: &tokio::net::TcpStream) -> Option<Opening> {
         const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
         let mut buf = [0u8; 24];
         let peek = async {
@@ -102,10 +103,11 @@ impl Protocols {
                     return None;
                 }
                 if buf[..n] != PREFACE[..n] {
-                    return Some(false);
+                    let looks_h2 = n >= 3 && buf[..3] == PREFACE[..3];
+                    return Some(if looks_h2 { Opening::BadPreface } else { Opening::Http1 });
                 }
                 if n == PREFACE.len() {
-                    return Some(true);
+                    return Some(Opening::Http2);
                 }
                 // Part of the preface so far: peeking again would return at once.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -114,6 +116,19 @@ impl Protocols {
         tokio::time::timeout(self.sniff, peek).await.ok().flatten()
     }
 }
+
+/// How a plain connection opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    Http1,
+    Http2,
+    /// `PRI` and then not the HTTP/2 preface: a connection error (RFC 9113 §3.4).
+    BadPreface,
+}
+
+/// GOAWAY with last stream 0 and PROTOCOL_ERROR (RFC 9113 §6.8): a frame header (length 8, type
+/// 0x7, no flags, stream 0) and its payload.
+const GOAWAY_PROTOCOL_ERROR: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /// Drives a connection; on `shutdown` asks it to finish gracefully and waits for it.
 async fn until_shutdown<C, T, E>(conn: C, shutdown: &CancellationToken, graceful: impl FnOnce(Pin<&mut C>))
@@ -201,9 +216,18 @@ pub async fn serve_swappable(
         // plain one has no handshake state to carry.
         match tls.clone() {
             None => tracker.spawn(async move {
-                if let Some(h2) = protocols.sniff(&stream).await {
-                    let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
-                    protocols.serve(io, h2, service, &shutdown).await;
+                match protocols.sniff(&stream).await {
+                    Some(Opening::BadPreface) => {
+                        use tokio::io::AsyncWriteExt;
+                        let mut stream = stream;
+                        let _ = tokio::time::timeout(write_timeout, stream.write_all(&GOAWAY_PROTOCOL_ERROR)).await;
+                        let _ = stream.shutdown().await;
+                    }
+                    Some(opening) => {
+                        let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
+                        protocols.serve(io, opening == Opening::Http2, service, &shutdown).await;
+                    }
+                    None => {}
                 }
                 drop(permit);
             }),

@@ -126,3 +126,20 @@ async fn a_clients_malformed_chunked_body_is_a_400_not_mains_502() {
     let recent = front.metrics.recent_errors();
     assert_eq!(recent.last().unwrap()["kind"], "bad_request", "{recent:?}");
 }
+
+#[tokio::test]
+async fn rfc9113_s3_4_a_bad_http2_preface_gets_goaway_protocol_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start();
+    let front = Front::start(origin.addr, config(), limits(), true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await.unwrap().unwrap();
+    // One GOAWAY frame: length 8, type 7, stream 0, last stream 0, error PROTOCOL_ERROR (1); closed.
+    assert_eq!(got, [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    // Other bytes are HTTP/1: a PUT is not mistaken for it.
+    let text = raw(front.addr, b"PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(paths(&origin).await, ["PUT /put"]);
+}
