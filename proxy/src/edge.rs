@@ -463,13 +463,37 @@ fn same_host_key(host: &str, target: &str) -> Option<String> {
 /// Compresses a response for a client whose `Accept-Encoding` allows it, when main did not and
 /// the type is worth it (tower-http's predicate: not images, not event streams, not tiny). Files
 /// of offload rules are not passed here: they are served precompressed instead.
+/// What the front door compresses: big enough, not already encoded or a range, not an octet
+/// stream, an image, gRPC or an event stream.
+fn compressible(response: &Response<EdgeBody>) -> bool {
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate, SizeAbove};
+    let predicate = DefaultPredicate::new().and(SizeAbove::new(256)).and(NotForContentType::const_new("application/octet-stream"));
+    !response.headers().contains_key(header::CONTENT_ENCODING)
+        && !response.headers().contains_key(header::CONTENT_RANGE)
+        && !matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+        && predicate.should_compress(response)
+}
+
+/// `Vary: Accept-Encoding` on a response the front door would compress for another client
+/// (RFC 9110 §12.5.5), so a shared cache downstream never hands a compressed body to a client that
+/// cannot read it, nor the identity one to every client.
+pub(crate) fn vary_by_encoding(response: &mut Response<EdgeBody>) {
+    if !compressible(response) {
+        return;
+    }
+    let varies = response.headers().get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| v.split(',').any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("accept-encoding")))
+    });
+    if !varies {
+        response.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+}
+
 async fn compress(accept: HeaderValue, response: Response<EdgeBody>) -> Response<EdgeBody> {
     use tower::{Service, ServiceExt};
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate, SizeAbove};
     use tower_http::compression::{Compression, CompressionLevel};
-    if response.headers().contains_key(header::CONTENT_ENCODING)
-        || matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
-    {
+    if !compressible(&response) {
         return response;
     }
     let mut slot = Some(response);

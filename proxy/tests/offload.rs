@@ -172,6 +172,11 @@ async fn main_responses_compressed_when_the_client_accepts_and_main_did_not() {
     let (_, head, body) = get(s.front.addr, "/headers", &pad).await;
     assert_eq!(response_header(&head, "content-encoding"), None);
     assert!(body.contains("x-pad"));
+    // RFC 9110 §12.5.5: Vary tells downstream caches the body depends on Accept-Encoding, for
+    // the client that got it as it is too.
+    assert_eq!(response_header(&head, "vary").as_deref(), Some("accept-encoding"), "{head}");
+    let (_, head, _) = get(s.front.addr, "/headers", &format!("Accept-Encoding: identity\r\n{pad}")).await;
+    assert_eq!(response_header(&head, "vary").as_deref(), Some("accept-encoding"), "{head}");
     let (_, head, _) = get(s.front.addr, "/download?n=100000", "Accept-Encoding: gzip\r\n").await;
     assert_eq!(response_header(&head, "content-encoding"), None);
     let off = site(true, false).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::{agent, compress, content_length, fresh_hit, host, Answer, EdgeService};
+use super::{agent, compress, content_length, fresh_hit, host, vary_by_encoding, Answer, EdgeService};
 use crate::access::Record;
 use crate::body::EdgeBody;
 use crate::headers::{self, Peer, RequestIds};
@@ -113,7 +113,10 @@ impl EdgeService {
         };
         let books = Books { start, measured, ids, log };
         match hit {
-            Some(response) if accept_encoding.is_none() => {
+            Some(mut response) if accept_encoding.is_none() => {
+                if self.config.compression {
+                    vary_by_encoding(&mut response);
+                }
                 self.record(books, &response, None, peer);
                 Step::Answered(response)
             }
@@ -142,8 +145,11 @@ impl EdgeService {
                     (e.response(books.request_id()), None, false)
                 }
             };
-            if let Some(accept) = pending.accept_encoding.filter(|_| !file) {
-                response = Box::pin(compress(accept, response)).await;
+            match pending.accept_encoding {
+                Some(accept) if !file => response = Box::pin(compress(accept, response)).await,
+                // Not compressed for this client, but for others: said in Vary.
+                None if !file && self.config.compression => vary_by_encoding(&mut response),
+                _ => {}
             }
             self.record(books, &response, upstream, &peer);
             response
