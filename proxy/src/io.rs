@@ -1,6 +1,8 @@
 //! A client connection's IO with a write-progress deadline: when a client stops reading and a
 //! write stays blocked longer than the deadline, the write fails and hyper closes the connection
-//! (nginx's `send_timeout`). The timer is armed only while a write is blocked.
+//! (nginx's `send_timeout`). The timer is armed only while a write is blocked. That close is an
+//! abortive one (`SO_LINGER` 0: a reset): a peer that stopped reading would otherwise keep the
+//! socket in FIN-WAIT-1 with the unsent response queued in the kernel.
 
 use std::future::Future;
 use std::io;
@@ -11,6 +13,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// A connection that can be closed with a reset instead of an orderly FIN.
+pub trait Abort {
+    /// Makes the coming close a reset, dropping whatever is queued unsent.
+    fn abort_on_close(&self);
+}
+
+impl Abort for tokio::net::TcpStream {
+    fn abort_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl Abort for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn abort_on_close(&self) {
+        self.get_ref().0.abort_on_close();
+    }
+}
+
 #[derive(Debug)]
 pub struct ProgressIo<T> {
     inner: T,
@@ -18,7 +38,7 @@ pub struct ProgressIo<T> {
     blocked: Option<Pin<Box<Sleep>>>,
 }
 
-impl<T> ProgressIo<T> {
+impl<T: Abort> ProgressIo<T> {
     pub fn new(inner: T, timeout: Duration) -> Self {
         Self { inner, timeout, blocked: None }
     }
@@ -34,7 +54,10 @@ impl<T> ProgressIo<T> {
                 let timeout = self.timeout;
                 let sleep = self.blocked.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading the response"))),
+                    Poll::Ready(()) => {
+                        self.inner.abort_on_close();
+                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading the response")))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -48,7 +71,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ProgressIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ProgressIo<T> {
+impl<T: AsyncWrite + Unpin + Abort> AsyncWrite for ProgressIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);

@@ -266,3 +266,46 @@ async fn an_idempotent_request_main_dropped_is_sent_once_more_a_post_never() {
     assert_eq!(paths.iter().filter(|p| *p == "POST /close").count(), 1, "POST sent once: {paths:?}");
     assert_eq!(front.metrics.retries().1, 1, "the GET's second send is counted, nothing for the POST");
 }
+
+/// Sockets of this machine whose local port is `port`, as `ss` lists them: (state, send-queue bytes).
+fn sockets_on(port: u16) -> Vec<(String, u64)> {
+    let out = std::process::Command::new("ss").args(["-tanH", "sport", "=", &format!(":{port}")]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_connection_cut_for_not_reading_is_reset_and_releases_the_kernels_buffers() {
+    let origin = Origin::start();
+    let mut lim = limits();
+    lim.write_timeout = Duration::from_millis(700);
+    let front = Front::start(origin.addr, config(), lim, true).await;
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(format!("GET /download?n={} HTTP/1.1\r\nHost: x\r\n\r\n", 64u64 << 20).as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    assert!(s.read(&mut buf).await.unwrap() > 0);
+    // The client stops reading: buffers fill, the deadline passes, the front door cuts it off.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = sockets_on(front.addr.port());
+    assert!(
+        left.iter().all(|(state, queued)| state == "LISTEN" || (*queued == 0 && state != "FIN-WAIT-1")),
+        "the front door's side still holds the connection: {left:?}"
+    );
+    // The client learns by a reset, whatever it had still to read.
+    let t = Instant::now();
+    let reset = loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) => break false,
+            Ok(Err(e)) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("neither data nor close"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(20));
+    };
+    assert!(reset, "an abortive close (RST), not a FIN after the queued data");
+}
