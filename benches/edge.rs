@@ -83,6 +83,7 @@ fn round_trip(c: &mut Criterion) {
             connect_timeout: Duration::from_secs(1),
             max_body: None,
             body_idle: Duration::from_secs(10),
+            body_min_rate: None,
             forwarding: sitecar_proxy::headers::Forwarding::default(),
             compression: false,
             cache: None,

@@ -182,6 +182,7 @@ fn edge(
             connect_timeout: t.connect,
             max_body: settings.max_body_bytes,
             body_idle: t.body_progress,
+            body_min_rate: Some(sitecar_proxy::body::MinRate { bytes_per_sec: t.body_min_rate, grace: t.body_min_rate_grace }),
             forwarding: Forwarding { drop_underscore: settings.drop_underscore_headers, trace },
             compression: settings.compression,
             cache: at_edge.cache,

@@ -323,6 +323,12 @@ pub struct Timeouts {
     pub request: Duration,
     /// Idle pooled connections to main are closed after this (default 4 s, under Node's 5 s).
     pub upstream_idle: Duration,
+    /// A request body must average at least this many bytes a second once its grace period is
+    /// over (default 500, Apache `mod_reqtimeout`'s MinRate; 0 turns it off): a body trickling a
+    /// byte at a time, which resets the progress timeout forever, ends with 408.
+    pub body_min_rate: u64,
+    /// Time a request body gets before its rate counts (default 20 s).
+    pub body_min_rate_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -334,6 +340,8 @@ impl Default for Timeouts {
             write_progress: Duration::from_secs(60),
             request: Duration::from_secs(230),
             upstream_idle: Duration::from_secs(4),
+            body_min_rate: 500,
+            body_min_rate_grace: Duration::from_secs(20),
         }
     }
 }

@@ -115,18 +115,22 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
         s.hold = d;
     }
     if let Some(mut t) = o.object(p, "timeouts") {
-        let fields: [(&'static str, &mut std::time::Duration); 6] = [
+        let fields: [(&'static str, &mut std::time::Duration); 7] = [
             ("connectSeconds", &mut s.timeouts.connect),
             ("requestHeaderSeconds", &mut s.timeouts.request_header),
             ("bodyProgressSeconds", &mut s.timeouts.body_progress),
             ("writeProgressSeconds", &mut s.timeouts.write_progress),
             ("requestSeconds", &mut s.timeouts.request),
             ("upstreamIdleSeconds", &mut s.timeouts.upstream_idle),
+            ("bodyMinRateGraceSeconds", &mut s.timeouts.body_min_rate_grace),
         ];
         for (key, slot) in fields {
             if let Some(d) = t.seconds(p, key, 86_400.0) {
                 *slot = d;
             }
+        }
+        if let Some(rate) = t.integer(p, "bodyMinRateBytesPerSecond", 0, 1 << 30) {
+            s.timeouts.body_min_rate = rate;
         }
         t.finish(p);
     }

@@ -89,29 +89,56 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("request body stalled for {0:?}")]
     Stalled(Duration),
+    #[error("request body slower than {0} bytes a second")]
+    TooSlow(u64),
     #[error(transparent)]
     Client(#[from] hyper::Error),
 }
 
+/// A minimum average rate of a request body after a grace period (Apache's `MinRate`): the body
+/// may take `grace` plus a second per `bytes_per_sec` bytes received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub grace: Duration,
+}
+
 /// The client's request body on its way to main: streamed, never buffered, cut when it grows
-/// past `limit` or pauses longer than `idle`. Empty for the cache's own revalidations.
+/// past `limit`, pauses longer than `idle`, or trickles slower than `min_rate`. Empty for the
+/// cache's own revalidations.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Option<Incoming>,
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
+    min_rate: Option<MinRate>,
+    /// When main first asked for the body (the rate's clock).
+    started: Option<Instant>,
     /// Armed only while waiting on the client, so an empty body costs no timer.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl UpstreamBody {
     pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
-        Self { inner: Some(inner), limit, seen: 0, idle, sleep: None }
+        Self { inner: Some(inner), limit, seen: 0, idle, min_rate: None, started: None, sleep: None }
+    }
+
+    /// The same body, cut with 408 when it averages less than `rate` after its grace period.
+    pub fn min_rate(mut self, rate: Option<MinRate>) -> Self {
+        self.min_rate = rate.filter(|r| r.bytes_per_sec > 0);
+        self
     }
 
     pub fn empty() -> Self {
-        Self { inner: None, limit: None, seen: 0, idle: Duration::ZERO, sleep: None }
+        Self { inner: None, limit: None, seen: 0, idle: Duration::ZERO, min_rate: None, started: None, sleep: None }
+    }
+
+    /// When the body has taken too long for what it has sent.
+    fn rate_deadline(&self) -> Option<Instant> {
+        let rate = self.min_rate?;
+        let allowed = rate.grace + Duration::from_secs_f64(self.seen as f64 / rate.bytes_per_sec as f64);
+        Some(self.started? + allowed)
     }
 }
 
@@ -122,6 +149,9 @@ impl Body for UpstreamBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        if this.min_rate.is_some() && this.started.is_none() {
+            this.started = Some(Instant::now());
+        }
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.sleep = None;
@@ -139,10 +169,15 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {
-                let deadline = Instant::now() + this.idle;
+                let now = Instant::now();
+                let rate_deadline = this.rate_deadline();
+                let deadline = rate_deadline.map_or(now + this.idle, |r| r.min(now + this.idle));
                 let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 ready!(sleep.as_mut().poll(cx));
-                Poll::Ready(Some(Err(BodyError::Stalled(this.idle))))
+                match (this.min_rate, rate_deadline) {
+                    (Some(rate), Some(r)) if Instant::now() >= r => Poll::Ready(Some(Err(BodyError::TooSlow(rate.bytes_per_sec)))),
+                    _ => Poll::Ready(Some(Err(BodyError::Stalled(this.idle)))),
+                }
             }
         }
     }

@@ -36,6 +36,8 @@ pub struct EdgeConfig {
     pub max_body: Option<u64>,
     /// Longest pause in a request body.
     pub body_idle: Duration,
+    /// Slowest average a request body may have after its grace period.
+    pub body_min_rate: Option<crate::body::MinRate>,
     /// Header rules: `_` names, and whether the edge records spans of its own.
     pub forwarding: headers::Forwarding,
     /// Compress main's responses for clients that accept it.
@@ -87,6 +89,11 @@ impl EdgeService {
         Arc::new(Self { config, origin, ready, access, metrics })
     }
 
+    /// The client's body as main gets it: bounded in size, pauses and rate.
+    fn request_body(&self, body: Incoming) -> UpstreamBody {
+        UpstreamBody::new(body, self.config.max_body, self.config.body_idle).min_rate(self.config.body_min_rate)
+    }
+
     /// Offload, then the cache, then main. The cache's future is boxed: it is half again the
     /// size of the plain forward's, and every request's future (one allocation per request)
     /// would otherwise be as large as the largest path.
@@ -100,7 +107,7 @@ impl EdgeService {
             }
             match &self.config.cache {
                 Some(cache) if !websocket => Box::pin(self.through_cache(cache, parts, body)).await,
-                _ => self.forward(parts, UpstreamBody::new(body, self.config.max_body, self.config.body_idle), websocket).await,
+                _ => self.forward(parts, self.request_body(body), websocket).await,
             }
         }
     }
@@ -110,7 +117,7 @@ impl EdgeService {
     /// main fails within `stale-if-error`), concurrent misses collapsed into one request to main,
     /// storable responses kept on their way to the client, and unsafe methods invalidating.
     async fn through_cache(&self, cache: &Arc<Cache>, parts: http::request::Parts, body: Incoming) -> Result<Answer, ProxyError> {
-        let body = UpstreamBody::new(body, self.config.max_body, self.config.body_idle);
+        let body = self.request_body(body);
         let safe = parts.method == Method::GET || parts.method == Method::HEAD;
         if !safe {
             return self.unsafe_request(cache, parts, body).await;

@@ -18,6 +18,9 @@ pub enum ProxyError {
     /// The client stopped sending its body for longer than the body-progress timeout.
     #[error("request body stalled for {0:?}")]
     BodyStalled(Duration),
+    /// The client's body averaged less than the minimum rate after its grace period.
+    #[error("request body slower than {0} bytes a second")]
+    BodyTooSlow(u64),
     /// Main refused the connection (not listening).
     #[error("main refused the connection: {0}")]
     Refused(String),
@@ -55,7 +58,7 @@ impl ProxyError {
         match self {
             ProxyError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BodyStalled(_) | ProxyError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Refused(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout(_) | ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -69,6 +72,7 @@ impl ProxyError {
         match self {
             ProxyError::BodyTooLarge(_)
             | ProxyError::BodyStalled(_)
+            | ProxyError::BodyTooSlow(_)
             | ProxyError::BadRequest(_)
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::NotImplemented(_) => Blame::Client,
@@ -77,10 +81,11 @@ impl ProxyError {
     }
 
     /// Every [`ProxyError::kind`], for metrics that resolve their labels up front.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "not_ready",
         "body_too_large",
         "body_stalled",
+        "body_too_slow",
         "refused",
         "connect_timeout",
         "upstream",
@@ -96,6 +101,7 @@ impl ProxyError {
             ProxyError::NotReady(_) => "not_ready",
             ProxyError::BodyTooLarge(_) => "body_too_large",
             ProxyError::BodyStalled(_) => "body_stalled",
+            ProxyError::BodyTooSlow(_) => "body_too_slow",
             ProxyError::Refused(_) => "refused",
             ProxyError::ConnectTimeout(_) => "connect_timeout",
             ProxyError::Upstream(_) => "upstream",
@@ -124,7 +130,11 @@ impl ProxyError {
             }
             // The body was not read to its end, or the request's framing cannot be trusted: the
             // connection cannot be reused.
-            ProxyError::BodyTooLarge(_) | ProxyError::BodyStalled(_) | ProxyError::BadRequest(_) | ProxyError::NotImplemented(_) => {
+            ProxyError::BodyTooLarge(_)
+            | ProxyError::BodyStalled(_)
+            | ProxyError::BodyTooSlow(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::NotImplemented(_) => {
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ProxyError::MethodNotAllowed(_) => {

@@ -322,6 +322,7 @@ impl Origin {
                 return match b {
                     BodyError::TooLarge(l) => ProxyError::BodyTooLarge(*l),
                     BodyError::Stalled(d) => ProxyError::BodyStalled(*d),
+                    BodyError::TooSlow(r) => ProxyError::BodyTooSlow(*r),
                     // A broken body (bad chunked framing, a reset) is the client's doing, not main's.
                     BodyError::Client(c) => ProxyError::BadRequest(format!("the request body: {c}")),
                 };

@@ -309,3 +309,47 @@ async fn a_connection_cut_for_not_reading_is_reset_and_releases_the_kernels_buff
     };
     assert!(reset, "an abortive close (RST), not a FIN after the queued data");
 }
+
+#[tokio::test]
+async fn a_body_trickling_below_the_minimum_rate_gets_408_and_a_slow_upload_does_not() {
+    let origin = Origin::start();
+    let mut cfg = config();
+    cfg.body_min_rate = Some(sitecar_proxy::body::MinRate { bytes_per_sec: 100, grace: Duration::from_secs(1) });
+    let front = Front::start(origin.addr, cfg, limits(), true).await;
+
+    // One byte every 300 ms: each one resets the progress timeout, the rate does not.
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        let mut s = s;
+        let mut answer = Vec::new();
+        for _ in 0..40 {
+            if s.write_all(b"x").await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(300), s.read_buf(&mut answer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                _ => {}
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    let answer = trickle.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("slower than 100 bytes a second"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "cut within the bound: {:?}", started.elapsed());
+
+    // 300 bytes a second for 3 seconds: slow, and above the rate: answered.
+    let mut s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\nConnection: close\r\n\r\n").await.unwrap();
+    for _ in 0..9 {
+        s.write_all(&[b'y'; 100]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(333)).await;
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

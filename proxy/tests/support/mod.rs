@@ -74,6 +74,7 @@ pub fn config() -> EdgeConfig {
         connect_timeout: Duration::from_secs(2),
         max_body: None,
         body_idle: Duration::from_secs(10),
+        body_min_rate: None,
         forwarding: sitecar_proxy::headers::Forwarding::default(),
         compression: false,
         cache: None,
