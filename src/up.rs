@@ -265,10 +265,17 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
     // Found by `status`, `logs`, `reload`, `restart` and `down`; gone when `up` ends.
     let run_file = crate::runfile::path(&base_dir_for_reload, &spec.local.storage_root);
-    let _run_file = match crate::runfile::RunFile::write(run_file.clone(), spec.admin.listen, source.as_ref().map(|s| s.file.as_path()), &spec.local.site_name) {
+    let _run_file = match crate::runfile::RunFile::write(
+        run_file.clone(),
+        spec.admin.listen,
+        source.as_ref().map(|s| s.file.as_path()),
+        &spec.local.site_name,
+    ) {
         Ok(f) => Some(f),
         Err(e) => {
-            handle.logs.event("sitecar", &format!("cannot write {} ({e}): give other commands --admin {}", run_file.display(), spec.admin.listen));
+            handle
+                .logs
+                .event("sitecar", &format!("cannot write {} ({e}): give other commands --admin {}", run_file.display(), spec.admin.listen));
             None
         }
     };

@@ -92,7 +92,8 @@ fn admin_and_listen_flags_are_honoured_kept_across_reloads_and_the_stack_is_foun
 
     // restart NAME: that container alone comes back.
     let status = || -> serde_json::Value { serde_json::from_str(&http(admin, "GET", "/status").1).unwrap() };
-    let pid_of = |v: &serde_json::Value, n: &str| v["containers"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap()["pid"].clone();
+    let pid_of =
+        |v: &serde_json::Value, n: &str| v["containers"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap()["pid"].clone();
     let before = status();
     let out = sitecar(dir.path(), &["restart", "side"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -171,7 +172,11 @@ fn a_code_app_template_runs_the_users_code_as_main_with_template_parameters() {
         ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("params.json"), format!(r#"{{"parameters": {{"appName": {{"value": "shop"}}, "sidePort": {{"value": {side}}}}}}}"#)).unwrap();
+    std::fs::write(
+        dir.path().join("params.json"),
+        format!(r#"{{"parameters": {{"appName": {{"value": "shop"}}, "sidePort": {{"value": {side}}}}}}}"#),
+    )
+    .unwrap();
 
     // Without --main: what is missing, and how to give it.
     let out = sitecar(dir.path(), &["validate", "template.json", "--parameters", "params.json"]);

@@ -104,7 +104,8 @@ fn a_man_page_per_subcommand_renders_with_every_option_and_make_install_places_t
     assert!(prefix.join("share/fish/vendor_completions.d/sitecar.fish").is_file());
     let man1 = prefix.join("share/man/man1");
     let render = |page: &str| {
-        let out = Command::new("man").arg("-l").arg(man1.join(page)).env("MANWIDTH", "120").env("MAN_KEEP_FORMATTING", "0").output().unwrap();
+        let out =
+            Command::new("man").arg("-l").arg(man1.join(page)).env("MANWIDTH", "120").env("MAN_KEEP_FORMATTING", "0").output().unwrap();
         assert!(out.status.success(), "{page}: {}", String::from_utf8_lossy(&out.stderr));
         // Bold and underline come as overstrikes (c BS c, _ BS c): keep the letters.
         let mut text = String::new();

@@ -211,9 +211,14 @@ fn docker_runs_a_real_stack_in_one_namespace_and_survives_kills() {
 #[test]
 fn a_sidecar_that_runs_but_never_listens_is_reported_and_restarted() {
     let image = Image::busybox(&unique("mute"));
-    let mute = r#"{"name": "mute", "properties": {"image": "IMAGE", "isMain": false, "targetPort": "7000", "startUpCommand": "sleep 3600"}}"#;
+    let mute =
+        r#"{"name": "mute", "properties": {"image": "IMAGE", "isMain": false, "targetPort": "7000", "startUpCommand": "sleep 3600"}}"#;
     let web = r#"{"name": "web", "properties": {"image": "IMAGE", "isMain": true, "targetPort": "8080", "startUpCommand": "httpd -f -p 8080 -h /www"}}"#;
-    let s = site(&image, &format!("{}, {}", mute.replace("IMAGE", &image.0), web.replace("IMAGE", &image.0)), r#""WEBSITES_CONTAINER_START_TIME_LIMIT": "10""#);
+    let s = site(
+        &image,
+        &format!("{}, {}", mute.replace("IMAGE", &image.0), web.replace("IMAGE", &image.0)),
+        r#""WEBSITES_CONTAINER_START_TIME_LIMIT": "10""#,
+    );
     let _cleanup = Cleanup(s.name.clone());
     let stack = up(&s.spec, &[]);
     wait_until("admin API", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", s.admin)).is_ok());
@@ -230,7 +235,11 @@ fn a_sidecar_that_runs_but_never_listens_is_reported_and_restarted() {
     // After the start time limit: reported, and started again.
     wait_until("a second attempt", Duration::from_secs(25), || container(&status(s.admin), "mute")["restarts"].as_u64() >= Some(1));
     let (_, output) = stop(stack);
-    assert!(output.contains("mute") && output.contains("did not accept connections on 127.0.0.1:7000 inside the stack's network namespace within 10 s"), "{output}");
+    assert!(
+        output.contains("mute")
+            && output.contains("did not accept connections on 127.0.0.1:7000 inside the stack's network namespace within 10 s"),
+        "{output}"
+    );
     assert!(stack_containers(&s.name).is_empty());
 }
 
@@ -284,5 +293,9 @@ fn without_a_reachable_engine_up_says_so_once_and_starts_nothing() {
     assert_eq!(lines.len(), 1, "one line: {stderr}");
     assert!(lines[0].contains("unix:///nonexistent/docker.sock") && lines[0].contains("DOCKER_HOST"), "{stderr}");
     assert!(lines[0].contains("nothing was started"), "{stderr}");
-    assert!(!dir.path().join(".sitecar/home/LogFiles").read_dir().is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.len() > 0)))));
+    assert!(!dir
+        .path()
+        .join(".sitecar/home/LogFiles")
+        .read_dir()
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.len() > 0)))));
 }

@@ -105,7 +105,8 @@ fn azure_spec_file_and_arm_template_round_trip() {
         })
         .collect();
     assert_eq!(settings.len(), original.app_settings.len());
-    let strings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("connectionstrings.json")).unwrap()).unwrap();
+    let strings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("connectionstrings.json")).unwrap()).unwrap();
     assert_eq!(strings[0]["name"], "Orders");
     assert_eq!(strings[0]["type"], original.connection_strings["Orders"].kind.name());
     // With the settings on the site (as az sets them), the spec file validates and reads back.

@@ -58,11 +58,7 @@ fn wordpress_and_its_database() {
     assert_eq!(container(&doc, "db")["volumeMounts"][0]["volumeSubPath"], "/db_data");
     assert_eq!(wp["volumeMounts"][1]["readOnly"], true);
     assert_eq!(doc["appSettings"]["DB_MYSQL_DATABASE"], "wordpress");
-    for line in [
-        "services.db.restart: ignored",
-        "services.db.networks: ignored",
-        "services.wordpress.secrets: ignored",
-    ] {
+    for line in ["services.db.restart: ignored", "services.db.networks: ignored", "services.wordpress.secrets: ignored"] {
         assert!(warnings.contains(line), "{line} in {warnings}");
     }
     assert!(warnings.contains("the host directory ./uploads.ini"), "{warnings}");
@@ -138,7 +134,10 @@ fn variables_env_files_hosts_ports_and_health_checks_as_the_compose_specificatio
     assert_eq!((h["path"].as_str(), h["periodSeconds"].as_f64(), h["failureThreshold"].as_u64()), (Some("/healthz"), Some(10.0), Some(5)));
     assert!(warnings.contains("services.mongo.healthcheck.test: the command"), "{warnings}");
     assert!(warnings.contains("services.redis.healthcheck.test: the command \"redis-cli -a **** ping\""), "{warnings}");
-    assert!(warnings.contains("services.api.environment.MONGO_URL: host mongo -> localhost in mongodb://root:****@localhost"), "{warnings}");
+    assert!(
+        warnings.contains("services.api.environment.MONGO_URL: host mongo -> localhost in mongodb://root:****@localhost"),
+        "{warnings}"
+    );
     for secret in ["m0ng0-s3cret", "r3dis-s3cret"] {
         assert!(!warnings.contains(secret), "a secret in the warnings: {warnings}");
     }

@@ -22,7 +22,8 @@ fn rss_kib(pid: u32) -> u64 {
 fn slow_readers_of_large_responses_cost_a_bounded_window_each() {
     let (origin_port, front) = (free_port(), free_port());
     let origin_py = format!("{}/proxy/tests/support/origin.py", env!("CARGO_MANIFEST_DIR"));
-    let mut origin = Command::new("python3").arg(origin_py).arg(origin_port.to_string()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut origin =
+        Command::new("python3").arg(origin_py).arg(origin_port.to_string()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     std::io::Read::read_exact(origin.stdout.as_mut().unwrap(), &mut [0u8; 6]).unwrap();
     let proxy = Stack(
         Command::new(env!("CARGO_BIN_EXE_sitecar"))

@@ -98,7 +98,10 @@ fn warnings_say_which_runtime_auto_chose_and_that_mains_port_is_the_platforms() 
             && text.contains("container \"cache\" has no startUpCommand"),
         "{text}"
     );
-    assert!(text.contains("$.sitecontainers[1].properties.environmentVariables[0]") && text.contains("PORT of main is set by the platform"), "{text}");
+    assert!(
+        text.contains("$.sitecontainers[1].properties.environmentVariables[0]") && text.contains("PORT of main is set by the platform"),
+        "{text}"
+    );
     assert!(text.contains("$.appSettings.WEBSITES_PORT: the app setting WEBSITES_PORT is overridden for main"), "{text}");
     let out = sitecar().arg("validate").arg("--json").arg(&file).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -103,7 +103,9 @@ pub fn arm_template(spec: &Spec, site: &str) -> Value {
         // `[` starts an expression in a template: a literal one is written `[[`.
         let escape = |v: &str| if v.starts_with('[') { format!("[{v}") } else { v.to_owned() };
         let settings: Map<String, Value> = spec.app_settings.iter().map(|(k, v)| (k.clone(), json!(escape(v)))).collect();
-        resources.push(json!({"type": "Microsoft.Web/sites/config", "apiVersion": "2024-04-01", "name": child("appsettings"), "properties": settings}));
+        resources.push(
+            json!({"type": "Microsoft.Web/sites/config", "apiVersion": "2024-04-01", "name": child("appsettings"), "properties": settings}),
+        );
     }
     if !spec.connection_strings.is_empty() {
         let strings: Map<String, Value> = spec

@@ -94,7 +94,9 @@ fn command_line(p: &mut json::Problems, options: &LoadOptions, parts: &mut valid
         for l in &options.listen {
             match sections::parse_listen(l, any) {
                 Some(a) => listen.push(a),
-                None => p.push(Problem::new("--listen", format!("\"{l}\" is not an address")).hint("an address like 0.0.0.0:8080 or a port")),
+                None => {
+                    p.push(Problem::new("--listen", format!("\"{l}\" is not an address")).hint("an address like 0.0.0.0:8080 or a port"))
+                }
             }
         }
         parts.proxy.listen = listen;
@@ -103,7 +105,8 @@ fn command_line(p: &mut json::Problems, options: &LoadOptions, parts: &mut valid
     if let Some(a) = &options.admin {
         match sections::parse_listen(a, std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) {
             Some(addr) if !addr.ip().is_loopback() && parts.admin.token.is_none() => p.push(
-                Problem::new("--admin", format!("admin API on {addr} without a token")).hint("set admin.token, or keep the admin API on 127.0.0.1"),
+                Problem::new("--admin", format!("admin API on {addr} without a token"))
+                    .hint("set admin.token, or keep the admin API on 127.0.0.1"),
             ),
             Some(addr) => parts.admin.listen = addr,
             None => p.push(Problem::new("--admin", format!("\"{a}\" is not an address")).hint("an address like 127.0.0.1:9901")),
@@ -118,10 +121,14 @@ fn code_main(p: &mut json::Problems, options: &LoadOptions, code_stack: Option<(
     match (&options.main, code_stack) {
         (Some(_), _) if has_main => {
             let name = drafts.iter().find(|d| d.is_main == Some(true)).and_then(|d| d.name.clone()).unwrap_or_default();
-            p.push(Problem::new("--main", format!("the spec has a main container already (\"{name}\")")).hint("--main is for sites whose main is their own code"));
+            p.push(
+                Problem::new("--main", format!("the spec has a main container already (\"{name}\")"))
+                    .hint("--main is for sites whose main is their own code"),
+            );
         }
         (Some(m), stack) => {
-            let image = stack.as_ref().map_or("local/main".to_owned(), |(fx, _)| format!("appsvc/{}", fx.replace('|', ":").to_ascii_lowercase()));
+            let image =
+                stack.as_ref().map_or("local/main".to_owned(), |(fx, _)| format!("appsvc/{}", fx.replace('|', ":").to_ascii_lowercase()));
             drafts.push(parse::Draft {
                 path: "--main".into(),
                 props_path: "--main".into(),
@@ -137,8 +144,11 @@ fn code_main(p: &mut json::Problems, options: &LoadOptions, code_stack: Option<(
             });
         }
         (None, Some((fx, path))) if !has_main => p.push(
-            Problem::new(path, format!("the site runs {fx} code as its main container (App Service's built-in one), which is not in the template"))
-                .hint("say how your code runs locally: sitecar up --main \"gunicorn app:app\" --main-port 8000"),
+            Problem::new(
+                path,
+                format!("the site runs {fx} code as its main container (App Service's built-in one), which is not in the template"),
+            )
+            .hint("say how your code runs locally: sitecar up --main \"gunicorn app:app\" --main-port 8000"),
         ),
         (None, _) => {}
     }

@@ -245,16 +245,22 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
         for (e, path) in &d.env {
             if e.name == "PORT" || e.name == "WEBSITES_PORT" {
                 warnings.push(
-                    Problem::new(path, format!("{} of main is set by the platform to the port main must listen on; this entry is overridden", e.name))
-                        .hint("read PORT in the app instead of setting it; pin main's port with local.containers.<main>.port"),
+                    Problem::new(
+                        path,
+                        format!("{} of main is set by the platform to the port main must listen on; this entry is overridden", e.name),
+                    )
+                    .hint("read PORT in the app instead of setting it; pin main's port with local.containers.<main>.port"),
                 );
             }
         }
         if d.inherit {
             for name in ["PORT", "WEBSITES_PORT"].into_iter().filter(|n| app_settings.contains_key(*n)) {
                 warnings.push(
-                    Problem::new(join(&app_settings_path, name), format!("the app setting {name} is overridden for main, which is given the port it must listen on"))
-                        .hint("App Service sets PORT itself; remove the setting"),
+                    Problem::new(
+                        join(&app_settings_path, name),
+                        format!("the app setting {name} is overridden for main, which is given the port it must listen on"),
+                    )
+                    .hint("App Service sets PORT itself; remove the setting"),
                 );
             }
         }

@@ -36,7 +36,8 @@ fn a_bicep_build_template_runs_its_containers_with_settings_from_every_place() {
     assert_eq!(problems[0].hint.as_deref(), Some("give its value: --setting APPLICATIONINSIGHTS_CONNECTION_STRING=VALUE (or APPSETTING_APPLICATIONINSIGHTS_CONNECTION_STRING in the environment)"));
 
     // Given outside the template, it loads: format('{0}/{1}', ...) names, not "{1}" duplicates.
-    let spec = load_file(&arm("bicep-sidecars.json"), &with(&[("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=k")], &[])).unwrap();
+    let spec =
+        load_file(&arm("bicep-sidecars.json"), &with(&[("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=k")], &[])).unwrap();
     assert_eq!(spec.format, SpecFormat::ArmTemplate);
     assert_eq!(names(&spec), ["main", "otel", "redis"]);
     let main = spec.main();
@@ -51,9 +52,12 @@ fn a_bicep_build_template_runs_its_containers_with_settings_from_every_place() {
     assert_eq!(spec.app_settings["APPLICATIONINSIGHTS_CONNECTION_STRING"], "InstrumentationKey=k");
     let orders = &spec.connection_strings["Orders"];
     assert_eq!(orders.kind, ConnectionType::SQLAzure);
-    assert!(orders.value.expose().starts_with("Server=tcp:shop-") && orders.value.expose().ends_with(".database.windows.net;Database=orders"));
+    assert!(
+        orders.value.expose().starts_with("Server=tcp:shop-") && orders.value.expose().ends_with(".database.windows.net;Database=orders")
+    );
     // The environment main gets: its own entry resolved through the app setting.
-    let env = env::container_env(&spec, main, Some(8080), &env::HostFacts { basics: vec![], home: "/home".into(), instance_id: "i".into() });
+    let env =
+        env::container_env(&spec, main, Some(8080), &env::HostFacts { basics: vec![], home: "/home".into(), instance_id: "i".into() });
     assert_eq!(env["REDIS"], "redis://localhost:6379");
     assert_eq!(env["SQLAZURECONNSTR_Orders"], orders.value.expose());
 

@@ -316,12 +316,7 @@ fn arm_template_without_sitecontainers_or_with_unresolvable_expressions() {
     );
     let text = r#"{"resources": [{"type": "Microsoft.Web/sites/sitecontainers", "name": "s/m",
         "properties": {"image": "[reference('acr').loginServer]", "isMain": true, "targetPort": "80", "startUpCommand": "x"}}]}"#;
-    expect(
-        text,
-        &[
-            ("$.resources[0].properties.image", "reference('acr') cannot be known without deploying"),
-        ],
-    );
+    expect(text, &[("$.resources[0].properties.image", "reference('acr') cannot be known without deploying")]);
 }
 
 #[test]
@@ -343,7 +338,9 @@ fn a_literal_where_an_app_setting_name_belongs_says_so_with_the_fix() {
     );
     assert_eq!(
         p.hint.as_deref(),
-        Some(r#"put the value in an app setting and name it here: "appSettings": {"OLLAMA_URL": "http://localhost:11434"} and {"name": "OLLAMA_URL", "value": "OLLAMA_URL"}"#)
+        Some(
+            r#"put the value in an app setting and name it here: "appSettings": {"OLLAMA_URL": "http://localhost:11434"} and {"name": "OLLAMA_URL", "value": "OLLAMA_URL"}"#
+        )
     );
     assert!(!p.hint.as_deref().unwrap_or("").contains("APPSETTING_http"), "{p:?}");
 }

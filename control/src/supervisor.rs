@@ -332,7 +332,13 @@ impl Supervisor {
                         Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
                         Err(e) => e.to_string(),
                     };
-                    self.logs.event("sitecar", &format!("cannot create the stack's network namespace ({}) with {}: {why}; nothing was started", oci.pod, oci.engine));
+                    self.logs.event(
+                        "sitecar",
+                        &format!(
+                            "cannot create the stack's network namespace ({}) with {}: {why}; nothing was started",
+                            oci.pod, oci.engine
+                        ),
+                    );
                     let _ = oci.engine().args(oci.cleanup_args()).output().await;
                     return 1;
                 }
@@ -341,7 +347,9 @@ impl Supervisor {
                 Ok(ns) => self.namespace = Some(ns),
                 Err(e) => self.logs.event(
                     "sitecar",
-                    &format!("cannot enter the stack's network namespace ({e}): sidecars count as started when the engine runs them, unprobed"),
+                    &format!(
+                        "cannot enter the stack's network namespace ({e}): sidecars count as started when the engine runs them, unprobed"
+                    ),
                 ),
             }
         }

@@ -488,9 +488,11 @@ pub(crate) fn vary_by_encoding(response: &mut Response<EdgeBody>) {
     if !compressible(response) {
         return;
     }
-    let varies = response.headers().get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| v.split(',').any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("accept-encoding")))
-    });
+    let varies = response
+        .headers()
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("accept-encoding"))));
     if !varies {
         response.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
     }

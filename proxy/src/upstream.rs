@@ -32,7 +32,6 @@ use tokio::sync::watch;
 use crate::body::{BodyError, UpstreamBody};
 use crate::error::ProxyError;
 
-
 /// Largest read buffer of a connection to main.
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 /// Idle connections kept at most; the oldest goes first.
@@ -199,7 +198,8 @@ impl Pool {
         };
         // A bounded read buffer: a response the client cannot take yet waits in main's socket,
         // not in ours (hyper's default lets each connection's buffer grow to ~400 KiB).
-        let (tx, conn) = http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
+        let (tx, conn) =
+            http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });

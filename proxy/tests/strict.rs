@@ -109,7 +109,8 @@ async fn rfc9112_s6_1_only_chunked_last_and_once() {
     assert_eq!(code, 501, "{text}");
     assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
     let (code, text) =
-        refused(&front, "POST /twice HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").await;
+        refused(&front, "POST /twice HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .await;
     assert_eq!(code, 400, "{text}");
     assert!(paths(&origin).await.is_empty(), "{:?}", paths(&origin).await);
 }
@@ -139,7 +140,8 @@ async fn rfc9113_s3_4_a_bad_http2_preface_gets_goaway_protocol_error() {
     // One GOAWAY frame: length 8, type 7, stream 0, last stream 0, error PROTOCOL_ERROR (1); closed.
     assert_eq!(got, [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     // Other bytes are HTTP/1: a PUT is not mistaken for it.
-    let text = raw(front.addr, b"PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
+    let text =
+        raw(front.addr, b"PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert_eq!(paths(&origin).await, ["PUT /put"]);
 }

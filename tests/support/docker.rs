@@ -48,10 +48,7 @@ impl Drop for Image {
 
 /// Containers of the stack named `site` (by sitecar's label), running or not.
 pub fn stack_containers(site: &str) -> Vec<String> {
-    docker(&["ps", "-a", "--filter", &format!("label=sitecar.stack={site}"), "--format", "{{.Names}}"])
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    docker(&["ps", "-a", "--filter", &format!("label=sitecar.stack={site}"), "--format", "{{.Names}}"]).lines().map(str::to_owned).collect()
 }
 
 /// Removes every container of a stack when dropped (a test that fails half-way leaves nothing).

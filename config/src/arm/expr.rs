@@ -288,7 +288,9 @@ impl<'a> Scope<'a> {
             let shown: Vec<String> = args.iter().map(source).collect();
             return Err(EvalError::Unknown {
                 what: format!("{name}({})", shown.join(", ")),
-                supply: "give the value itself: --setting NAME=VALUE for an app setting, or a parameter (--parameter NAME=VALUE) in its place".into(),
+                supply:
+                    "give the value itself: --setting NAME=VALUE for an app setting, or a parameter (--parameter NAME=VALUE) in its place"
+                        .into(),
             });
         }
         let v: Vec<Value> = args.iter().map(|a| self.eval(a)).collect::<R<_>>()?;
@@ -318,7 +320,9 @@ impl<'a> Scope<'a> {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             "null" => Value::Null,
-            "concat" if v.iter().all(Value::is_array) => Value::Array(v.into_iter().flat_map(|a| a.as_array().cloned().unwrap_or_default()).collect()),
+            "concat" if v.iter().all(Value::is_array) => {
+                Value::Array(v.into_iter().flat_map(|a| a.as_array().cloned().unwrap_or_default()).collect())
+            }
             "concat" => Value::String(v.iter().map(text).collect()),
             "format" => Value::String(format(&s(0)?, &v[1..])?),
             "equals" => {
@@ -393,7 +397,9 @@ impl<'a> Scope<'a> {
                 let pick = |it: &mut dyn DoubleEndedIterator<Item = Value>| if lower == "first" { it.next() } else { it.next_back() };
                 match &v[0] {
                     Value::Array(a) => pick(&mut a.clone().into_iter()).unwrap_or(Value::Null),
-                    Value::String(t) => pick(&mut t.chars().map(|c| Value::String(c.to_string())).collect::<Vec<_>>().into_iter()).unwrap_or(Value::Null),
+                    Value::String(t) => {
+                        pick(&mut t.chars().map(|c| Value::String(c.to_string())).collect::<Vec<_>>().into_iter()).unwrap_or(Value::Null)
+                    }
                     other => return invalid(format!("{name}() of {}", short(other))),
                 }
             }

@@ -159,7 +159,9 @@ impl Reader<'_, '_> {
             Some(full) => {
                 let last = full.rsplit('/').next().unwrap_or_default().trim();
                 if last.is_empty() {
-                    self.p.push(Problem::new(&draft.name_path, format!("no container name in \"{full}\"")).hint("name it \"<site>/<container>\""));
+                    self.p.push(
+                        Problem::new(&draft.name_path, format!("no container name in \"{full}\"")).hint("name it \"<site>/<container>\""),
+                    );
                 } else {
                     draft.name = Some(last.to_owned());
                 }
@@ -384,7 +386,10 @@ mod tests {
 
     #[test]
     fn parameters_files_as_az_takes_them() {
-        let got = parameters_file(r#"{"$schema": "x", "contentVersion": "1.0.0.0", "parameters": {"site": {"value": "shop"}, "n": {"value": 2}}}"#).unwrap();
+        let got = parameters_file(
+            r#"{"$schema": "x", "contentVersion": "1.0.0.0", "parameters": {"site": {"value": "shop"}, "n": {"value": 2}}}"#,
+        )
+        .unwrap();
         assert_eq!(got["site"], "shop");
         assert_eq!(got["n"], 2);
         assert!(parameters_file(r#"{"parameters": {"pw": {"reference": {"keyVault": {}}}}}"#).unwrap_err().contains("--parameter pw="));

@@ -277,7 +277,9 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
         (Some(m), _) => m,
         (None, 1) => names[0].clone(),
         (None, _) => {
-            errors.push("services: no service publishes port 80 or 8080, so none can be main (publish main's port as \"8080:<port>\")".into());
+            errors.push(
+                "services: no service publishes port 80 or 8080, so none can be main (publish main's port as \"8080:<port>\")".into(),
+            );
             String::new()
         }
     };
@@ -348,7 +350,11 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
         }
         if target.is_none() {
             if let Yaml::Array(exposed) = &svc["expose"] {
-                target = exposed.iter().filter_map(text).find(|e| !e.to_ascii_lowercase().ends_with("/udp")).and_then(|e| first_of_range(e.split('/').next().unwrap_or("")));
+                target = exposed
+                    .iter()
+                    .filter_map(text)
+                    .find(|e| !e.to_ascii_lowercase().ends_with("/udp"))
+                    .and_then(|e| first_of_range(e.split('/').next().unwrap_or("")));
             }
         }
         if let Some(t) = target {
@@ -443,7 +449,8 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
             let (value, hosts) = localhost(&value, &names, names_a_host(&var));
             for h in hosts {
                 let shown = if secret_name(&var) { String::new() } else { format!(" in {}", mask(&value)) };
-                warnings.push(format!("{}: host {h} -> localhost{shown} (all containers share localhost)", at(&format!("environment.{var}"))));
+                warnings
+                    .push(format!("{}: host {h} -> localhost{shown} (all containers share localhost)", at(&format!("environment.{var}"))));
             }
             let setting = setting_name(&name, &var);
             settings.insert(setting.clone(), json!(value));
