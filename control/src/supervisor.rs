@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use sitecar_config::env::{container_env, HostFacts};
 use sitecar_config::{Runtime as RuntimeKind, Spec};
@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::logs::{LogOptions, LogStream, Stream};
-use crate::probe::{Accept, Probe};
 use crate::reaper::{self, Tracked};
 use crate::runtime::{Launch, Namespace, Oci, Runtime};
 use crate::state::{Action, Core, Event, Exit, MainState, Note, Phase, Unit};
 use crate::storage::{absolute, Storage};
 
+mod probing;
 mod reload;
 
 /// How the supervisor runs besides the spec.
@@ -581,118 +581,4 @@ impl Supervisor {
         tracing::info!(container = %name, "{text}");
         self.logs.event(name, &text);
     }
-
-    /// Startup probe: main's warmup path, a sidecar's port, or nothing; fast at first.
-    fn watch_startup(&self, unit: Unit, gen: u64, current: Arc<AtomicU64>) {
-        let launch = &self.launches[unit];
-        let limit = self.spec.platform.start_time_limit;
-        let (probe_addr, place) = self.probe_target(launch);
-        let probe = match (probe_addr, unit == self.main_unit) {
-            (Some(addr), true) => {
-                let accept = if self.spec.platform.warmup_statuses.is_empty() {
-                    Accept::Any
-                } else {
-                    Accept::Codes(self.spec.platform.warmup_statuses.clone())
-                };
-                Some(Probe::http(addr, &self.spec.platform.warmup_path, accept, Duration::from_secs(2)))
-            }
-            (Some(addr), false) => Some(Probe::tcp(addr, Duration::from_secs(1))),
-            (None, _) => None,
-        }
-        .map(|p| p.inside(place));
-        let tx = self.events_tx.clone();
-        // Without a port to probe, a container has started when it runs: at once for a process,
-        // when the engine says so for an OCI container.
-        let engine = match &self.runtime {
-            Runtime::Oci(oci) => Some((oci.clone(), launch.name.clone())),
-            Runtime::Process => None,
-        };
-        tokio::spawn(async move {
-            let deadline = Instant::now() + limit;
-            let Some(probe) = probe else {
-                if let Some((oci, name)) = engine {
-                    while !oci.is_running(&name).await {
-                        if Instant::now() >= deadline || current.load(Ordering::SeqCst) != gen {
-                            let _ = tx.send(Event::StartTimedOut { unit, gen });
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                let _ = tx.send(Event::Started { unit, gen });
-                return;
-            };
-            let mut interval = Duration::from_millis(50);
-            while current.load(Ordering::SeqCst) == gen {
-                if probe.check().await {
-                    let _ = tx.send(Event::Started { unit, gen });
-                    return;
-                }
-                if Instant::now() >= deadline {
-                    let _ = tx.send(Event::StartTimedOut { unit, gen });
-                    return;
-                }
-                tokio::time::sleep(interval).await;
-                // ~100 ms probing for the first seconds, then easing off to 1 s.
-                interval = (interval + Duration::from_millis(10)).min(Duration::from_secs(1));
-            }
-        });
-    }
-
-    /// Where a container is probed: its port inside the stack's namespace under an OCI runtime
-    /// (as its neighbours reach it), else where sitecar reaches it.
-    fn probe_target(&self, launch: &Launch) -> (Option<SocketAddr>, Option<tokio::runtime::Handle>) {
-        match (&self.namespace, launch.port) {
-            (Some(ns), Some(port)) => (Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port))), Some(ns.handle.clone())),
-            _ => (launch.addr, None),
-        }
-    }
-
-    /// Periodic probes with the container's settings, until the run ends.
-    fn watch_health(&self, unit: Unit, gen: u64, current: Arc<AtomicU64>) {
-        let launch = &self.launches[unit];
-        let (addr, place) = self.probe_target(launch);
-        let Some(addr) = addr else { return };
-        let settings = self.spec.health.for_container(&launch.name).clone();
-        let path = if unit == self.main_unit {
-            self.spec.platform.healthcheck_path.clone().or(settings.path.clone())
-        } else {
-            settings.path.clone()
-        };
-        let probe = match path {
-            Some(p) => Probe::http(addr, &p, Accept::Success, settings.timeout),
-            None => Probe::tcp(addr, settings.timeout),
-        }
-        .inside(place);
-        let tx = self.events_tx.clone();
-        let stats = self.probe_stats.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(settings.initial_delay).await;
-            while current.load(Ordering::SeqCst) == gen {
-                tokio::time::sleep(jitter(settings.period)).await;
-                if current.load(Ordering::SeqCst) != gen {
-                    break;
-                }
-                let started = Instant::now();
-                let ok = probe.check().await;
-                if let Ok(mut s) = stats.lock() {
-                    if let Some(s) = s.get_mut(unit) {
-                        s.probes += 1;
-                        s.failures += u64::from(!ok);
-                        s.last_seconds = Some(started.elapsed().as_secs_f64());
-                    }
-                }
-                if tx.send(Event::Probe { unit, gen, ok }).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-}
-
-/// `period` ± 10 %, so probes of many containers do not line up.
-fn jitter(period: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let spread = period.as_secs_f64() * 0.2 * (f64::from(nanos % 1000) / 1000.0 - 0.5);
-    Duration::from_secs_f64((period.as_secs_f64() + spread).max(0.01))
 }

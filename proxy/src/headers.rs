@@ -1,14 +1,17 @@
 //! Forwarding rules for request and response heads: hop-by-hop headers stripped (RFC 9110
 //! §7.6.1, plus whatever `Connection` names), `X-Forwarded-*`, App Service's front-end headers,
-//! `Via` (§7.6.3), the request id and `traceparent`, and only WebSocket ever upgraded.
+//! `Via` (§7.6.3), the request id and `traceparent`, and only WebSocket ever upgraded; what a
+//! request must be before any of it reaches main is in `checks` ([`check_request`]).
 
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 
-use crate::error::ProxyError;
 use crate::ids;
+
+mod checks;
+pub use checks::check_request;
 
 /// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
 /// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says. The request
@@ -230,79 +233,6 @@ fn hop_by_hop(n: &HeaderName) -> Option<&'static str> {
         _ => return None,
     };
     candidates.iter().copied().find(|c| *c == s)
-}
-
-/// What the front door refuses before anything reaches main: CONNECT (405), a transfer coding
-/// other than one final `chunked` (501, or 400 for `chunked` twice; RFC 9112 §6.1), and a request
-/// whose Host is missing (HTTP/1.1), doubled or not a host (400; RFC 9112 §3.2), or disagrees with
-/// HTTP/2's `:authority` (RFC 9113 §8.3.1). An absolute-form target's authority becomes the Host
-/// main is told (RFC 9112 §3.2.2: the target wins).
-pub fn check_request(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
-    if parts.method == Method::CONNECT {
-        return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
-    }
-    let mut codings = Vec::new();
-    for v in parts.headers.get_all(header::TRANSFER_ENCODING) {
-        let text = v.to_str().map_err(|_| ProxyError::BadRequest("a Transfer-Encoding that is not text".into()))?;
-        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()));
-    }
-    if let Some(other) = codings.iter().find(|c| *c != "chunked") {
-        return Err(ProxyError::NotImplemented(other.clone()));
-    }
-    if codings.len() > 1 {
-        return Err(ProxyError::BadRequest("chunked applied more than once".into()));
-    }
-    if parts.headers.get_all(header::HOST).iter().count() > 1 {
-        return Err(ProxyError::BadRequest("more than one Host field".into()));
-    }
-    let host = parts.headers.get(header::HOST).cloned();
-    if let Some(h) = &host {
-        if !valid_host(h.as_bytes()) {
-            return Err(ProxyError::BadRequest(format!("Host \"{}\" is not a host", String::from_utf8_lossy(h.as_bytes()).escape_debug())));
-        }
-    }
-    let authority = parts.uri.authority().cloned();
-    match (parts.version, authority, host) {
-        (Version::HTTP_2 | Version::HTTP_3, Some(a), Some(h)) if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) => {
-            Err(ProxyError::BadRequest("Host and :authority name different hosts".into()))
-        }
-        (Version::HTTP_2 | Version::HTTP_3, _, _) => Ok(()),
-        (Version::HTTP_11, _, None) => Err(ProxyError::BadRequest("an HTTP/1.1 request without Host".into())),
-        (_, Some(a), _) => {
-            // Absolute form: the target names the host; main and the forwarded headers agree on it.
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                parts.headers.insert(header::HOST, v);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a reg-name of unreserved, pct-encoded
-/// and sub-delims characters, or a bracketed IP literal; an optional numeric port. Empty is allowed
-/// (a target without authority).
-fn valid_host(h: &[u8]) -> bool {
-    let (host, port) = if h.first() == Some(&b'[') {
-        match h.iter().position(|&c| c == b']') {
-            Some(end) => {
-                let literal = &h[1..end];
-                if literal.is_empty() || !literal.iter().all(|c| c.is_ascii_hexdigit() || b":.vV".contains(c)) {
-                    return false;
-                }
-                (&h[..=end], &h[end + 1..])
-            }
-            None => return false,
-        }
-    } else {
-        match h.iter().position(|&c| c == b':') {
-            Some(i) => (&h[..i], &h[i..]),
-            None => (h, &h[h.len()..]),
-        }
-    };
-    let reg_name = host.first() == Some(&b'[') || host.iter().all(|c| c.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(c));
-    let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit) && port.len() <= 6);
-    reg_name && port_ok
 }
 
 /// Rewrites a request head for main. `uri` is the request's URI (for `X-Original-URL` and the
