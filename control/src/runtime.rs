@@ -324,8 +324,17 @@ impl Runtime {
                 c
             }
             Runtime::Oci(oci) => {
-                let mut c = Command::new(&oci.engine);
-                c.args(oci.run_args(l));
+                // The run before this one may still be going away (`--rm` removes it after its
+                // client returns): wait until its name is free, then become the engine's client,
+                // so the pid sitecar tracks is the attached `run`.
+                let engine = shell_words::quote(&oci.engine).into_owned();
+                let name = shell_words::quote(&oci.container_name(&l.name)).into_owned();
+                let run = shell_words::join(oci.run_args(l));
+                let script = format!(
+                    "i=0; while {engine} inspect --format . {name} >/dev/null 2>&1 && [ $i -lt 200 ]; do {engine} rm -f {name} >/dev/null 2>&1; sleep 0.05; i=$((i+1)); done; exec {engine} {run}"
+                );
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(script);
                 // The engine itself needs PATH and friends besides the container's variables.
                 c.envs(
                     std::env::vars()

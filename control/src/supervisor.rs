@@ -398,6 +398,10 @@ impl Supervisor {
         };
         self.publish_status(&core, &started_wall);
         if let Runtime::Oci(oci) = &self.runtime {
+            // Nothing of the stack outlives it: each container, then the namespace.
+            for l in &self.launches {
+                oci.remove(&l.name).await;
+            }
             let _ = oci.engine().args(oci.cleanup_args()).output().await;
         }
         if let Some(ns) = &self.namespace {
@@ -476,7 +480,6 @@ impl Supervisor {
                         let tx = self.events_tx.clone();
                         let tracked = tracked.clone();
                         let runtime = self.runtime.clone();
-                        let name = launch.name.clone();
                         let grace = self.spec.local.grace_period;
                         tokio::spawn(async move {
                             let exit = match child.wait().await {
@@ -488,10 +491,10 @@ impl Supervisor {
                             }
                             // A container is all of its processes: nothing of this run outlives it
                             // to keep its port from the next one.
-                            match (&runtime, pid) {
-                                (Runtime::Process, Some(pid)) => crate::runtime::end_group(pid, grace).await,
-                                (Runtime::Oci(oci), _) => oci.remove(&name).await,
-                                _ => {}
+                            // (An engine's container goes with its attached client, `--rm`; the
+                            // next run waits for its name to be free.)
+                            if let (Runtime::Process, Some(pid)) = (&runtime, pid) {
+                                crate::runtime::end_group(pid, grace).await;
                             }
                             let _ = tx.send(Event::Exited { unit, gen, exit });
                         });

@@ -351,7 +351,13 @@ impl EdgeService {
                     if let Some(m) = &self.metrics {
                         m.retried_dropped();
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Give the supervisor time to notice main's exit and close the gate (a
+                    // container engine's client can take a while on a busy machine): the retry
+                    // then waits for main to be back. A one-off drop by a main that stays up waits
+                    // out this bound and goes again.
+                    let mut gate = self.ready.clone();
+                    gate.borrow_and_update();
+                    let _ = tokio::time::timeout(Duration::from_millis(500), gate.changed()).await;
                     match again {
                         Some(head) => self.ask(head, UpstreamBody::empty()).await?,
                         None => return Err(ProxyError::Upstream(why)),
