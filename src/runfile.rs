@@ -12,6 +12,15 @@ pub fn path(base_dir: &Path, storage_root: &Path) -> PathBuf {
     sitecar_control::storage::absolute(base_dir, storage_root).join(NAME)
 }
 
+/// The pid of a sitecar still running this stack, from its run file (a run file whose process is
+/// gone is what a killed sitecar left: not a running stack).
+pub fn running(run: &Path) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run).ok()?).ok()?;
+    let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
+    let alive = pid != std::process::id() && std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("sitecar"));
+    alive.then_some(pid)
+}
+
 /// Removes the run file when dropped (the end of `up`, however it ends).
 pub struct RunFile(PathBuf);
 

@@ -181,6 +181,15 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         eprintln!("sitecar up: {e}; nothing was started");
         return 1;
     }
+    // One `up` per stack: a second would take the first one's containers for leftovers.
+    let run_file = crate::runfile::path(&base_dir, &spec.local.storage_root);
+    if let Some(pid) = crate::runfile::running(&run_file) {
+        eprintln!(
+            "sitecar up: this stack is already running (pid {pid}, {}): `sitecar down` stops it; nothing was started",
+            run_file.display()
+        );
+        return 1;
+    }
     let listeners = match crate::front::bind(&spec.proxy) {
         Ok(l) => l,
         Err(e) => {
@@ -264,7 +273,6 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
     });
     handle.logs.event("sitecar", &format!("admin API on http://{} (/status /metrics /logs/<name> /healthz /readyz)", spec.admin.listen));
     // Found by `status`, `logs`, `reload`, `restart` and `down`; gone when `up` ends.
-    let run_file = crate::runfile::path(&base_dir_for_reload, &spec.local.storage_root);
     let _run_file = match crate::runfile::RunFile::write(
         run_file.clone(),
         spec.admin.listen,

@@ -76,6 +76,16 @@ fn admin_and_listen_flags_are_honoured_kept_across_reloads_and_the_stack_is_foun
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("no running stack answers at 127.0.0.1:9901"), "{}", text(&out));
 
+    // A second `up` of the same stack (on other ports) is refused: it would take the running
+    // one's containers for leftovers.
+    let out = sitecar(
+        dir.path(),
+        &["up", "spec.json", "--admin", &format!("127.0.0.1:{}", free_port()), "--listen", &format!("127.0.0.1:{}", free_port())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("this stack is already running"), "{}", text(&out));
+    assert_eq!(http(front, "GET", "/").0, 200, "the running one is untouched");
+
     // A reload keeps the command line's addresses.
     let out = sitecar(dir.path(), &["reload"]);
     assert!(out.status.success(), "{}", text(&out));
