@@ -477,14 +477,28 @@ fn same_host_key(host: &str, target: &str) -> Option<String> {
 /// the type is worth it (tower-http's predicate: not images, not event streams, not tiny). Files
 /// of offload rules are not passed here: they are served precompressed instead.
 /// What the front door compresses: big enough, not already encoded or a range, not an octet
-/// stream, an image, gRPC or an event stream.
+/// stream, an image, gRPC or an event stream (tower-http's default rules and ours; the checks of
+/// the fields are ours, one lookup each, as this runs on every response).
 fn compressible(response: &Response<EdgeBody>) -> bool {
-    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate, SizeAbove};
-    let predicate = DefaultPredicate::new().and(SizeAbove::new(256)).and(NotForContentType::const_new("application/octet-stream"));
-    !response.headers().contains_key(header::CONTENT_ENCODING)
-        && !response.headers().contains_key(header::CONTENT_RANGE)
-        && !matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
-        && predicate.should_compress(response)
+    let h = response.headers();
+    if matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+        || h.contains_key(header::CONTENT_ENCODING)
+        || h.contains_key(header::CONTENT_RANGE)
+    {
+        return false;
+    }
+    // Small bodies are not worth it (a known size under 256 bytes).
+    let small = match http_body::Body::size_hint(response.body()).exact() {
+        Some(n) => n < 256,
+        None => content_length(h).is_some_and(|n| n < 256),
+    };
+    if small {
+        return false;
+    }
+    let content_type = h.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+    let starts = |prefix: &[u8]| content_type.len() >= prefix.len() && content_type[..prefix.len()].eq_ignore_ascii_case(prefix);
+    let image = starts(b"image/") && !starts(b"image/svg+xml");
+    !(image || starts(b"application/grpc") || starts(b"text/event-stream") || starts(b"application/octet-stream"))
 }
 
 /// `Vary: Accept-Encoding` on a response the front door would compress for another client
