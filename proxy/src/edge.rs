@@ -476,46 +476,20 @@ fn same_host_key(host: &str, target: &str) -> Option<String> {
 /// Compresses a response for a client whose `Accept-Encoding` allows it, when main did not and
 /// the type is worth it (tower-http's predicate: not images, not event streams, not tiny). Files
 /// of offload rules are not passed here: they are served precompressed instead.
-/// What the front door compresses: big enough, not already encoded or a range, not an octet
-/// stream, an image, gRPC or an event stream (tower-http's default rules and ours; the checks of
-/// the fields are ours, one lookup each, as this runs on every response).
+/// What the front door compresses ([`headers::compressible`], with the body's known size).
 fn compressible(response: &Response<EdgeBody>) -> bool {
-    let h = response.headers();
-    if matches!(response.status(), StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
-        || h.contains_key(header::CONTENT_ENCODING)
-        || h.contains_key(header::CONTENT_RANGE)
-    {
-        return false;
-    }
-    // Small bodies are not worth it (a known size under 256 bytes).
-    let small = match http_body::Body::size_hint(response.body()).exact() {
-        Some(n) => n < 256,
-        None => content_length(h).is_some_and(|n| n < 256),
-    };
-    if small {
-        return false;
-    }
-    let content_type = h.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
-    let starts = |prefix: &[u8]| content_type.len() >= prefix.len() && content_type[..prefix.len()].eq_ignore_ascii_case(prefix);
-    let image = starts(b"image/") && !starts(b"image/svg+xml");
-    !(image || starts(b"application/grpc") || starts(b"text/event-stream") || starts(b"application/octet-stream"))
+    let size = http_body::Body::size_hint(response.body()).exact().or_else(|| content_length(response.headers()));
+    headers::compressible(response.status(), response.headers(), size)
 }
 
 /// `Vary: Accept-Encoding` on a response the front door would compress for another client
 /// (RFC 9110 §12.5.5), so a shared cache downstream never hands a compressed body to a client that
-/// cannot read it, nor the identity one to every client.
+/// cannot read it, nor the identity one to every client. (A stored response has it already.)
 pub(crate) fn vary_by_encoding(response: &mut Response<EdgeBody>) {
-    if !compressible(response) {
+    if headers::varies_by_encoding(response.headers()) || !compressible(response) {
         return;
     }
-    let varies = response
-        .headers()
-        .get_all(header::VARY)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("accept-encoding"))));
-    if !varies {
-        response.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
-    }
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
 }
 
 async fn compress(accept: HeaderValue, response: Response<EdgeBody>) -> Response<EdgeBody> {

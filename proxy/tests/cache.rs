@@ -417,3 +417,24 @@ async fn ten_thousand_mixed_requests_lose_nothing_and_stay_within_the_bound() {
     assert!(cache.bytes() <= bound, "{} > {bound}", cache.bytes());
     assert!(cache.entries() > 20, "the hot set stays: {}", cache.entries());
 }
+
+#[tokio::test]
+async fn rfc9110_s12_5_5_a_hit_of_a_compressible_response_says_it_varies_by_encoding() {
+    let origin = Origin::cache_origin();
+    let cache = Cache::new(&settings(), None).unwrap();
+    let config = sitecar_proxy::EdgeConfig { cache: Some(cache.clone()), compression: true, ..support::config() };
+    let front = Front::start(origin.addr, config, support::limits(), true).await;
+    let path = "/page?cc=max-age%3D60&size=2000&type=text/html";
+    // Filled by a client that does not accept gzip, then hit by one that does and one that does not.
+    let (_, miss, body) = get(front.addr, path, "").await;
+    assert_eq!(body.len(), 2000);
+    assert_eq!(response_header(&miss, "vary").as_deref(), Some("accept-encoding"), "{miss}");
+    let (_, hit, _) = get(front.addr, path, "").await;
+    assert!(response_header(&hit, "cache-status").unwrap_or_default().contains("hit"), "{hit}");
+    assert_eq!(response_header(&hit, "vary").as_deref(), Some("accept-encoding"), "{hit}");
+    assert_eq!(response_header(&hit, "content-encoding"), None);
+    let (_, gz, _) = get(front.addr, path, "Accept-Encoding: gzip\r\n").await;
+    assert_eq!(response_header(&gz, "content-encoding").as_deref(), Some("gzip"), "{gz}");
+    assert_eq!(gz.to_ascii_lowercase().matches("\r\nvary:").count(), 1, "one Vary field: {gz}");
+    assert_eq!(reached(&origin, path).await, 1, "one fill served all three");
+}

@@ -370,6 +370,12 @@ impl Cache {
             .collect();
         let mut headers = resp.headers.clone();
         headers.remove(header::TRANSFER_ENCODING);
+        // The front door compresses such a response for clients that accept it, so every copy
+        // says the body depends on Accept-Encoding (RFC 9110 §12.5.5); set here once rather than
+        // on each hit. (`vary` above, the variant key, is main's own.)
+        if crate::headers::compressible(resp.status, &headers, content_length(&headers)) && !crate::headers::varies_by_encoding(&headers) {
+            headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
         // Placeholders for the fields every answer sets, so that setting them on a copy replaces
         // in place instead of growing the map.
         headers.insert(header::AGE, HeaderValue::from_static("0"));
