@@ -11,7 +11,9 @@ use http::{Method, Uri, Version};
 use crate::ids;
 
 mod checks;
+mod encoding;
 pub use checks::check_request;
+pub use encoding::{compressible, varies_by_encoding};
 
 /// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
 /// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says. The request
@@ -390,32 +392,6 @@ impl Made {
 /// A header value from bytes that are valid by construction (hex digits, dashes).
 fn bytes_value(b: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(b).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// Whether the front door compresses a response of this head (when the client accepts it): not
-/// a 101/204/304, not already encoded or a range, not known to be under 256 bytes, and not an
-/// image (but SVG), gRPC, an event stream or an octet stream (tower-http's default rules and ours;
-/// one lookup per field, as it runs on every response and every stored one).
-pub fn compressible(status: http::StatusCode, h: &HeaderMap, size: Option<u64>) -> bool {
-    use http::StatusCode;
-    if matches!(status, StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
-        || h.contains_key(header::CONTENT_ENCODING)
-        || h.contains_key(header::CONTENT_RANGE)
-        || size.is_some_and(|n| n < 256)
-    {
-        return false;
-    }
-    let content_type = h.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
-    let starts = |prefix: &[u8]| content_type.len() >= prefix.len() && content_type[..prefix.len()].eq_ignore_ascii_case(prefix);
-    let image = starts(b"image/") && !starts(b"image/svg+xml");
-    !(image || starts(b"application/grpc") || starts(b"text/event-stream") || starts(b"application/octet-stream"))
-}
-
-/// Whether `Vary` already names `Accept-Encoding` (or is `*`).
-pub fn varies_by_encoding(h: &HeaderMap) -> bool {
-    h.get_all(header::VARY)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("accept-encoding"))))
 }
 
 #[cfg(test)]

@@ -75,10 +75,7 @@ async fn rfc9112_s3_2_2_an_absolute_target_and_its_host_tell_main_one_host() {
 async fn rfc9113_s8_3_1_host_and_authority_that_disagree_get_400() {
     let origin = Origin::start();
     let front = Front::start(origin.addr, config(), limits(), true).await;
-    let stream = tokio::net::TcpStream::connect(front.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
+    let mut send = support::h2(front.addr).await;
     let req = http::Request::get("http://a.example/h2-mismatch")
         .header("host", "b.example")
         .body(http_body_util::Empty::<bytes::Bytes>::new())

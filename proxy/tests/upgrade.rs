@@ -47,10 +47,7 @@ async fn websocket_echo_through_the_front_door() {
 async fn h2c_prior_knowledge_requests_are_forwarded() {
     let origin = Origin::start();
     let front = Front::start(origin.addr, config(), limits(), true).await;
-    let stream = tokio::net::TcpStream::connect(front.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
+    let mut send = support::h2(front.addr).await;
     for i in 0..3 {
         let req = http::Request::get(format!("http://shop.example/headers?i={i}")).body(Empty::<Bytes>::new()).unwrap();
         let resp = send.send_request(req).await.unwrap();
