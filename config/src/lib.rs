@@ -9,7 +9,10 @@
 //! # Layout
 //! - [`model`]: the validated [`Spec`] and its settings, with documented defaults.
 //! - `json`: a path-tracking, case-insensitive reader over JSON values.
-//! - `parse`: the three input forms and a container's properties.
+//! - `parse`: the Azure CLI array and a container's properties.
+//! - `arm`: ARM templates as Bicep and people write them, with an evaluator of their expressions.
+//! - [`compose`]: `import compose`, with the Compose specification's interpolation.
+//! - [`export`]: the spec for Kubernetes and Azure.
 //! - `sections`: the sitecar-only sections (`proxy`, `health`, `cache`, `offload`, `admin`, `local`).
 //! - `validate`: the rules that span containers (one main, ports, names, app-setting references).
 //! - [`env`]: the environment a container receives, as App Service builds it.
