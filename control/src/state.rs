@@ -204,10 +204,9 @@ pub struct UnitState {
     fail_streak: u32,
     /// Delay before the next restart.
     backoff: Duration,
-    /// Restart without backoff when the current run ends (admin restart or reload).
-    restart_now: bool,
-    /// That restart is a reload's: not counted among the restarts.
-    restart_uncounted: bool,
+    /// Restart without backoff when the current run ends: asked through the admin API (`Some(true)`,
+    /// counted) or by a reload (`Some(false)`, not counted).
+    restart_now: Option<bool>,
     /// Gone from the spec by a reload: stopped, never restarted, not shown.
     pub retired: bool,
 }
@@ -236,8 +235,7 @@ fn unit_state(spec: &Spec, c: &sitecar_config::Container) -> UnitState {
         ok_streak: 0,
         fail_streak: 0,
         backoff: spec.local.restart.initial,
-        restart_now: false,
-        restart_uncounted: false,
+        restart_now: None,
         retired: false,
     }
 }
@@ -349,8 +347,7 @@ impl Core {
             Event::Restart { unit, reload } => {
                 if let Some(u) = self.units.get_mut(unit).filter(|u| !u.retired) {
                     if matches!(u.phase, Phase::Starting | Phase::Running | Phase::Unhealthy) && !self.shutting_down {
-                        u.restart_now = true;
-                        u.restart_uncounted = reload;
+                        u.restart_now = Some(!reload);
                         self.terminate(unit, &mut out);
                     } else if u.phase == Phase::BackingOff && !self.shutting_down {
                         self.spawn(unit, &mut out);
@@ -491,10 +488,8 @@ impl Core {
         u.started_at = None;
         u.phase = Phase::BackingOff;
         // A restart asked for grows no backoff; a reload's is no restart of the app at all.
-        let delay = if std::mem::take(&mut u.restart_now) {
-            if !std::mem::take(&mut u.restart_uncounted) {
-                u.restarts += 1;
-            }
+        let delay = if let Some(counted) = u.restart_now.take() {
+            u.restarts += u32::from(counted);
             Duration::ZERO
         } else {
             u.restarts += 1;

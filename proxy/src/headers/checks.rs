@@ -15,34 +15,37 @@ pub fn check_request(parts: &mut http::request::Parts) -> Result<(), ProxyError>
     if parts.method == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
     }
-    let mut codings = Vec::new();
+    // Transfer codings: none, or `chunked` once (no allocation on the usual request without one).
+    let mut chunked = 0;
     for v in parts.headers.get_all(header::TRANSFER_ENCODING) {
         let text = v.to_str().map_err(|_| ProxyError::BadRequest("a Transfer-Encoding that is not text".into()))?;
-        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()));
-    }
-    if let Some(other) = codings.iter().find(|c| *c != "chunked") {
-        return Err(ProxyError::NotImplemented(other.clone()));
-    }
-    if codings.len() > 1 {
-        return Err(ProxyError::BadRequest("chunked applied more than once".into()));
-    }
-    if parts.headers.get_all(header::HOST).iter().count() > 1 {
-        return Err(ProxyError::BadRequest("more than one Host field".into()));
-    }
-    let host = parts.headers.get(header::HOST).cloned();
-    if let Some(h) = &host {
-        if !valid_host(h.as_bytes()) {
-            return Err(ProxyError::BadRequest(format!("Host \"{}\" is not a host", String::from_utf8_lossy(h.as_bytes()).escape_debug())));
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Err(ProxyError::NotImplemented(coding.to_ascii_lowercase()));
+            }
+            chunked += 1;
         }
     }
-    let authority = parts.uri.authority().cloned();
+    if chunked > 1 {
+        return Err(ProxyError::BadRequest("chunked applied more than once".into()));
+    }
+    // Host: one lookup for the count and the value.
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one Host field".into()));
+    }
+    if let Some(h) = host.filter(|h| !valid_host(h.as_bytes())) {
+        return Err(ProxyError::BadRequest(format!("Host \"{}\" is not a host", String::from_utf8_lossy(h.as_bytes()).escape_debug())));
+    }
+    let authority = parts.uri.authority();
     match (parts.version, authority, host) {
         (Version::HTTP_2 | Version::HTTP_3, Some(a), Some(h)) if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) => {
             Err(ProxyError::BadRequest("Host and :authority name different hosts".into()))
         }
         (Version::HTTP_2 | Version::HTTP_3, _, _) => Ok(()),
         (Version::HTTP_11, _, None) => Err(ProxyError::BadRequest("an HTTP/1.1 request without Host".into())),
-        (_, Some(a), _) => {
+        (_, Some(a), h) if h.is_none_or(|h| h.as_bytes() != a.as_str().as_bytes()) => {
             // Absolute form: the target names the host; main and the forwarded headers agree on it.
             if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                 parts.headers.insert(header::HOST, v);
