@@ -47,6 +47,12 @@ struct Books {
 /// Method, target, version, (user agent, referer) and host: what the access log needs of the head.
 type LogFields = (Method, String, Version, (Option<String>, Option<String>), Option<String>);
 
+/// What the access log needs of a request head.
+fn log_fields(parts: &http::request::Parts, host: Option<String>) -> LogFields {
+    let target = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    (parts.method.clone(), target, parts.version, agent(&parts.headers), host)
+}
+
 impl Books {
     fn request_id(&self) -> &str {
         self.ids.as_ref().map_or("-", |i| i.request_id())
@@ -74,10 +80,7 @@ impl EdgeService {
             if let (Some(m), Some((_, _, uri))) = (&self.metrics, &measured) {
                 m.error(&e, ids.request_id(), ids.trace_id(), uri.path());
             }
-            let log = self.access.as_ref().map(|_| {
-                let target = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-                (parts.method.clone(), target, parts.version, agent(&parts.headers), None)
-            });
+            let log = self.access.as_ref().map(|_| log_fields(&parts, None));
             self.record(Books { start, measured, ids: Some(ids), log }, &response, None, peer);
             return Step::Answered(response);
         }
@@ -95,17 +98,8 @@ impl EdgeService {
             Some(_) => Some(headers::request_ids(&parts.headers, self.config.forwarding.trace)),
             None => Some(headers::prepare_request(&mut parts.headers, &parts.uri, parts.version, websocket, peer, self.config.forwarding)),
         };
-        let log = self.access.as_ref().map(|_| {
-            // Only a span names the host.
-            let host = ids.as_ref().and_then(|i| i.span()).and_then(|_| host(&parts));
-            (
-                parts.method.clone(),
-                parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-                parts.version,
-                agent(&parts.headers),
-                host,
-            )
-        });
+        // Only a span names the host.
+        let log = self.access.as_ref().map(|_| log_fields(&parts, ids.as_ref().and_then(|i| i.span()).and_then(|_| host(&parts))));
         let accept_encoding = if self.config.compression && parts.method != Method::HEAD {
             parts.headers.get(header::ACCEPT_ENCODING).cloned()
         } else {
