@@ -89,13 +89,7 @@ fn round_trip(c: &mut Criterion) {
             cache: None,
             offload: None,
         };
-        let edge = EdgeService::new(
-            config,
-            Upstream::new(main, Duration::from_secs(1), Duration::from_secs(4), rx.clone(), Duration::from_secs(1), None),
-            rx,
-            None,
-            None,
-        );
+        let edge = EdgeService::new(config, Upstream::new(main, Duration::from_secs(1), Duration::from_secs(4)), rx, None, None);
         let limits = ServerLimits {
             header_timeout: Duration::from_secs(30),
             max_header_bytes: 65536,

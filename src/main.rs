@@ -2,7 +2,6 @@
 
 mod cli;
 mod demo;
-mod front;
 mod observe;
 mod runfile;
 mod up;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use sitecar_config::{LoadError, LoadOptions, Spec};
 use sitecar_control::{MainState, Options, Supervisor};
+use sitecar_proxy::FrontDoor;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +96,7 @@ async fn reloader(
     handle: sitecar_control::Handle,
     mut current: Arc<Spec>,
     cache: Arc<sitecar_proxy::cache::Cache>,
-    front: tokio::sync::mpsc::UnboundedSender<crate::front::Reconfigure>,
+    front: tokio::sync::mpsc::UnboundedSender<sitecar_proxy::front::Reconfigure>,
     base_dir: PathBuf,
 ) {
     while let Some(reply) = requests.recv().await {
@@ -112,10 +113,10 @@ async fn reloader(
             Ok(spec) => {
                 let spec = Arc::new(spec);
                 // New listeners and certificates first: one that cannot be had refuses the reload.
-                let fresh = crate::front::bind_fresh(&current.proxy, &spec.proxy);
+                let fresh = sitecar_proxy::front::bind_fresh(&current.proxy, &spec.proxy);
                 let reloaded = match fresh {
                     Ok(fresh) => handle.reload(spec.clone()).await.map(|r| (r, fresh)),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(listen_error(&e)),
                 };
                 match reloaded {
                     Err(why) => {
@@ -124,11 +125,11 @@ async fn reloader(
                     }
                     Ok((restarted, fresh)) => {
                         cache.reconfigure(&spec.cache);
-                        let at_edge = crate::front::AtEdge {
+                        let at_edge = sitecar_proxy::front::AtEdge {
                             cache: spec.cache.enabled.then(|| cache.clone()),
                             offload: offload_rules(&spec.offload, &base_dir),
                         };
-                        let _ = front.send(crate::front::Reconfigure { settings: spec.proxy.clone(), at_edge, fresh });
+                        let _ = front.send(sitecar_proxy::front::Reconfigure { settings: spec.proxy.clone(), at_edge, fresh });
                         if current.tracing != spec.tracing {
                             handle.logs.event("sitecar", "reload: tracing settings stay as they were until sitecar restarts");
                         }
@@ -177,7 +178,7 @@ fn refuse(file: &Path, e: &LoadError) -> ExitCode {
 }
 
 async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>) -> i32 {
-    if let Err(e) = crate::front::check_tracing(&spec.tracing) {
+    if let Err(e) = sitecar_proxy::front::check_tracing(&spec.tracing) {
         eprintln!("sitecar up: {e}; nothing was started");
         return 1;
     }
@@ -190,7 +191,7 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         );
         return 1;
     }
-    let listeners = match crate::front::bind(&spec.proxy) {
+    let listeners = match bind(&spec.proxy) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("sitecar up: {e}; nothing was started");
@@ -297,21 +298,22 @@ async fn serve_stack(spec: Arc<Spec>, base_dir: PathBuf, source: Option<Source>)
         tokio::spawn(reloader(source, reload_rx, handle.clone(), spec.clone(), cache.clone(), front_tx, base_dir_for_reload.clone()));
     }
     let logs = handle.logs.clone();
-    let access: crate::front::Sink =
+    let access: sitecar_proxy::front::Sink =
         Box::new(move |line: &str| logs.push(&Arc::from("front-door"), sitecar_control::logs::Stream::Stdout, line.as_bytes()));
     let proxy = tokio::spawn({
         let spec = spec.clone();
         let stop_proxy = stop_proxy.clone();
         let stop_stack = stop_stack.clone();
         async move {
-            let at_edge = crate::front::AtEdge { cache: spec.cache.enabled.then_some(cache), offload };
-            let recording = crate::front::Recording {
+            let at_edge = sitecar_proxy::front::AtEdge { cache: spec.cache.enabled.then_some(cache), offload };
+            let recording = sitecar_proxy::front::Recording {
                 access: Some(access),
                 metrics: Some(metrics),
                 tracing: spec.tracing.clone(),
                 registry: Some(span_registry),
             };
-            crate::front::run(listeners, &spec.proxy, at_edge, handle.main_addr, ready_rx, recording, stop_proxy, Some(front_rx)).await;
+            let front = FrontDoor::new(spec.proxy.clone(), at_edge, handle.main_addr, ready_rx, recording);
+            front.run(listeners, stop_proxy, Some(front_rx)).await;
             // The front door has drained: now main, then the sidecars.
             stop_stack.cancel();
         }
@@ -352,7 +354,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
             }
         }
     }
-    if let Err(e) = crate::front::check_tracing(&tracing) {
+    if let Err(e) = sitecar_proxy::front::check_tracing(&tracing) {
         eprintln!("sitecar proxy: {e}");
         return ExitCode::from(2);
     }
@@ -419,7 +421,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         }
     };
     exit(rt.block_on(async move {
-        let listeners = match crate::front::bind(&settings) {
+        let listeners = match bind(&settings) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("sitecar proxy: {e}");
@@ -472,12 +474,26 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
         }
         // A running app is ready by definition: it is the user's to start and stop.
         let (_ready_tx, ready_rx) = watch::channel(true);
-        let sink: crate::front::Sink = Box::new(|line: &str| println!("{line}"));
-        let at_edge = crate::front::AtEdge { cache, offload };
-        let recording = crate::front::Recording { access: Some(sink), metrics, tracing, registry: span_registry };
-        crate::front::run(listeners, &settings, at_edge, args.to, ready_rx, recording, stop, None).await;
+        let sink: sitecar_proxy::front::Sink = Box::new(|line: &str| println!("{line}"));
+        let at_edge = sitecar_proxy::front::AtEdge { cache, offload };
+        let recording = sitecar_proxy::front::Recording { access: Some(sink), metrics, tracing, registry: span_registry };
+        FrontDoor::new(settings, at_edge, args.to, ready_rx, recording).run(listeners, stop, None).await;
         0
     }))
+}
+
+/// The front door's listeners; a privileged port left out is said once, a taken one names its
+/// holder.
+fn bind(settings: &sitecar_config::ProxySettings) -> Result<sitecar_proxy::front::Listeners, String> {
+    let listeners = sitecar_proxy::front::bind(settings).map_err(|e| listen_error(&e))?;
+    for addr in &listeners.skipped {
+        eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it (set proxy.listen to choose ports)");
+    }
+    Ok(listeners)
+}
+
+fn listen_error(e: &sitecar_proxy::front::ListenError) -> String {
+    format!("{e}{}", e.port_in_use().map(sitecar_control::ports::holder).unwrap_or_default())
 }
 
 /// Offload directories, relative ones taken from the spec's directory.

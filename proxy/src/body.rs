@@ -1,5 +1,6 @@
-//! Body types of the request path, without boxing: what goes to main ([`UpstreamBody`], with the
-//! size limit and the body-progress timeout) and what goes to the client ([`EdgeBody`]).
+//! The request body on its way to main ([`UpstreamBody`]: the size limit, the body-progress
+//! timeout and the minimum rate), from a client connection or, in tests, any body
+//! ([`RequestBody`]). Responses are in `response.rs`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,71 +14,74 @@ use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A response body: main's, streamed as it comes; one made here or held by the cache (a `Bytes`
-/// shared with the store, never copied per response); a file of an offload rule; main's on its way
-/// into the cache; or any of these compressed for the client.
-pub enum EdgeBody {
-    Upstream(crate::upstream::MainBody),
-    Full(Option<Bytes>),
-    File(Box<tower_http::services::fs::ServeFileSystemResponseBody>),
-    Fill(Box<crate::cache::Fill>),
-    Compressed(Box<tower_http::compression::CompressionBody<EdgeBody>>),
+/// A request's body as the client sends it: a client connection's (no boxing), or any other
+/// body (in-process callers and tests).
+pub enum RequestBody {
+    Client(Incoming),
+    Other(http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>),
 }
 
-impl std::fmt::Debug for EdgeBody {
+impl std::fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            EdgeBody::Upstream(_) => "EdgeBody::Upstream",
-            EdgeBody::Full(_) => "EdgeBody::Full",
-            EdgeBody::File(_) => "EdgeBody::File",
-            EdgeBody::Fill(_) => "EdgeBody::Fill",
-            EdgeBody::Compressed(_) => "EdgeBody::Compressed",
+            RequestBody::Client(_) => "RequestBody::Client",
+            RequestBody::Other(_) => "RequestBody::Other",
         })
     }
 }
 
-impl EdgeBody {
-    pub fn full(b: impl Into<Bytes>) -> Self {
-        EdgeBody::Full(Some(b.into()))
-    }
-
-    pub fn empty() -> Self {
-        EdgeBody::Full(None)
+impl RequestBody {
+    /// Any body, boxed.
+    pub fn other<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        RequestBody::Other(body.map_err(Into::into).boxed_unsync())
     }
 }
 
-impl Body for EdgeBody {
+impl From<Incoming> for RequestBody {
+    fn from(b: Incoming) -> Self {
+        RequestBody::Client(b)
+    }
+}
+
+impl From<http_body_util::Full<Bytes>> for RequestBody {
+    fn from(b: http_body_util::Full<Bytes>) -> Self {
+        RequestBody::other(b)
+    }
+}
+
+impl From<http_body_util::Empty<Bytes>> for RequestBody {
+    fn from(b: http_body_util::Empty<Bytes>) -> Self {
+        RequestBody::other(b)
+    }
+}
+
+impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            EdgeBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            EdgeBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            EdgeBody::File(b) => Pin::new(b.as_mut()).poll_frame(cx).map_err(Into::into),
-            EdgeBody::Fill(b) => Pin::new(b.as_mut()).poll_frame(cx),
-            EdgeBody::Compressed(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            RequestBody::Client(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Other(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            EdgeBody::Upstream(b) => b.is_end_stream(),
-            EdgeBody::Full(b) => b.is_none(),
-            EdgeBody::File(b) => b.is_end_stream(),
-            EdgeBody::Fill(b) => b.is_end_stream(),
-            EdgeBody::Compressed(b) => b.is_end_stream(),
+            RequestBody::Client(b) => b.is_end_stream(),
+            RequestBody::Other(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            EdgeBody::Upstream(b) => b.size_hint(),
-            EdgeBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            EdgeBody::Full(None) => SizeHint::with_exact(0),
-            EdgeBody::File(b) => b.size_hint(),
-            EdgeBody::Fill(b) => b.size_hint(),
-            EdgeBody::Compressed(b) => b.size_hint(),
+            RequestBody::Client(b) => b.size_hint(),
+            RequestBody::Other(b) => b.size_hint(),
         }
     }
 }
@@ -92,7 +96,7 @@ pub enum BodyError {
     #[error("request body slower than {0} bytes a second")]
     TooSlow(u64),
     #[error(transparent)]
-    Client(#[from] hyper::Error),
+    Client(BoxError),
 }
 
 /// A minimum average rate of a request body after a grace period (Apache's `MinRate`): the body
@@ -108,7 +112,7 @@ pub struct MinRate {
 /// cache's own revalidations.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Option<Incoming>,
+    inner: Option<RequestBody>,
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
@@ -120,7 +124,7 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+    pub fn new(inner: RequestBody, limit: Option<u64>, idle: Duration) -> Self {
         Self { inner: Some(inner), limit, seen: 0, idle, min_rate: None, started: None, sleep: None }
     }
 
@@ -157,7 +161,7 @@ impl Body for UpstreamBody {
                 this.sleep = None;
                 let frame = match frame {
                     Some(Ok(f)) => f,
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                    Some(Err(e)) => return Poll::Ready(Some(Err(BodyError::Client(e)))),
                     None => return Poll::Ready(None),
                 };
                 if let Some(data) = frame.data_ref() {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::EdgeBody;
+use crate::response::EdgeBody;
 
 /// Why a request did not get main's response.
 #[derive(Debug, thiserror::Error)]
@@ -23,13 +23,13 @@ pub enum ProxyError {
     BodyTooSlow(u64),
     /// Main refused the connection (not listening).
     #[error("main refused the connection: {0}")]
-    Refused(String),
+    Refused(#[source] std::io::Error),
     /// Connecting to main took longer than the connect timeout.
     #[error("connecting to main timed out after {0:?}")]
     ConnectTimeout(Duration),
     /// Main closed or reset the connection, or answered with invalid HTTP.
     #[error("main failed: {0}")]
-    Upstream(String),
+    Upstream(#[source] crate::body::BoxError),
     /// Main did not answer within the request timeout.
     #[error("main did not answer within {0:?}")]
     Timeout(Duration),
@@ -64,6 +64,17 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// Whether sending the request again is safe: nothing reached main (refused, not ready,
+    /// connecting timed out), or main failed before answering and the request may be repeated
+    /// (`idempotent`: an idempotent method without a body, RFC 9110 §9.2.2).
+    pub fn retry_safe(&self, idempotent: bool) -> bool {
+        match self {
+            ProxyError::NotReady(_) | ProxyError::Refused(_) | ProxyError::ConnectTimeout(_) => true,
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) => idempotent,
+            _ => false,
         }
     }
 

@@ -3,14 +3,20 @@
 //! forwarding headers, limits and timeouts, and an access log kept off the request path.
 //!
 //! # Layout
-//! - [`server`]: accept loop, hyper-util connection builder, connection limit, graceful drain.
-//! - [`edge`]: [`EdgeService::handle`], the request path top to bottom.
-//! - [`headers`]: forwarding rules for request and response heads.
-//! - [`tls`]: rustls server config, SNI across certificates, reload on file change.
-//! - [`upstream`]: the pooled client to main.
-//! - [`cache`]: the RFC 9111 shared cache (store, freshness, answers from stored responses).
+//! - [`front`]: [`FrontDoor`], the front door's life: listeners bound, served, reloaded, drained.
+//! - [`server`]: accept loop, hyper connection builders, connection limit, graceful drain.
+//! - [`edge`]: [`EdgeService`], the request path top to bottom (admit → offload → cache plan →
+//!   origin → store → compress → record), calling out to the modules below.
+//! - [`headers`]: forwarding rules for request and response heads, and the checks of a head.
+//! - [`cache`]: the RFC 9111 shared cache: the store, and the plan for each request (no I/O).
+//! - [`origin`]: main behind its readiness gate: one retry when safe, who failed.
+//! - [`upstream`]: the pool of HTTP/1.1 connections to main.
 //! - [`offload`]: static files served at the edge, confined to their directory.
-//! - [`body`]: request and response body types (limits, progress timeout, no boxing).
+//! - [`compress`]: compression for clients that accept it, and `Vary: Accept-Encoding`.
+//! - [`record`]: each request's metrics and access-log line.
+//! - [`body`]: the request body on its way to main (limits, progress timeout, minimum rate).
+//! - [`response`]: the response body (no boxing), and the fill of the cache as it streams.
+//! - [`tls`]: rustls server config, SNI across certificates, reload on file change.
 //! - [`ids`]: request ids and W3C `traceparent`.
 //! - [`io`]: client IO with a write-progress deadline.
 //! - [`metrics`]: HTTP metrics in an explicit Prometheus registry.
@@ -24,15 +30,20 @@ pub mod access;
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod compress;
 pub mod edge;
 pub mod error;
+pub mod front;
 pub mod headers;
 pub mod history;
 pub mod ids;
 pub mod io;
 pub mod metrics;
 pub mod offload;
+pub mod origin;
 mod page;
+pub mod record;
+pub mod response;
 pub mod server;
 #[cfg(feature = "otlp")]
 pub mod spans;
@@ -41,5 +52,6 @@ pub mod upstream;
 
 pub use edge::{EdgeConfig, EdgeService};
 pub use error::ProxyError;
+pub use front::FrontDoor;
 pub use server::{serve, ServerLimits};
 pub use upstream::Upstream;

@@ -162,7 +162,7 @@ impl HttpMetrics {
                 _ = stop.cancelled() => return,
                 _ = every.tick() => {
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-                    self.history.tick(&self, now);
+                    self.history.tick(&self.summary(), now);
                 }
             }
         }
@@ -203,7 +203,7 @@ mod tests {
         let m = HttpMetrics::new(&registry).unwrap();
         m.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3), None, Some(10));
         m.observe(&Method::from_bytes(b"PROPFIND").unwrap(), StatusCode::BAD_GATEWAY, Duration::from_millis(3), Some(5), None);
-        m.error(&ProxyError::Refused("x".into()), "rid", "tid", "/a");
+        m.error(&ProxyError::Refused(std::io::Error::other("x")), "rid", "tid", "/a");
         let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
         assert!(!text.contains(r#"http_request_method="POST""#), "no series before its first request: {text}");
         assert!(!text.contains(r#"kind="timeout""#), "{text}");
@@ -224,5 +224,36 @@ mod tests {
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0]["trace_id"], "tid");
         assert_eq!(recent[0]["status"], 502);
+    }
+
+    use crate::history::History;
+
+    #[test]
+    fn buckets_hold_what_happened_between_readings_and_the_last_minute_sums_them() {
+        let registry = prometheus::Registry::new();
+        let m = HttpMetrics::new(&registry).unwrap();
+        let h = History::default();
+        h.tick(&m.summary(), 0);
+        for _ in 0..9 {
+            m.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3), None, None);
+        }
+        m.observe(&Method::GET, StatusCode::BAD_GATEWAY, Duration::from_millis(700), None, None);
+        h.tick(&m.summary(), 5_000);
+        h.tick(&m.summary(), 10_000);
+        let v = h.json();
+        let b = v["buckets"].as_array().unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0]["requests"].as_u64(), b[0]["server_errors"].as_u64()), (Some(10), Some(1)));
+        assert_eq!(b[0]["p50"], 0.005);
+        assert_eq!(b[0]["p99"], 0.75);
+        assert_eq!(b[1]["requests"], 0);
+        assert!(b[1]["p50"].is_null());
+        assert_eq!(v["last_minute"]["requests"], 10);
+        assert_eq!(v["last_minute"]["server_errors"], 1);
+        assert_eq!(v["last_minute"]["seconds"], 10);
+        for i in 0..70 {
+            h.tick(&m.summary(), 15_000 + i * 5_000);
+        }
+        assert_eq!(h.json()["buckets"].as_array().unwrap().len(), 60, "five minutes kept");
     }
 }

@@ -25,7 +25,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tower_http::services::fs::{Backend, DefaultServeDirFallback, ServeDir};
 
-use crate::body::EdgeBody;
+use crate::response::EdgeBody;
 
 /// The offload rules, longest prefix first.
 #[derive(Debug, Clone)]

@@ -4,11 +4,9 @@
 //! per response to hand the connection back); this pool takes a connection back when main's
 //! response body has been read to its end, in the body itself.
 //!
-//! A refused connection is tried once more after main is ready again: a request that arrives in
-//! the moment between main dying and the supervisor noticing is held like any other instead of
-//! failing (nothing reached main, so this is safe for every method). A pooled connection found
-//! closed before the request was written gets the request back from hyper, which goes out on
-//! another. [`Origin`] adds the request timeout and says who failed.
+//! A pooled connection found closed before the request was written gets the request back from
+//! hyper, which goes out on another; a connection that cannot be made hands the request back to
+//! the caller (`origin.rs`: readiness, the one retry, timeouts and who failed).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -21,16 +19,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
-use crate::body::{BodyError, UpstreamBody};
-use crate::error::ProxyError;
+use crate::body::UpstreamBody;
 
 /// Largest read buffer of a connection to main.
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
@@ -52,11 +48,6 @@ struct Pool {
     /// Oldest at the front, newest (the next one used) at the back.
     idle: Mutex<VecDeque<Idle>>,
     reaping: AtomicBool,
-    /// The readiness gate, for the second try of a refused connection.
-    ready: watch::Receiver<bool>,
-    hold: Duration,
-    /// Counts the second tries.
-    retried: Option<std::sync::Arc<crate::metrics::HttpMetrics>>,
 }
 
 #[derive(Debug)]
@@ -68,32 +59,18 @@ struct Idle {
 /// Why main's response did not come.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    Connect(std::io::Error),
+    /// No connection could be made: the request comes back, as nothing of it was sent.
+    Connect(std::io::Error, Box<Request<UpstreamBody>>),
     ConnectTimeout,
+    /// No response head within the request timeout (set by the caller).
+    TimedOut(Duration),
     Http(hyper::Error),
 }
 
 impl Upstream {
-    /// `idle` closes pooled connections before the app does; `ready` and `hold` are the
-    /// readiness gate's, for the retry of a refused connection, which `retried` counts.
-    pub fn new(
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        idle: Duration,
-        ready: watch::Receiver<bool>,
-        hold: Duration,
-        retried: Option<std::sync::Arc<crate::metrics::HttpMetrics>>,
-    ) -> Self {
-        let pool = Pool {
-            addr,
-            connect_timeout,
-            idle_timeout: idle,
-            idle: Mutex::new(VecDeque::new()),
-            reaping: AtomicBool::new(false),
-            ready,
-            hold,
-            retried,
-        };
+    /// `idle` closes pooled connections before the app does.
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, idle: Duration) -> Self {
+        let pool = Pool { addr, connect_timeout, idle_timeout: idle, idle: Mutex::new(VecDeque::new()), reaping: AtomicBool::new(false) };
         Self { pool: Arc::new(pool) }
     }
 
@@ -114,7 +91,12 @@ impl Upstream {
             loop {
                 let (mut tx, pooled) = match self.pool.checkout() {
                     Some(tx) => (tx, true),
-                    None => (self.pool.connect().await?, false),
+                    None => match self.pool.connect().await {
+                        Ok(tx) => (tx, false),
+                        Err(Connect::Failed(e)) => return Err(SendError::Connect(e, Box::new(req))),
+                        Err(Connect::TimedOut) => return Err(SendError::ConnectTimeout),
+                        Err(Connect::Handshake(e)) => return Err(SendError::Http(e)),
+                    },
                 };
                 if let Err(e) = tx.ready().await {
                     if pooled {
@@ -178,38 +160,22 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, SendError> {
-        let stream = match self.tcp().await {
-            Err(SendError::Connect(e)) if refused(&e) => {
-                // Main just went away: give the supervisor a moment to notice, then wait for
-                // main to be ready again, as a request arriving now would.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let mut ready = self.ready.clone();
-                let back = tokio::time::timeout(self.hold, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok());
-                if !back {
-                    return Err(SendError::Connect(e));
-                }
-                if let Some(m) = &self.retried {
-                    m.retried_refused();
-                }
-                self.tcp().await?
-            }
-            other => other?,
-        };
+    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, Connect> {
+        let stream = self.tcp().await?;
         // A bounded read buffer: a response the client cannot take yet waits in main's socket,
         // not in ours (hyper's default lets each connection's buffer grow to ~400 KiB).
         let (tx, conn) =
-            http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
+            http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(TokioIo::new(stream)).await.map_err(Connect::Handshake)?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
         Ok(tx)
     }
 
-    async fn tcp(&self) -> Result<TcpStream, SendError> {
+    async fn tcp(&self) -> Result<TcpStream, Connect> {
         match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-            Err(_) => Err(SendError::ConnectTimeout),
-            Ok(Err(e)) => Err(SendError::Connect(e)),
+            Err(_) => Err(Connect::TimedOut),
+            Ok(Err(e)) => Err(Connect::Failed(e)),
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 Ok(s)
@@ -230,11 +196,11 @@ async fn reap(pool: Weak<Pool>, every: Duration) {
     }
 }
 
-/// Main is not there (any more): refused, or reset while connecting.
-fn refused(e: &std::io::Error) -> bool {
-    // A connection still in a dying main's accept queue is reset rather than refused.
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted)
+/// Why a new connection to main could not be had.
+enum Connect {
+    Failed(std::io::Error),
+    TimedOut,
+    Handshake(hyper::Error),
 }
 
 /// Main's response body; its connection goes back to the pool when the body has been read to
@@ -282,58 +248,5 @@ impl Body for MainBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// The pooled client to main with its timeouts; cloned into the cache's background refreshes.
-#[derive(Debug, Clone)]
-pub(crate) struct Origin {
-    pub(crate) upstream: Upstream,
-    pub(crate) request_timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-}
-
-impl Origin {
-    /// Sends a request to main (its URI put in origin form); the time until the response head.
-    #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
-    pub(crate) fn send(
-        &self,
-        mut request: Request<UpstreamBody>,
-    ) -> impl Future<Output = Result<(Response<MainBody>, Duration), ProxyError>> + '_ {
-        async move {
-            if request.uri().scheme().is_some() || request.uri().authority().is_some() {
-                *request.uri_mut() = self.upstream.uri(request.uri().path_and_query());
-            }
-            *request.version_mut() = Version::HTTP_11;
-            let asked = Instant::now();
-            match tokio::time::timeout(self.request_timeout, self.upstream.send(request)).await {
-                Err(_) => Err(ProxyError::Timeout(self.request_timeout)),
-                Ok(Err(e)) => Err(self.classify(e)),
-                Ok(Ok(r)) => Ok((r, asked.elapsed())),
-            }
-        }
-    }
-
-    /// Who failed: the client's body, connecting to main, or main itself.
-    fn classify(&self, e: SendError) -> ProxyError {
-        let e = match e {
-            SendError::ConnectTimeout => return ProxyError::ConnectTimeout(self.connect_timeout),
-            SendError::Connect(e) => return ProxyError::Refused(e.to_string()),
-            SendError::Http(e) => e,
-        };
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            if let Some(b) = s.downcast_ref::<BodyError>() {
-                return match b {
-                    BodyError::TooLarge(l) => ProxyError::BodyTooLarge(*l),
-                    BodyError::Stalled(d) => ProxyError::BodyStalled(*d),
-                    BodyError::TooSlow(r) => ProxyError::BodyTooSlow(*r),
-                    // A broken body (bad chunked framing, a reset) is the client's doing, not main's.
-                    BodyError::Client(c) => ProxyError::BadRequest(format!("the request body: {c}")),
-                };
-            }
-            source = s.source();
-        }
-        ProxyError::Upstream(e.to_string())
     }
 }

@@ -22,7 +22,7 @@ async fn front(main: SocketAddr, idle: Duration) -> (SocketAddr, Upstream, Cance
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = watch::channel(true);
     let config = config();
-    let upstream = Upstream::new(main, config.connect_timeout, idle, rx.clone(), config.hold, None);
+    let upstream = Upstream::new(main, config.connect_timeout, idle);
     let edge = EdgeService::new(config, upstream.clone(), rx, None, None);
     let stop = CancellationToken::new();
     tokio::spawn(sitecar_proxy::serve(listener, edge, limits(), Arc::new(Semaphore::new(100)), None, stop.clone()));

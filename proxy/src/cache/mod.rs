@@ -2,8 +2,9 @@
 //! long (`http-cache-semantics`, fed the cache's own targeted field `CDN-Cache-Control` of RFC 9213
 //! when main sends one), the store (`quick_cache`, weighed in bytes), collapsing of concurrent
 //! misses, and the answers made from a stored response: `Age`, the client's own conditional
-//! requests, HEAD, single byte ranges, and RFC 9211 `Cache-Status`. The request flow that uses
-//! them is in `edge.rs`.
+//! requests, HEAD, single byte ranges, and RFC 9211 `Cache-Status`. `plan.rs` is the cache's part
+//! of the request path (what to do before main is asked, and with what main answered), which the
+//! edge carries out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,10 +19,10 @@ use tokio::sync::watch;
 
 use crate::body::BoxError;
 
-mod fill;
+mod plan;
 mod stored;
 
-pub use fill::Fill;
+pub use plan::{CachedResponse, Filling, Forwarding, Keep, Plan, Refresh, Revalidated, Revalidation, Waiting};
 pub use stored::Stored;
 
 /// The name this cache gives itself in `Cache-Status`.
@@ -199,7 +200,7 @@ struct CacheMetrics {
 
 /// Either this request fills the key (and others wait for it), or another one does.
 #[derive(Debug)]
-pub enum Turn {
+enum Turn {
     Fill(FillGuard),
     Wait(watch::Receiver<()>),
 }
@@ -300,14 +301,14 @@ impl Cache {
     }
 
     /// Counts how a request was answered.
-    pub fn count(&self, outcome: Outcome) {
+    fn count(&self, outcome: Outcome) {
         if let Some(c) = self.metrics.results.get(outcome.result()) {
             c.inc();
         }
     }
 
     /// The stored response for a request: same key, matching `Vary`, usable with its credentials.
-    pub fn lookup(&self, key: &str, req: &HeaderMap) -> Lookup {
+    fn lookup(&self, key: &str, req: &HeaderMap) -> Lookup {
         let Some(variants) = self.store.get(key) else { return Lookup::None };
         let authorized = req.contains_key(header::AUTHORIZATION);
         match variants.iter().find(|s| s.vary_matches(req)) {
@@ -318,7 +319,7 @@ impl Cache {
     }
 
     /// Claims the fill of a missing key, or hands back the receiver to wait on.
-    pub fn turn(self: &Arc<Self>, key: &Arc<str>) -> Turn {
+    fn turn(self: &Arc<Self>, key: &Arc<str>) -> Turn {
         let Ok(mut fills) = self.fills.lock() else {
             // A poisoned map only loses collapsing, never a response.
             let (tx, _) = watch::channel(());
@@ -335,7 +336,7 @@ impl Cache {
     /// A response of main that may be stored once its body is complete: storable for a shared
     /// cache (judged on `CDN-Cache-Control` when present), not larger than `maxObjectBytes`, and
     /// worth keeping (fresh for a while, or revalidatable).
-    pub fn candidate(&self, req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> Option<Candidate> {
+    fn candidate(&self, req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> Option<Candidate> {
         if !storable_status(resp.status) || resp.headers.contains_key(header::SET_COOKIE) {
             return None;
         }
@@ -400,7 +401,7 @@ impl Cache {
 
     /// Main's 304 to a revalidation: the stored response with its headers updated (RFC 9111
     /// §4.3.4), stored again; `None` when the 304 does not select it.
-    pub fn refresh(
+    fn refresh(
         &self,
         key: &Arc<str>,
         old: &Stored,
@@ -474,7 +475,7 @@ impl Cache {
 
 /// The outcome of a lookup.
 #[derive(Debug)]
-pub enum Lookup {
+enum Lookup {
     None,
     /// Stored for the URL, but for other values of the fields `Vary` names.
     VaryMiss,

@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_cache_semantics::{BeforeRequest, CachePolicy};
 
-use super::ENTRY_OVERHEAD;
-use crate::body::EdgeBody;
+use super::{CachedResponse, ENTRY_OVERHEAD};
 use bytes::Bytes;
 
 /// A response kept in the store.
@@ -93,14 +92,14 @@ impl Stored {
 
     /// The answer to `req` from this response: `Age` set, the client's conditionals evaluated
     /// (304), HEAD without a body, a single byte range as 206.
-    pub fn respond(&self, req: &http::request::Parts, now: SystemTime, status: HeaderValue) -> Response<EdgeBody> {
+    pub fn respond(&self, req: &http::request::Parts, now: SystemTime, status: HeaderValue) -> CachedResponse {
         let mut headers = self.headers.clone();
         headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
         headers.insert(HeaderName::from_static("cache-status"), status);
         if not_modified(&req.headers, &self.headers) {
-            return response(StatusCode::NOT_MODIFIED, not_modified_headers(headers), EdgeBody::empty());
+            return response(StatusCode::NOT_MODIFIED, not_modified_headers(headers), None);
         }
-        let body = if req.method == Method::HEAD { EdgeBody::empty() } else { EdgeBody::full(self.body.clone()) };
+        let body = if req.method == Method::HEAD { None } else { Some(self.body.clone()) };
         if self.status == StatusCode::OK && req.method == Method::GET {
             if let Some(range) = req.headers.get(header::RANGE).filter(|_| if_range_holds(&req.headers, &self.headers)) {
                 return self.partial(range, headers);
@@ -114,7 +113,7 @@ impl Stored {
     }
 
     /// 206 for one satisfiable range, 416 for none; several ranges get the whole response.
-    fn partial(&self, range: &HeaderValue, mut headers: HeaderMap) -> Response<EdgeBody> {
+    fn partial(&self, range: &HeaderValue, mut headers: HeaderMap) -> CachedResponse {
         let len = self.body.len() as u64;
         let parsed = range.to_str().ok().and_then(|r| http_range_header::parse_range_header(r).ok()).map(|r| r.validate(len));
         match parsed {
@@ -126,7 +125,7 @@ impl Stored {
                 }
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
                 let body = self.body.slice(start as usize..=end as usize);
-                response(StatusCode::PARTIAL_CONTENT, headers, EdgeBody::full(body))
+                response(StatusCode::PARTIAL_CONTENT, headers, Some(body))
             }
             Some(Err(_)) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
@@ -134,15 +133,15 @@ impl Stored {
                 }
                 headers.remove(header::CONTENT_TYPE);
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-                response(StatusCode::RANGE_NOT_SATISFIABLE, headers, EdgeBody::empty())
+                response(StatusCode::RANGE_NOT_SATISFIABLE, headers, None)
             }
             // Several ranges, or a Range this cache does not parse: the whole response.
-            _ => response(self.status, headers, EdgeBody::full(self.body.clone())),
+            _ => response(self.status, headers, Some(self.body.clone())),
         }
     }
 }
 
-fn response(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
+fn response(status: StatusCode, headers: HeaderMap, body: Option<Bytes>) -> CachedResponse {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;

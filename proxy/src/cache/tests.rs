@@ -68,19 +68,16 @@ fn conditionals_and_ranges_answered_from_a_stored_response() {
 
 #[test]
 fn hits_share_the_stored_bytes() {
-    use http_body_util::BodyExt;
     let c = cache();
     let now = SystemTime::now();
     let (q, r) = heads(&[], 200, &[("cache-control", "max-age=60")]);
     let mut cand = c.candidate(&q, &r, now).unwrap();
     cand.stored.body = Bytes::from(vec![7u8; 4096]);
     let s = c.insert(&Arc::from("k"), cand.stored);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     for _ in 0..2 {
-        let body = s.respond(&q, now, HeaderValue::from_static("x")).into_body();
-        let frame = rt.block_on(async { BodyExt::frame(&mut Box::pin(body)).await }).unwrap().unwrap();
+        let body = s.respond(&q, now, HeaderValue::from_static("x")).into_body().unwrap();
         // The same memory as the stored body: nothing was copied for this response.
-        assert_eq!(frame.data_ref().unwrap().as_ptr(), s.body.as_ptr());
+        assert_eq!(body.as_ptr(), s.body.as_ptr());
     }
 }
 

@@ -109,7 +109,7 @@ impl Front {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(ready);
         let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(&prometheus::Registry::new()).unwrap());
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold, Some(metrics.clone()));
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
         let edge = EdgeService::new(config, upstream, rx, None, Some(metrics.clone()));
         let stop = CancellationToken::new();
         let conns = Arc::new(Semaphore::new(limits.max_connections));
@@ -126,7 +126,7 @@ impl Front {
         let (tx, rx) = watch::channel(true);
         let config = config();
         let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(&prometheus::Registry::new()).unwrap());
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4), rx.clone(), config.hold, None);
+        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
         let edge = EdgeService::new(config, upstream, rx, None, Some(metrics.clone()));
         let stop = CancellationToken::new();
         tokio::spawn(certs.clone().watch(Duration::from_millis(200), stop.clone()));

@@ -1,20 +1,57 @@
-//! Wiring the front door: bind the listeners, build the edge service from the spec, and serve
-//! until the shutdown token, then drain.
+//! The front door's life: [`bind`] its listeners (an error names the address), build it from the
+//! validated settings, main's readiness and the recorders ([`FrontDoor::new`]), and
+//! [`FrontDoor::run`] it until the shutdown token, then drain. A reload ([`Reconfigure`], its new
+//! sockets bound first by [`bind_fresh`]) swaps the request path's settings and the listener
+//! generation inside it; connections accepted before go on with what they started with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sitecar_config::{AccessLog as LogSetting, OffloadRule, ProxySettings, TracingSettings};
-use sitecar_proxy::access::{AccessLog, Consumers, Finish, Format, RecordSink};
-use sitecar_proxy::cache::Cache;
-use sitecar_proxy::headers::{Forwarding, Trace};
-use sitecar_proxy::metrics::HttpMetrics;
-use sitecar_proxy::offload::Offload;
-use sitecar_proxy::tls::Certificates;
-use sitecar_proxy::{EdgeConfig, EdgeService, ServerLimits, Upstream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::access::{AccessLog, Consumers, Finish, Format, RecordSink};
+use crate::cache::Cache;
+use crate::edge::{EdgeConfig, EdgeService};
+use crate::headers::{Forwarding, Trace};
+use crate::metrics::HttpMetrics;
+use crate::offload::Offload;
+use crate::server::ServerLimits;
+use crate::tls::{Certificates, TlsError};
+use crate::upstream::Upstream;
+
+/// Why the front door cannot listen (at start, or for a reload, which is then refused).
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {0}: the port is already in use")]
+    InUse(SocketAddr),
+    #[error("cannot listen on {addr}{}: {source}", if *.tls { " (TLS)" } else { "" })]
+    Bind {
+        addr: SocketAddr,
+        tls: bool,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Certificates(#[from] TlsError),
+    #[error("no front-door listener could be opened")]
+    Nothing,
+    #[error("tracing.otlp is set, but this sitecar was built without OTLP export (cargo feature `otlp`)")]
+    NoOtlp,
+}
+
+impl ListenError {
+    /// The port someone else holds, when that is the problem (for the caller to say who).
+    pub fn port_in_use(&self) -> Option<u16> {
+        match self {
+            ListenError::InUse(a) => Some(a.port()),
+            ListenError::Bind { addr, source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => Some(addr.port()),
+            _ => None,
+        }
+    }
+}
 
 /// Where access-log lines go.
 pub type Sink = Box<dyn FnMut(&str) + Send>;
@@ -30,9 +67,9 @@ pub struct Recording {
 }
 
 /// Refuses a `tracing.otlp` this build cannot honour, before anything starts.
-pub fn check_tracing(t: &TracingSettings) -> anyhow::Result<()> {
+pub fn check_tracing(t: &TracingSettings) -> Result<(), ListenError> {
     if t.otlp.is_some() && !cfg!(feature = "otlp") {
-        anyhow::bail!("tracing.otlp is set, but this sitecar was built without OTLP export (cargo feature `otlp`)");
+        return Err(ListenError::NoOtlp);
     }
     Ok(())
 }
@@ -64,7 +101,7 @@ type SpanParts = (Option<RecordSink>, Option<tokio::task::JoinHandle<()>>);
 #[cfg(feature = "otlp")]
 fn span_sink(tracing: &TracingSettings, registry: Option<&prometheus::Registry>) -> SpanParts {
     let Some(otlp) = &tracing.otlp else { return (None, None) };
-    match sitecar_proxy::spans::SpanSink::start(otlp, &tracing.service_name, registry) {
+    match crate::spans::SpanSink::start(otlp, &tracing.service_name, registry) {
         Ok((sink, task)) => {
             ::tracing::info!(endpoint = %otlp.endpoint, "exporting a span per request over OTLP/HTTP");
             (Some(Box::new(move |r| sink.push(r))), Some(task))
@@ -85,6 +122,8 @@ fn span_sink(_: &TracingSettings, _: Option<&prometheus::Registry>) -> SpanParts
 pub struct Listeners {
     pub plain: Vec<(SocketAddr, tokio::net::TcpListener)>,
     pub tls: Option<(tokio::net::TcpListener, Arc<Certificates>)>,
+    /// Privileged ports left out: sitecar may not bind them and the spec did not name them.
+    pub skipped: Vec<SocketAddr>,
 }
 
 impl Listeners {
@@ -95,10 +134,11 @@ impl Listeners {
     }
 }
 
-/// Binds every listen address. A privileged port that cannot be bound is skipped with one
-/// warning unless the spec asked for it explicitly; anything else is an error naming the address.
-/// Certificates are loaded before anything starts, so a bad one is an error at once.
-pub fn bind(settings: &ProxySettings) -> anyhow::Result<Listeners> {
+/// Binds every listen address. A privileged port that cannot be bound is skipped (in
+/// [`Listeners::skipped`]) unless the spec asked for it explicitly; anything else is an error
+/// naming the address. Certificates are loaded before anything starts, so a bad one is an error
+/// at once.
+pub fn bind(settings: &ProxySettings) -> Result<Listeners, ListenError> {
     let tls = match &settings.tls {
         Some(t) => {
             let certs = Certificates::load(&t.certificates)?;
@@ -106,34 +146,32 @@ pub fn bind(settings: &ProxySettings) -> anyhow::Result<Listeners> {
         }
         None => None,
     };
-    let mut out = Vec::new();
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
     for addr in &settings.listen {
-        if let Some(l) = bind_plain(*addr, settings.listen_explicit)? {
-            out.push((*addr, l));
+        match bind_plain(*addr, settings.listen_explicit)? {
+            Some(l) => out.push((*addr, l)),
+            None => skipped.push(*addr),
         }
     }
-    anyhow::ensure!(!out.is_empty() || tls.is_some(), "no front-door listener could be opened");
-    Ok(Listeners { plain: out, tls })
+    if out.is_empty() && tls.is_none() {
+        return Err(ListenError::Nothing);
+    }
+    Ok(Listeners { plain: out, tls, skipped })
 }
 
-/// A plain listener on `addr`; `None` (said once) for a privileged port sitecar may not bind when
-/// the spec did not name its ports. The error names the address, and the holder of a taken port.
-fn bind_plain(addr: SocketAddr, explicit: bool) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+/// A plain listener on `addr`; `None` for a privileged port sitecar may not bind when the spec
+/// did not name its ports. The error names the address.
+fn bind_plain(addr: SocketAddr, explicit: bool) -> Result<Option<tokio::net::TcpListener>, ListenError> {
     match bind_one(addr) {
         Ok(l) => Ok(Some(l)),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !explicit => {
-            eprintln!("sitecar: cannot listen on {addr} without privileges; going on without it (set proxy.listen to choose ports)");
-            Ok(None)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            anyhow::bail!("cannot listen on {addr}: the port is already in use{}", holder(addr.port()))
-        }
-        Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 && !explicit => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ListenError::InUse(addr)),
+        Err(source) => Err(ListenError::Bind { addr, tls: false, source }),
     }
 }
 
-fn bind_tls(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    bind_one(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (TLS): {e}{}", holder(addr.port())))
+fn bind_tls(addr: SocketAddr) -> Result<tokio::net::TcpListener, ListenError> {
+    bind_one(addr).map_err(|source| ListenError::Bind { addr, tls: true, source })
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -143,10 +181,6 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     tokio::net::TcpListener::from_std(socket.into())
-}
-
-fn holder(port: u16) -> String {
-    sitecar_control::ports::holder(port)
 }
 
 /// What the front door serves itself before asking main.
@@ -182,90 +216,104 @@ fn edge(
             connect_timeout: t.connect,
             max_body: settings.max_body_bytes,
             body_idle: t.body_progress,
-            body_min_rate: Some(sitecar_proxy::body::MinRate { bytes_per_sec: t.body_min_rate, grace: t.body_min_rate_grace }),
+            body_min_rate: Some(crate::body::MinRate { bytes_per_sec: t.body_min_rate, grace: t.body_min_rate_grace }),
             forwarding: Forwarding { drop_underscore: settings.drop_underscore_headers, trace },
             compression: settings.compression,
             cache: at_edge.cache,
             offload: (!at_edge.offload.is_empty()).then(|| Offload::new(&at_edge.offload)),
         },
-        Upstream::new(main, t.connect, t.upstream_idle, ready.clone(), settings.hold, metrics.clone()),
+        Upstream::new(main, t.connect, t.upstream_idle),
         ready.clone(),
         access.clone(),
         metrics.clone(),
     )
 }
 
-/// Serves the front door on `listeners` until `shutdown`, then drains. `reconfigure` swaps the
-/// request path's settings (timeouts, hold, limits on bodies, compression, cache, offload) for new
-/// connections, and serves the listeners of the new settings (kept sockets stay bound, so nothing
-/// queued on them is lost) with the new connection limits; connections accepted before go on
-/// with what they started with.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    listeners: Listeners,
-    settings: &ProxySettings,
+/// The front door: the request path built from the settings, main's readiness and the
+/// recorders, served on its listeners by [`FrontDoor::run`].
+pub struct FrontDoor {
+    settings: ProxySettings,
     at_edge: AtEdge,
     main: SocketAddr,
     ready: watch::Receiver<bool>,
     recording: Recording,
-    shutdown: CancellationToken,
-    mut reconfigure: Option<tokio::sync::mpsc::UnboundedReceiver<Reconfigure>>,
-) {
-    let Recording { access, metrics, tracing, registry } = recording;
-    let (access, finish, span_task) = recorders(settings, access, &tracing, registry.as_ref());
-    // Tracing settings are fixed at start (a reload keeps them).
-    let trace = Trace::new(tracing.otlp.is_some() && span_task.is_some(), tracing.sample_ratio);
-    let (edge_tx, edge_rx) = watch::channel(edge(settings, at_edge, main, &ready, &access, &metrics, trace));
-    let mut serving = Serving {
-        plain: listeners.plain.into_iter().map(|(a, l)| (a, Arc::new(l))).collect(),
-        tls: None,
-        connections: Arc::new(Semaphore::new(settings.max_connections)),
-        max_connections: settings.max_connections,
-        tasks: tokio::task::JoinSet::new(),
-        retire: shutdown.child_token(),
-    };
-    if let Some((l, certs)) = listeners.tls {
-        serving.tls = acceptor(certs, &serving.retire).map(|a| (Arc::new(l), a));
+}
+
+impl FrontDoor {
+    /// The front door for validated `settings`, forwarding to `main` while `ready` says so.
+    pub fn new(settings: ProxySettings, at_edge: AtEdge, main: SocketAddr, ready: watch::Receiver<bool>, recording: Recording) -> Self {
+        Self { settings, at_edge, main, ready, recording }
     }
-    serving.start(settings, &edge_rx, &shutdown);
-    let mut closed = false;
-    loop {
-        let next = async {
-            match reconfigure.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
-            }
+
+    /// Serves `listeners` until `shutdown`, then drains. `reconfigure` swaps the request path's
+    /// settings (timeouts, hold, limits on bodies, compression, cache, offload) for new
+    /// connections, and serves the listeners of the new settings (kept sockets stay bound, so
+    /// nothing queued on them is lost) with the new connection limits; connections accepted
+    /// before go on with what they started with.
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: CancellationToken,
+        mut reconfigure: Option<tokio::sync::mpsc::UnboundedReceiver<Reconfigure>>,
+    ) {
+        let FrontDoor { settings, at_edge, main, ready, recording } = self;
+        let settings = &settings;
+        let Recording { access, metrics, tracing, registry } = recording;
+        let (access, finish, span_task) = recorders(settings, access, &tracing, registry.as_ref());
+        // Tracing settings are fixed at start (a reload keeps them).
+        let trace = Trace::new(tracing.otlp.is_some() && span_task.is_some(), tracing.sample_ratio);
+        let (edge_tx, edge_rx) = watch::channel(edge(settings, at_edge, main, &ready, &access, &metrics, trace));
+        let mut serving = Serving {
+            plain: listeners.plain.into_iter().map(|(a, l)| (a, Arc::new(l))).collect(),
+            tls: None,
+            connections: Arc::new(Semaphore::new(settings.max_connections)),
+            max_connections: settings.max_connections,
+            tasks: tokio::task::JoinSet::new(),
+            retire: shutdown.child_token(),
         };
-        tokio::select! {
-            done = serving.tasks.join_next() => if done.is_none() { break },
-            // Stop accepting at once: the accept loops drop their references as they end.
-            _ = shutdown.cancelled(), if !closed => {
-                closed = true;
-                serving.plain.clear();
-                serving.tls = None;
-            }
-            next = next => match next {
-                Some(next) if !shutdown.is_cancelled() => {
-                    edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics, trace));
-                    serving.rebind(&next.settings, next.fresh, &edge_rx, &shutdown);
-                }
-                Some(_) => {}
-                None => reconfigure = None,
-            },
+        if let Some((l, certs)) = listeners.tls {
+            serving.tls = acceptor(certs, &serving.retire).map(|a| (Arc::new(l), a));
         }
-    }
-    // Drained: the last access-log lines, then the last spans.
-    if let Some(f) = finish {
-        f.finish(Duration::from_secs(2)).await;
-    }
-    if let (Some(task), Some(otlp)) = (span_task, &tracing.otlp) {
-        let _ = tokio::time::timeout(otlp.timeout + Duration::from_secs(1), task).await;
+        serving.start(settings, &edge_rx, &shutdown);
+        let mut closed = false;
+        loop {
+            let next = async {
+                match reconfigure.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = serving.tasks.join_next() => if done.is_none() { break },
+                // Stop accepting at once: the accept loops drop their references as they end.
+                _ = shutdown.cancelled(), if !closed => {
+                    closed = true;
+                    serving.plain.clear();
+                    serving.tls = None;
+                }
+                next = next => match next {
+                    Some(next) if !shutdown.is_cancelled() => {
+                        edge_tx.send_replace(edge(&next.settings, next.at_edge, main, &ready, &access, &metrics, trace));
+                        serving.rebind(&next.settings, next.fresh, &edge_rx, &shutdown);
+                    }
+                    Some(_) => {}
+                    None => reconfigure = None,
+                },
+            }
+        }
+        // Drained: the last access-log lines, then the last spans.
+        if let Some(f) = finish {
+            f.finish(Duration::from_secs(2)).await;
+        }
+        if let (Some(task), Some(otlp)) = (span_task, &tracing.otlp) {
+            let _ = tokio::time::timeout(otlp.timeout + Duration::from_secs(1), task).await;
+        }
     }
 }
 
 /// A TLS acceptor for `certs`, watching their files until `stop` (its generation's end).
 fn acceptor(certs: Arc<Certificates>, stop: &CancellationToken) -> Option<tokio_rustls::TlsAcceptor> {
-    match sitecar_proxy::tls::server_config(certs.clone()) {
+    match crate::tls::server_config(certs.clone()) {
         Ok(config) => {
             tokio::spawn(certs.watch(Duration::from_secs(2), stop.clone()));
             Some(tokio_rustls::TlsAcceptor::from(config))
@@ -302,7 +350,7 @@ impl Serving {
         };
         let listeners = self.plain.iter().map(|(_, l)| (l.clone(), None)).chain(self.tls.iter().map(|(l, a)| (l.clone(), Some(a.clone()))));
         for (listener, tls) in listeners {
-            self.tasks.spawn(sitecar_proxy::server::serve_swappable(
+            self.tasks.spawn(crate::server::serve_swappable(
                 listener,
                 edge.clone(),
                 limits.clone(),
@@ -369,7 +417,7 @@ pub struct Fresh {
 
 /// Binds what `new` listens on and `old` does not, and loads `new`'s certificates: an error
 /// (naming the address, or the certificate) refuses the reload before anything changes.
-pub fn bind_fresh(old: &ProxySettings, new: &ProxySettings) -> anyhow::Result<Fresh> {
+pub fn bind_fresh(old: &ProxySettings, new: &ProxySettings) -> Result<Fresh, ListenError> {
     let mut fresh = Fresh::default();
     for addr in new.listen.iter().filter(|a| !old.listen.contains(a)) {
         if let Some(l) = bind_plain(*addr, new.listen_explicit)? {

@@ -1,0 +1,337 @@
+//! The cache's part of the request path, without I/O: a [`Plan`] for each request before main is
+//! asked (answer from the store, revalidate, fill, wait for another request's fill, or forward
+//! untouched with the reason), and the decision on what main answered (store it, freshen the
+//! stored response with a 304, or serve stale because main failed). The edge asks main, waits and
+//! streams; RFC 9111 is judged here.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+
+use super::{cache_status, Cache, Candidate, FillGuard, Lookup, Outcome, StaleReason, Stored, Turn};
+
+/// A response made from the store (the body: `None` for none).
+pub type CachedResponse = Response<Option<Bytes>>;
+
+/// What the cache makes of a request before main is asked.
+#[derive(Debug)]
+pub enum Plan {
+    /// Answered from the store; with a [`Refresh`] for the edge to send in the background when it
+    /// is stale within `stale-while-revalidate`.
+    Answer(CachedResponse, Option<Refresh>),
+    /// A miss: ask main with the request and offer its answer to [`Cache::filled`].
+    Fill(Filling),
+    /// Stored but not usable as it is: ask main with [`Revalidation::request`] and hand over what
+    /// came back to [`Cache::revalidated`] (or the failure to [`Cache::revalidation_failed`]).
+    Revalidate(Revalidation),
+    /// Another request is asking main for this URL: wait for it (at most [`Cache::lock_timeout`]),
+    /// then [`Cache::after_wait`].
+    Wait(Waiting),
+    /// Not for the store: ask main and tag its answer with [`Cache::forwarded`].
+    Forward(Forwarding),
+}
+
+/// A miss being filled: the request head the storage decision is made on.
+#[derive(Debug)]
+pub struct Filling {
+    key: Arc<str>,
+    head: http::request::Parts,
+    miss: Outcome,
+    guard: Option<FillGuard>,
+}
+
+/// A stored response to confirm with main.
+#[derive(Debug)]
+pub struct Revalidation {
+    /// The client's request with the stored validators (`If-None-Match`, `If-Modified-Since`).
+    pub request: http::request::Parts,
+    key: Arc<str>,
+    stored: Arc<Stored>,
+    now: SystemTime,
+}
+
+/// A background revalidation of a response served stale, holding the key's fill meanwhile.
+#[derive(Debug)]
+pub struct Refresh {
+    pub request: http::request::Parts,
+    key: Arc<str>,
+    stored: Arc<Stored>,
+    guard: FillGuard,
+}
+
+/// A wait for another request's fill of the same URL.
+#[derive(Debug)]
+pub struct Waiting {
+    /// Changes (or closes) when the other request's response is stored or abandoned.
+    pub done: watch::Receiver<()>,
+    key: Arc<str>,
+    miss: Outcome,
+}
+
+/// A request forwarded past the store, and what to do with main's answer.
+#[derive(Debug)]
+pub struct Forwarding {
+    outcome: Outcome,
+    /// An unsafe method: the key and host whose stored responses a success invalidates.
+    invalidate: Option<(Arc<str>, String)>,
+}
+
+/// Main's body to be stored once it has arrived whole: what to store, where, and the claim on the
+/// key that waiting requests are released from when it is stored (or abandoned).
+#[derive(Debug)]
+pub struct Keep {
+    candidate: Candidate,
+    cache: Arc<Cache>,
+    key: Arc<str>,
+    _guard: Option<FillGuard>,
+}
+
+impl Keep {
+    /// The largest body that may be stored (`maxObjectBytes`).
+    pub fn limit(&self) -> u64 {
+        self.cache.max_object()
+    }
+
+    /// Stores the response with its whole body, then releases the requests waiting for it.
+    pub fn store(self, body: Bytes) {
+        let Keep { candidate: mut c, cache, key, _guard } = self;
+        c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        c.stored.body = body;
+        cache.insert(&key, c.stored);
+    }
+}
+
+/// What a revalidation came to. (Moved once, on the revalidation path: not boxed.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Revalidated {
+    /// Main confirmed the stored response (304): this answer, freshened.
+    Fresh(CachedResponse),
+    /// Main answered 5xx and the stored response may be served stale on error.
+    Stale(CachedResponse),
+    /// Main's new response goes to the client (its head tagged), stored when `Some`.
+    New(Option<Keep>),
+}
+
+impl Cache {
+    /// The plan for a request whose head has been rewritten for main. `main_ready`: a stored
+    /// response that may be served stale on error is served at once while main is down.
+    pub fn plan(self: &Arc<Self>, parts: &http::request::Parts, main_ready: bool) -> Plan {
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let key = Cache::key(parts);
+            let host_len = key.len() - parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+            let host = key[..host_len].to_owned();
+            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("method"), invalidate: Some((key, host)) });
+        }
+        if no_store(&parts.headers) {
+            self.count(Outcome::Bypass("request"));
+            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("request"), invalidate: None });
+        }
+        let key = Cache::key(parts);
+        let now = SystemTime::now();
+        let vary = match self.lookup(&key, &parts.headers) {
+            Lookup::Found(s) if s.answers(parts, now) => return Plan::Answer(self.hit(&s, parts, now, false), None),
+            Lookup::Found(s) => return self.stale(key, s, parts, now, main_ready),
+            Lookup::VaryMiss => true,
+            Lookup::None => false,
+        };
+        let miss = Outcome::Miss { stored: false, vary, stale: false };
+        // A client's own conditional or range request on a miss goes to main as it is.
+        if parts.method == Method::HEAD || conditional(&parts.headers) {
+            self.count(miss);
+            return Plan::Forward(Forwarding { outcome: miss, invalidate: None });
+        }
+        match self.turn(&key) {
+            Turn::Fill(guard) => Plan::Fill(Filling { key, head: request_head(parts), miss, guard: Some(guard) }),
+            Turn::Wait(done) => Plan::Wait(Waiting { done, key, miss }),
+        }
+    }
+
+    /// A fresh stored response that answers a GET or HEAD as it came from the client, before its
+    /// head is rewritten for main; `None` sends the request down the full path.
+    pub fn fresh_hit(&self, parts: &http::request::Parts) -> Option<CachedResponse> {
+        if (parts.method != Method::GET && parts.method != Method::HEAD) || no_store(&parts.headers) {
+            return None;
+        }
+        if !parts.headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
+            return None;
+        }
+        let Lookup::Found(s) = self.lookup(&Cache::key_string(parts), &parts.headers) else { return None };
+        let now = SystemTime::now();
+        s.answers(parts, now).then(|| self.hit(&s, parts, now, false))
+    }
+
+    fn hit(&self, s: &Stored, parts: &http::request::Parts, now: SystemTime, collapsed: bool) -> CachedResponse {
+        self.count(Outcome::Hit);
+        s.respond(parts, now, cache_status(Outcome::Hit, Some(s.ttl(now)), collapsed))
+    }
+
+    fn serve_stale(&self, s: &Stored, parts: &http::request::Parts, now: SystemTime, reason: StaleReason) -> CachedResponse {
+        self.count(Outcome::Stale(reason));
+        s.respond(parts, now, cache_status(Outcome::Stale(reason), Some(s.ttl(now)), false))
+    }
+
+    /// A stored response that cannot answer as it is: served stale while a background request
+    /// refreshes it, served stale at once when main is down and that is allowed, or revalidated.
+    fn stale(
+        self: &Arc<Self>,
+        key: Arc<str>,
+        stored: Arc<Stored>,
+        parts: &http::request::Parts,
+        now: SystemTime,
+        main_ready: bool,
+    ) -> Plan {
+        if !has_directives(&parts.headers) && stored.within_stale_while_revalidate(now) {
+            let refresh = match self.turn(&key) {
+                Turn::Fill(guard) => Some(Refresh { request: stored.revalidation(parts, now), key, stored: stored.clone(), guard }),
+                Turn::Wait(_) => None,
+            };
+            return Plan::Answer(self.serve_stale(&stored, parts, now, StaleReason::WhileRevalidate), refresh);
+        }
+        if !main_ready && stored.within_stale_if_error(now) {
+            return Plan::Answer(self.serve_stale(&stored, parts, now, StaleReason::IfError), None);
+        }
+        Plan::Revalidate(Revalidation { request: stored.revalidation(parts, now), key, stored, now })
+    }
+
+    /// After waiting for another request's fill: its stored response, or a fill of this one's own.
+    pub fn after_wait(&self, parts: &http::request::Parts, waiting: Waiting) -> Plan {
+        let now = SystemTime::now();
+        if let Lookup::Found(s) = self.lookup(&waiting.key, &parts.headers) {
+            if s.answers(parts, now) {
+                return Plan::Answer(self.hit(&s, parts, now, true), None);
+            }
+        }
+        Plan::Fill(Filling { key: waiting.key, head: request_head(parts), miss: waiting.miss, guard: None })
+    }
+
+    /// Main's answer to a miss (its head already rewritten for the client): tagged, and kept for
+    /// the store when it may be stored.
+    pub fn filled(self: &Arc<Self>, filling: Filling, response: &mut http::response::Parts) -> Option<Keep> {
+        let candidate = self.candidate(&filling.head, response, SystemTime::now());
+        self.count(filling.miss);
+        let outcome = match filling.miss {
+            Outcome::Miss { vary, stale, .. } => Outcome::Miss { stored: candidate.is_some(), vary, stale },
+            other => other,
+        };
+        response.headers.insert(cache_status_name(), cache_status(outcome, None, false));
+        let Filling { key, guard, .. } = filling;
+        candidate.map(|candidate| Keep { candidate, cache: self.clone(), key, _guard: guard })
+    }
+
+    /// What main answered a revalidation with: a 304 freshens the stored response, a 5xx serves
+    /// it stale when `stale-if-error` allows, and anything else is a new response that replaces
+    /// the stored one when it may be stored.
+    pub fn revalidated(self: &Arc<Self>, parts: &http::request::Parts, rv: Revalidation, rp: &mut http::response::Parts) -> Revalidated {
+        let Revalidation { request, key, stored, now } = rv;
+        if rp.status == StatusCode::NOT_MODIFIED {
+            if let Some(fresh) = self.refresh(&key, &stored, &request, rp, SystemTime::now()) {
+                self.count(Outcome::Revalidated);
+                let now = SystemTime::now();
+                return Revalidated::Fresh(fresh.respond(parts, now, cache_status(Outcome::Revalidated, Some(fresh.ttl(now)), false)));
+            }
+        }
+        if rp.status.is_server_error() && stored.within_stale_if_error(now) {
+            return Revalidated::Stale(self.serve_stale(&stored, parts, now, StaleReason::IfError));
+        }
+        let candidate = self.candidate(&request, rp, SystemTime::now());
+        let outcome = Outcome::Miss { stored: candidate.is_some(), vary: false, stale: true };
+        self.count(outcome);
+        rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
+        let keep = candidate.filter(|_| rp.status != StatusCode::NOT_MODIFIED);
+        Revalidated::New(keep.map(|candidate| Keep { candidate, cache: self.clone(), key, _guard: None }))
+    }
+
+    /// Main failed a revalidation: the stored response, stale, when `stale-if-error` allows.
+    pub fn revalidation_failed(&self, parts: &http::request::Parts, rv: Revalidation) -> Option<CachedResponse> {
+        let (stored, now) = (rv.stored, rv.now);
+        stored.within_stale_if_error(now).then(|| self.serve_stale(&stored, parts, now, StaleReason::IfError))
+    }
+
+    /// Main's answer to a background refresh: a 304 freshens the stored response; a storable new
+    /// one is returned to be read whole into the store.
+    pub fn refreshed(self: &Arc<Self>, refresh: Refresh, response: &http::response::Parts) -> Option<Keep> {
+        let Refresh { request, key, stored, guard } = refresh;
+        let now = SystemTime::now();
+        if response.status == StatusCode::NOT_MODIFIED {
+            if self.refresh(&key, &stored, &request, response, now).is_some() {
+                self.count(Outcome::Revalidated);
+            }
+            return None;
+        }
+        let candidate = self.candidate(&request, response, now)?;
+        Some(Keep { candidate, cache: self.clone(), key, _guard: Some(guard) })
+    }
+
+    /// Main's answer to a request forwarded past the store: tagged; a success of an unsafe method
+    /// invalidates the URL and the `Location` and `Content-Location` it names on this host (RFC
+    /// 9111 §4.4).
+    pub fn forwarded(&self, forwarding: Forwarding, response: &mut http::response::Parts) {
+        if let Some((key, host)) = &forwarding.invalidate {
+            if response.status.is_success() || response.status.is_redirection() {
+                self.invalidate(key);
+                for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                    let target = response.headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|t| same_host_key(host, t));
+                    if let Some(target) = target {
+                        self.invalidate(&target);
+                    }
+                }
+            }
+            self.count(forwarding.outcome);
+        }
+        response.headers.insert(cache_status_name(), cache_status(forwarding.outcome, None, false));
+    }
+}
+
+impl Stored {
+    /// Whether this response answers the request from the store as it is: fresh, and (when the
+    /// request has directives of its own) within what they accept.
+    fn answers(&self, parts: &http::request::Parts, now: SystemTime) -> bool {
+        self.fresh(now) && (!has_directives(&parts.headers) || self.satisfies(parts, now))
+    }
+}
+
+fn has_directives(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::CACHE_CONTROL) || h.contains_key(header::PRAGMA)
+}
+
+/// The cache's copy of a request head (for the storage decision made once main answers).
+fn request_head(parts: &http::request::Parts) -> http::request::Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = parts.method.clone();
+    *r.uri_mut() = parts.uri.clone();
+    *r.version_mut() = parts.version;
+    *r.headers_mut() = parts.headers.clone();
+    r.into_parts().0
+}
+
+fn cache_status_name() -> HeaderName {
+    HeaderName::from_static("cache-status")
+}
+
+/// The request's `Cache-Control: no-store`: neither stored nor answered from the store.
+fn no_store(h: &http::HeaderMap) -> bool {
+    h.get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store"))))
+}
+
+fn conditional(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::IF_NONE_MATCH)
+        || h.contains_key(header::IF_MODIFIED_SINCE)
+        || h.contains_key(header::RANGE)
+        || h.contains_key(header::IF_MATCH)
+}
+
+/// The cache key a `Location` or `Content-Location` names, when it is on the request's host.
+fn same_host_key(host: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') && !target.starts_with("//") {
+        return Some(format!("{host}{target}"));
+    }
+    let uri: http::Uri = target.parse().ok()?;
+    let authority = uri.authority()?.as_str();
+    authority.eq_ignore_ascii_case(host).then(|| format!("{host}{}", uri.path_and_query().map_or("/", |p| p.as_str())))
+}
