@@ -5,38 +5,39 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{Auth, Container, Spec};
+use crate::keys;
+use crate::model::{Auth, Container, ProbeKind, Spec};
 
 /// One container's `properties`, as Azure reads them.
 fn properties(c: &Container) -> Value {
     let mut p = Map::new();
-    p.insert("image".into(), json!(c.image));
-    p.insert("isMain".into(), json!(c.is_main));
+    p.insert(keys::IMAGE.into(), json!(c.image));
+    p.insert(keys::IS_MAIN.into(), json!(c.is_main));
     if let Some(port) = c.target_port {
         // A string, as Azure's schema has it.
-        p.insert("targetPort".into(), json!(port.to_string()));
+        p.insert(keys::TARGET_PORT.into(), json!(port.to_string()));
     }
     if let Some(cmd) = &c.startup_command {
-        p.insert("startUpCommand".into(), json!(cmd));
+        p.insert(keys::STARTUP_COMMAND.into(), json!(cmd));
     }
     match &c.auth {
         Auth::Anonymous => {
-            p.insert("authType".into(), json!("Anonymous"));
+            p.insert(keys::AUTH_TYPE.into(), json!("Anonymous"));
         }
         Auth::UserCredentials { user_name, password_secret } => {
-            p.insert("authType".into(), json!("UserCredentials"));
-            p.insert("userName".into(), json!(user_name));
-            p.insert("passwordSecret".into(), json!(password_secret.expose()));
+            p.insert(keys::AUTH_TYPE.into(), json!("UserCredentials"));
+            p.insert(keys::USER_NAME.into(), json!(user_name));
+            p.insert(keys::PASSWORD_SECRET.into(), json!(password_secret.expose()));
         }
         Auth::SystemIdentity => {
-            p.insert("authType".into(), json!("SystemIdentity"));
+            p.insert(keys::AUTH_TYPE.into(), json!("SystemIdentity"));
         }
         Auth::UserAssigned { client_id } => {
-            p.insert("authType".into(), json!("UserAssigned"));
-            p.insert("userManagedIdentityClientId".into(), json!(client_id));
+            p.insert(keys::AUTH_TYPE.into(), json!("UserAssigned"));
+            p.insert(keys::USER_MANAGED_IDENTITY_CLIENT_ID.into(), json!(client_id));
         }
     }
-    p.insert("inheritAppSettingsAndConnectionStrings".into(), json!(c.inherit_app_settings));
+    p.insert(keys::INHERIT_APP_SETTINGS.into(), json!(c.inherit_app_settings));
     if !c.volume_mounts.is_empty() {
         let mounts: Vec<Value> = c
             .volume_mounts
@@ -50,11 +51,11 @@ fn properties(c: &Container) -> Value {
                 v
             })
             .collect();
-        p.insert("volumeMounts".into(), Value::Array(mounts));
+        p.insert(keys::VOLUME_MOUNTS.into(), Value::Array(mounts));
     }
     if !c.environment_variables.is_empty() {
         let vars: Vec<Value> = c.environment_variables.iter().map(|e| json!({"name": e.name, "value": e.app_setting})).collect();
-        p.insert("environmentVariables".into(), Value::Array(vars));
+        p.insert(keys::ENVIRONMENT_VARIABLES.into(), Value::Array(vars));
     }
     Value::Object(p)
 }
@@ -152,7 +153,7 @@ pub fn not_carried_to_azure(spec: &Spec) -> Vec<String> {
     if spec.tracing.otlp.is_some() {
         out.push("tracing.otlp: sitecar's own spans (run an OpenTelemetry sidecar)".into());
     }
-    if !spec.health.containers.is_empty() || spec.health.defaults.path.is_some() {
+    if !spec.health.containers.is_empty() || spec.health.defaults.kind != ProbeKind::Tcp {
         out.push("health: probes of sidecars are sitecar's own (App Service probes main through WEBSITE_HEALTHCHECK_PATH)".into());
     }
     out
@@ -211,7 +212,7 @@ pub fn kubernetes(spec: &Spec, name: &str) -> Vec<Value> {
     let container = |c: &Container, sidecar: bool| -> Value {
         let mut v = Map::new();
         v.insert("name".into(), json!(label(&c.name)));
-        v.insert("image".into(), json!(c.image));
+        v.insert(keys::IMAGE.into(), json!(c.image));
         if let Some(args) = c.startup_command.as_deref().and_then(|cmd| shell_words::split(cmd).ok()) {
             // startUpCommand replaces the image's command, not its entrypoint.
             v.insert("args".into(), json!(args));
@@ -249,7 +250,7 @@ pub fn kubernetes(spec: &Spec, name: &str) -> Vec<Value> {
                     json!({"name": "shared", "mountPath": m.container_mount_path, "subPath": m.volume_sub_path.trim_start_matches('/'), "readOnly": m.read_only})
                 })
                 .collect();
-            v.insert("volumeMounts".into(), Value::Array(mounts));
+            v.insert(keys::VOLUME_MOUNTS.into(), Value::Array(mounts));
         }
         let probes = spec.health.for_container(&c.name);
         let secs = |d: std::time::Duration| (d.as_secs().max(1)) as u32;
@@ -279,9 +280,9 @@ pub fn kubernetes(spec: &Spec, name: &str) -> Vec<Value> {
             v.insert("startupProbe".into(), Value::Object(probe));
         }
         if let Some(port) = c.target_port {
-            let check = match &probes.path {
-                Some(path) => json!({"httpGet": {"path": path, "port": port}}),
-                None => json!({"tcpSocket": {"port": port}}),
+            let check = match &probes.kind {
+                ProbeKind::Http { path } => json!({"httpGet": {"path": path, "port": port}}),
+                ProbeKind::Tcp => json!({"tcpSocket": {"port": port}}),
             };
             let mut readiness = check.as_object().cloned().unwrap_or_default();
             readiness.insert("initialDelaySeconds".into(), json!(probes.initial_delay.as_secs()));

@@ -24,6 +24,7 @@ pub mod env;
 pub mod error;
 pub mod export;
 mod json;
+pub mod keys;
 pub mod model;
 mod parse;
 mod sections;

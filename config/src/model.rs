@@ -360,11 +360,20 @@ pub struct CertificatePair {
     pub key: PathBuf,
 }
 
+/// What a probe checks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProbeKind {
+    /// The port accepts a TCP connection.
+    #[default]
+    Tcp,
+    /// A GET of `path` answers 200-399.
+    Http { path: String },
+}
+
 /// Probe settings with Kubernetes' defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSettings {
-    /// HTTP path to GET; none means a TCP connect.
-    pub path: Option<String>,
+    pub kind: ProbeKind,
     pub initial_delay: Duration,
     pub period: Duration,
     pub timeout: Duration,
@@ -375,7 +384,7 @@ pub struct ProbeSettings {
 impl Default for ProbeSettings {
     fn default() -> Self {
         Self {
-            path: None,
+            kind: ProbeKind::Tcp,
             initial_delay: Duration::ZERO,
             period: Duration::from_secs(10),
             timeout: Duration::from_secs(1),

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::Problem;
 use crate::json::{index, type_name, Obj, Problems};
+use crate::keys;
 use crate::model::{EnvReference, SpecFormat, VolumeMount};
 
 /// A container as read, before the rules that span containers. Paths are kept for those rules.
@@ -92,8 +93,8 @@ pub(crate) fn cli_array(p: &mut Problems, value: &Value, path: &str) -> Vec<Draf
 pub(crate) fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &mut Draft) {
     let Some(mut o) = Obj::new(p, value, path) else { return };
     d.props_path = path.to_owned();
-    d.image = o.string(p, "image");
-    if d.image.as_deref().is_none_or(|s| s.trim().is_empty()) && o.get("image").is_none() {
+    d.image = o.string(p, keys::IMAGE);
+    if d.image.as_deref().is_none_or(|s| s.trim().is_empty()) && o.get(keys::IMAGE).is_none() {
         p.push(
             Problem::new(format!("{path}.image"), "missing image")
                 .hint("a full image reference, e.g. \"myacr.azurecr.io/web:1.4\" or \"redis:7-alpine\""),
@@ -101,22 +102,22 @@ pub(crate) fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &m
     } else if d.image.as_deref().is_some_and(|s| s.trim().is_empty()) {
         p.at(&format!("{path}.image"), "image is empty");
     }
-    d.is_main = o.boolean(p, "isMain");
-    if o.get("isMain").is_none() && d.is_main.is_none() {
+    d.is_main = o.boolean(p, keys::IS_MAIN);
+    if o.get(keys::IS_MAIN).is_none() && d.is_main.is_none() {
         p.push(Problem::new(format!("{path}.isMain"), "missing isMain").hint("true for the one main container, false for sidecars"));
     }
     d.target_port_path = format!("{path}.targetPort");
-    if let Some((v, port_path)) = o.get("targetPort") {
+    if let Some((v, port_path)) = o.get(keys::TARGET_PORT) {
         d.target_port_path = port_path.clone();
         d.target_port = crate::json::integer_value(p, v, &port_path, 1, 65535).map(|n| n as u16);
     }
-    d.startup_command = o.string(p, "startUpCommand").filter(|s| !s.trim().is_empty());
-    d.auth_type = o.string(p, "authType");
-    d.user_name = o.string(p, "userName");
-    d.password_secret = o.string(p, "passwordSecret");
-    d.client_id = o.string(p, "userManagedIdentityClientId");
-    d.inherit = o.boolean(p, "inheritAppSettingsAndConnectionStrings").unwrap_or(true);
-    if let Some((mounts, mounts_path)) = o.array(p, "volumeMounts") {
+    d.startup_command = o.string(p, keys::STARTUP_COMMAND).filter(|s| !s.trim().is_empty());
+    d.auth_type = o.string(p, keys::AUTH_TYPE);
+    d.user_name = o.string(p, keys::USER_NAME);
+    d.password_secret = o.string(p, keys::PASSWORD_SECRET);
+    d.client_id = o.string(p, keys::USER_MANAGED_IDENTITY_CLIENT_ID);
+    d.inherit = o.boolean(p, keys::INHERIT_APP_SETTINGS).unwrap_or(true);
+    if let Some((mounts, mounts_path)) = o.array(p, keys::VOLUME_MOUNTS) {
         for (i, m) in mounts.iter().enumerate() {
             let mp = index(&mounts_path, i);
             if let Some(mount) = read_mount(p, m, &mp) {
@@ -124,7 +125,7 @@ pub(crate) fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &m
             }
         }
     }
-    if let Some((vars, vars_path)) = o.array(p, "environmentVariables") {
+    if let Some((vars, vars_path)) = o.array(p, keys::ENVIRONMENT_VARIABLES) {
         for (i, v) in vars.iter().enumerate() {
             let vp = index(&vars_path, i);
             let Some(mut e) = Obj::new(p, v, &vp) else { continue };
@@ -151,9 +152,9 @@ pub(crate) fn read_properties(p: &mut Problems, value: &Value, path: &str, d: &m
 
 fn read_mount(p: &mut Problems, value: &Value, path: &str) -> Option<VolumeMount> {
     let mut o = Obj::new(p, value, path)?;
-    let sub = o.string(p, "volumeSubPath");
-    let mount = o.string(p, "containerMountPath");
-    let read_only = o.boolean(p, "readOnly").unwrap_or(false);
+    let sub = o.string(p, keys::VOLUME_SUB_PATH);
+    let mount = o.string(p, keys::CONTAINER_MOUNT_PATH);
+    let read_only = o.boolean(p, keys::READ_ONLY).unwrap_or(false);
     let data = o.string(p, "data");
     for (field, v) in [("volumeSubPath", &sub), ("containerMountPath", &mount)] {
         if v.is_none() && o.get(if field == "volumeSubPath" { "volumeSubPath" } else { "containerMountPath" }).is_none() {

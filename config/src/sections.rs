@@ -167,7 +167,7 @@ fn probe(p: &mut Problems, o: &mut Obj<'_>, base: &ProbeSettings) -> ProbeSettin
     let mut s = base.clone();
     if let Some((v, path)) = o.get("path") {
         match v.as_str() {
-            Some(path_text) if path_text.starts_with('/') => s.path = Some(path_text.to_owned()),
+            Some(path_text) if path_text.starts_with('/') => s.kind = ProbeKind::Http { path: path_text.to_owned() },
             _ => p.push(Problem::new(path, format!("probe path {v} must start with /")).hint("e.g. \"/healthz\"")),
         }
     }

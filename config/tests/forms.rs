@@ -116,7 +116,7 @@ fn sitecar_document_sets_every_section() {
     assert_eq!(spec.proxy.access_log, AccessLog::Json);
     assert_eq!(spec.health.defaults.period, Duration::from_secs(5));
     let app_probe = spec.health.for_container("app");
-    assert_eq!(app_probe.path.as_deref(), Some("/healthz"));
+    assert_eq!(app_probe.kind, sitecar_config::ProbeKind::Http { path: "/healthz".into() });
     assert_eq!(app_probe.timeout, Duration::from_secs(2));
     assert_eq!(app_probe.failure_threshold, 2, "per-container probes start from the section's defaults");
     assert!(spec.cache.enabled);

@@ -255,6 +255,22 @@ pub struct Core {
     main_state: MainState,
 }
 
+/// Why a reloaded spec cannot be taken while the stack runs, if it cannot: main would be another
+/// container or listen elsewhere (`main_moved`), the runtime differs, or the first start is not
+/// done (`booting`). Such changes need sitecar to be restarted; nothing is changed.
+pub fn reload_refusal(old: &Spec, new: &Spec, booting: bool, main_moved: bool) -> Option<&'static str> {
+    if new.main().name != old.main().name {
+        return Some("choosing another main needs sitecar to be restarted");
+    }
+    if new.runtime != old.runtime {
+        return Some("changing the runtime needs sitecar to be restarted");
+    }
+    if booting {
+        return Some("the stack is still starting; reload once every container has started");
+    }
+    main_moved.then_some("main's port cannot change while sitecar runs")
+}
+
 impl Core {
     pub fn new(spec: &Spec) -> Self {
         let units: Vec<UnitState> = spec.containers.iter().map(|c| unit_state(spec, c)).collect();

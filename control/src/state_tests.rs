@@ -296,3 +296,22 @@ fn a_reload_retires_removed_containers_and_starts_added_ones() {
     let a = core.on_event(t, Event::Exited { unit: DB, gen: 2, exit: Exit::Signal(15) });
     assert!(a.iter().any(|x| matches!(x, Action::Exit(_))), "{a:?}");
 }
+
+#[test]
+fn reload_refusals_name_what_needs_a_restart() {
+    let old = spec("");
+    assert_eq!(reload_refusal(&old, &spec(""), false, false), None);
+    let other_main = load_str(
+        r#"{"sitecontainers": [
+          {"name": "redis", "properties": {"image": "r", "isMain": true, "targetPort": "6379", "startUpCommand": "r"}},
+          {"name": "web", "properties": {"image": "w", "isMain": false, "targetPort": "3000", "startUpCommand": "w"}}
+        ]}"#,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(reload_refusal(&old, &other_main, false, false), Some("choosing another main needs sitecar to be restarted"));
+    let oci = spec(r#", "local": {"runtime": "oci"}"#);
+    assert_eq!(reload_refusal(&old, &oci, false, false), Some("changing the runtime needs sitecar to be restarted"));
+    assert_eq!(reload_refusal(&old, &spec(""), true, false), Some("the stack is still starting; reload once every container has started"));
+    assert_eq!(reload_refusal(&old, &spec(""), false, true), Some("main's port cannot change while sitecar runs"));
+}

@@ -223,8 +223,8 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
             continue;
         };
         let mut props = Map::new();
-        props.insert("image".into(), json!(image));
-        props.insert("isMain".into(), json!(is_main));
+        props.insert(keys::IMAGE.into(), json!(image));
+        props.insert(keys::IS_MAIN.into(), json!(is_main));
 
         // The container's port: main's published 80/8080 mapping; a sidecar's first TCP port of
         // `ports`, else of `expose`.
@@ -267,7 +267,7 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
             }
         }
         if let Some(t) = target {
-            props.insert("targetPort".into(), json!(t.to_string()));
+            props.insert(keys::TARGET_PORT.into(), json!(t.to_string()));
         }
 
         // The command, with service names as hosts made localhost.
@@ -281,7 +281,7 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
             for h in hosts {
                 warnings.push(format!("{}: host {h} -> localhost (all containers share localhost)", at("command")));
             }
-            props.insert("startUpCommand".into(), json!(c));
+            props.insert(keys::STARTUP_COMMAND.into(), json!(c));
         }
         if !matches!(svc["entrypoint"], Yaml::BadValue) {
             warnings.push(format!("{}: not carried over (App Service replaces the command, not the entrypoint)", at("entrypoint")));
@@ -366,7 +366,7 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
             refs.push(json!({"name": var, "value": setting}));
         }
         if !refs.is_empty() {
-            props.insert("environmentVariables".into(), Value::Array(refs));
+            props.insert(keys::ENVIRONMENT_VARIABLES.into(), Value::Array(refs));
         }
 
         // Volumes: each source a shared subpath.
@@ -408,7 +408,7 @@ pub fn import(source: &str, project: &Project) -> Result<Imported, Vec<String>> 
                 mounts.push(json!({"volumeSubPath": sub, "containerMountPath": target, "readOnly": ro}));
             }
             if !mounts.is_empty() {
-                props.insert("volumeMounts".into(), Value::Array(mounts));
+                props.insert(keys::VOLUME_MOUNTS.into(), Value::Array(mounts));
             }
         }
 
@@ -493,6 +493,7 @@ fn join_words(words: impl Iterator<Item = String>) -> String {
 pub fn project_of(file: &Path) -> Project {
     Project { dir: file.parent().map(Path::to_path_buf).unwrap_or_default(), shell: std::env::vars().collect() }
 }
+use crate::keys;
 
 #[cfg(test)]
 mod tests {

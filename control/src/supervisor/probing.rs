@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sitecar_config::ProbeKind;
+
 use super::Supervisor;
 use crate::probe::{Accept, Probe};
 use crate::runtime::{Launch, Runtime};
@@ -85,14 +87,14 @@ impl Supervisor {
         let (addr, place) = self.probe_target(launch);
         let Some(addr) = addr else { return };
         let settings = self.spec.health.for_container(&launch.name).clone();
-        let path = if unit == self.main_unit {
-            self.spec.platform.healthcheck_path.clone().or(settings.path.clone())
-        } else {
-            settings.path.clone()
+        // Main's health check path (App Service's) comes before the probe settings.
+        let kind = match &self.spec.platform.healthcheck_path {
+            Some(path) if unit == self.main_unit => ProbeKind::Http { path: path.clone() },
+            _ => settings.kind.clone(),
         };
-        let probe = match path {
-            Some(p) => Probe::http(addr, &p, Accept::Success, settings.timeout),
-            None => Probe::tcp(addr, settings.timeout),
+        let probe = match kind {
+            ProbeKind::Http { path } => Probe::http(addr, &path, Accept::Success, settings.timeout),
+            ProbeKind::Tcp => Probe::tcp(addr, settings.timeout),
         }
         .inside(place);
         let tx = self.events_tx.clone();

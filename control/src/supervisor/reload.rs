@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sitecar_config::Spec;
 
 use super::{launches, ProbeStats, Supervisor};
-use crate::state::{Action, Core, Unit};
+use crate::state::{reload_refusal, Action, Core, Unit};
 use crate::storage::Storage;
 
 /// What a reload does.
@@ -25,20 +25,14 @@ impl Supervisor {
     /// changed, when main would be another container or listen elsewhere, the runtime differs,
     /// or the first start has not finished.
     pub(super) fn take(&mut self, spec: Arc<Spec>, core: &mut Core) -> Result<Plan, String> {
-        if spec.main().name != self.spec.main().name {
-            return Err("choosing another main needs sitecar to be restarted".into());
-        }
-        if spec.runtime != self.spec.runtime {
-            return Err("changing the runtime needs sitecar to be restarted".into());
-        }
-        if core.booting() {
-            return Err("the stack is still starting; reload once every container has started".into());
+        if let Some(why) = reload_refusal(&self.spec, &spec, core.booting(), false) {
+            return Err(why.into());
         }
         let storage = Storage::prepare(&spec, &self.options.base_dir).map_err(|e| e.to_string())?;
         let new = launches(&spec, &self.runtime, &storage, self.main_host_port, &self.options.base_dir, &self.hostname);
         let main_index = spec.containers.iter().position(|c| c.is_main).unwrap_or(0);
-        if new[main_index].addr != self.launches[self.main_unit].addr {
-            return Err("main's port cannot change while sitecar runs".into());
+        if let Some(why) = reload_refusal(&self.spec, &spec, false, new[main_index].addr != self.launches[self.main_unit].addr) {
+            return Err(why.into());
         }
         let before: Vec<String> = core.units.iter().filter(|u| !u.retired).map(|u| u.name.clone()).collect();
         let (map, actions) = core.reshape(&spec);
