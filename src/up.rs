@@ -504,10 +504,10 @@ fn offload_rules(rules: &[sitecar_config::OffloadRule], base: &Path) -> Vec<site
 /// HTTP metrics for the front door, process metrics, and container metrics, in one registry.
 fn observability(
     registry: &prometheus::Registry,
-) -> prometheus::Result<(Arc<sitecar_proxy::metrics::HttpMetrics>, crate::observe::ContainerMetrics)> {
+) -> prometheus::Result<(Arc<sitecar_proxy::metrics::HttpMetrics>, sitecar_control::usage::ContainerMetrics)> {
     let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(registry)?);
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-    Ok((metrics, crate::observe::ContainerMetrics::register(registry)?))
+    Ok((metrics, sitecar_control::usage::ContainerMetrics::register(registry)?))
 }
 
 /// SIGTERM and SIGINT stop in order; SIGHUP asks for a reload.

@@ -14,6 +14,7 @@
 //! - [`ports`]: whether a port is free, and who holds it.
 //! - [`storage`]: the shared home, `LogFiles` and volume directories.
 //! - [`reaper`]: PID 1 duties: adopting and reaping orphans.
+//! - [`usage`]: container metrics for Prometheus, CPU and memory read from /proc.
 //! - [`error`]: the crate's [`Error`] type.
 
 pub mod error;
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod state;
 pub mod storage;
 pub mod supervisor;
+pub mod usage;
 
 pub use error::Error;
 pub use state::{Exit, MainState, Phase};
