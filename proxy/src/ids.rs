@@ -76,7 +76,7 @@ impl TraceParent {
     }
 
     /// The header value.
-    pub fn to_bytes(&self) -> [u8; 55] {
+    pub fn to_bytes(self) -> [u8; 55] {
         let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
         tp[3..35].copy_from_slice(&self.trace_id);
         tp[36..52].copy_from_slice(&self.span_id);
@@ -107,7 +107,8 @@ pub fn parse_traceparent(traceparent: &[u8]) -> Option<TraceParent> {
 }
 
 /// The trace id of a valid version-00 `traceparent`, or `None`.
-pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
+#[cfg(test)]
+pub(crate) fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
     parse_traceparent(traceparent).map(|t| t.trace_id)
 }
 
@@ -127,7 +128,8 @@ pub fn new_trace(sampled: bool) -> TraceParent {
 }
 
 /// A new sampled `traceparent` and its trace id, built without allocating.
-pub fn new_traceparent() -> ([u8; 55], [u8; 32]) {
+#[cfg(test)]
+pub(crate) fn new_traceparent() -> ([u8; 55], [u8; 32]) {
     let t = new_trace(true);
     (t.to_bytes(), t.trace_id)
 }
