@@ -264,6 +264,18 @@ impl EdgeService {
                                 rp.version = parts.version;
                                 Ok(Answer::main(Response::from_parts(rp, stream(incoming, keep)), took))
                             }
+                            Revalidated::Refetch(Some(filling)) => {
+                                drop(incoming);
+                                let version = parts.version;
+                                let (mut rp, incoming, took) = self.ask(parts, UpstreamBody::empty()).await?;
+                                let keep = cache.filled(filling, &mut rp);
+                                rp.version = version;
+                                Ok(Answer::main(Response::from_parts(rp, stream(incoming, keep)), took))
+                            }
+                            Revalidated::Refetch(None) => {
+                                drop(incoming);
+                                self.forward(parts, UpstreamBody::empty(), false).await
+                            }
                         },
                         Err(e) => match cache.revalidation_failed(&parts, rv) {
                             Some(r) => Ok(Answer::local(r.map(EdgeBody::from))),

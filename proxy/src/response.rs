@@ -108,7 +108,12 @@ impl Fill {
     /// Keeps `inner` for the store as `keep` says (its limit: `maxObjectBytes`).
     pub fn new(inner: MainBody, keep: Keep) -> Self {
         let limit = keep.limit();
-        Self { inner, chunks: Vec::new(), seen: 0, limit, pending: Some(keep) }
+        let mut fill = Self { inner, chunks: Vec::new(), seen: 0, limit, pending: Some(keep) };
+        // An empty body (`Content-Length: 0`, a 204) is never polled: it is complete already.
+        if fill.inner.is_end_stream() {
+            fill.finish();
+        }
+        fill
     }
 
     fn finish(&mut self) {

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::body::BoxError;
 
+mod fields;
 mod plan;
 mod stored;
 
@@ -483,27 +484,36 @@ enum Lookup {
 }
 
 /// The policy for a response, judged on `CDN-Cache-Control` in place of `Cache-Control` and
-/// `Expires` when main sent one (RFC 9213 §2.1); and the directives it was judged on.
+/// `Expires` when main sent a valid one (RFC 9213 §2.1), on its fields as RFC 9111 reads them
+/// (`fields.rs`); and the directives it was judged on.
 fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> (CachePolicy, String) {
     let options = CacheOptions { shared: true, ..Default::default() };
-    let targeted = resp.headers.get("cdn-cache-control").and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty());
+    let fixed = fields::response_view(&resp.headers);
+    let targeted = fields::targeted(&resp.headers);
+    let view = |h: HeaderMap| {
+        let mut r = http::Response::new(());
+        *r.status_mut() = resp.status;
+        *r.headers_mut() = h;
+        r.into_parts().0
+    };
     match targeted {
         Some(t) => {
-            let mut view = http::Response::new(());
-            *view.status_mut() = resp.status;
-            let mut h = resp.headers.clone();
+            let mut h = fixed.unwrap_or_else(|| resp.headers.clone());
             h.remove(header::EXPIRES);
             h.remove(header::PRAGMA);
-            if let Ok(v) = HeaderValue::from_str(t) {
+            if let Ok(v) = HeaderValue::from_str(&t) {
                 h.insert(header::CACHE_CONTROL, v);
             }
-            *view.headers_mut() = h;
-            let policy = CachePolicy::new_options(req, &view.into_parts().0, now, options);
-            (policy, t.to_owned())
+            (CachePolicy::new_options(req, &view(h), now, options), t)
         }
         None => {
-            let cc = resp.headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
-            (CachePolicy::new_options(req, resp, now, options), cc)
+            let headers = fixed.as_ref().unwrap_or(&resp.headers);
+            let cc = headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+            let policy = match fixed {
+                Some(h) => CachePolicy::new_options(req, &view(h), now, options),
+                None => CachePolicy::new_options(req, resp, now, options),
+            };
+            (policy, cc)
         }
     }
 }

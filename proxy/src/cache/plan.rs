@@ -114,6 +114,9 @@ pub enum Revalidated {
     Stale(CachedResponse),
     /// Main's new response goes to the client (its head tagged), stored when `Some`.
     New(Option<Keep>),
+    /// Main's 304 selected nothing stored and the client asked no conditional question: ask main
+    /// again with the client's own request, and offer a GET's answer to [`Cache::filled`].
+    Refetch(Option<Filling>),
 }
 
 impl Cache {
@@ -233,6 +236,22 @@ impl Cache {
                 let now = SystemTime::now();
                 return Revalidated::Fresh(fresh.respond(parts, now, cache_status(Outcome::Revalidated, Some(fresh.ttl(now)), false)));
             }
+        }
+        let asked = parts.headers.contains_key(header::IF_NONE_MATCH) || parts.headers.contains_key(header::IF_MODIFIED_SINCE);
+        if rp.status == StatusCode::NOT_MODIFIED && !asked {
+            // A 304 that selects no stored response (RFC 9111 §4.3.4) is no answer for a client
+            // that asked no conditional question: the whole response is fetched unconditionally,
+            // and a GET's is stored.
+            let filling = (parts.method == Method::GET).then(|| Filling {
+                key,
+                head: request_head(parts),
+                miss: Outcome::Miss { stored: false, vary: false, stale: true },
+                guard: None,
+            });
+            if filling.is_none() {
+                self.count(Outcome::Miss { stored: false, vary: false, stale: true });
+            }
+            return Revalidated::Refetch(filling);
         }
         if rp.status.is_server_error() && stored.within_stale_if_error(now) {
             return Revalidated::Stale(self.serve_stale(&stored, parts, now, StaleReason::IfError));

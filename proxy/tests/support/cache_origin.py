@@ -8,6 +8,7 @@ that path and query; query parameters choose the response:
   status=N      status code            delay=S    answer after S seconds
   x=...         X-Version header       type=...   Content-Type
   size=N        body of N bytes instead  age=N     Age (seconds spent in caches upstream)
+  expires=...   Expires (as given)       bare304=1  a 304 without ETag or Last-Modified
 Every answer carries X-Count: n.
 A request whose If-None-Match holds the response's ETag, or whose If-Modified-Since is set while
 lm=1, gets 304 (with the X-Version and Cache-Control of this request). The headers main saw are
@@ -80,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
                 h.append(("Content-Location", q["cloc"]))
             return self.answer(int(q.get("status", "200")), h, b"done")
         h = [("Content-Type", q.get("type", "text/plain")), ("X-Count", str(n))]
-        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"), ("x", "X-Version"), ("age", "Age")):
+        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"), ("x", "X-Version"), ("age", "Age"), ("expires", "Expires")):
             if key in q:
                 h.append((name, q[key]))
         if "etag" in q:
@@ -92,7 +93,8 @@ class Handler(BaseHTTPRequestHandler):
         inm = self.headers.get("If-None-Match")
         ims = self.headers.get("If-Modified-Since")
         if ("etag" in q and inm and ('"%s"' % q["etag"]) in inm) or (inm is None and q.get("lm") == "1" and ims):
-            return self.answer(304, [x for x in h if x[0] != "Content-Type"], b"")
+            drop = ("Content-Type", "ETag", "Last-Modified") if q.get("bare304") == "1" else ("Content-Type",)
+            return self.answer(304, [x for x in h if x[0] not in drop], b"")
         if "size" in q:
             body = b"y" * int(q["size"])
         else:

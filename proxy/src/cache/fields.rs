@@ -1,0 +1,156 @@
+//! The caching fields as RFC 9111 reads them, for the parts `http-cache-semantics` reads
+//! otherwise: a list-valued `Age` (§5.1), `Expires` in the obsolete date formats or invalid
+//! (§5.3, RFC 9110 §5.6.7), directive names in any case (§5.2), and `CDN-Cache-Control` as a
+//! Structured Field dictionary (RFC 9213 §2.1). Each returns a corrected copy only when something
+//! needs correcting, so the common response costs a scan and no allocation.
+
+use std::time::UNIX_EPOCH;
+
+use http::{header, HeaderMap, HeaderValue};
+
+/// A copy of a response's fields with `Age`, `Expires` and `Cache-Control` as the crate must see
+/// them, or `None` when they are fine as they are.
+pub(super) fn response_view(h: &HeaderMap) -> Option<HeaderMap> {
+    let age = h.get(header::AGE).and_then(|v| fixed_age(v));
+    let expires = h.get(header::EXPIRES).and_then(fixed_expires);
+    let cc = fixed_directive_names(h);
+    if age.is_none() && expires.is_none() && cc.is_none() {
+        return None;
+    }
+    let mut out = h.clone();
+    match age {
+        Some(Some(v)) => {
+            out.insert(header::AGE, v);
+        }
+        Some(None) => {
+            out.remove(header::AGE);
+        }
+        None => {}
+    }
+    if let Some(v) = expires {
+        out.insert(header::EXPIRES, v);
+    }
+    if let Some(v) = cc {
+        out.insert(header::CACHE_CONTROL, v);
+    }
+    Some(out)
+}
+
+/// A copy of a request's fields with its directive names in lower case, or `None`.
+pub(super) fn request_view(h: &HeaderMap) -> Option<HeaderMap> {
+    let cc = fixed_directive_names(h)?;
+    let mut out = h.clone();
+    out.insert(header::CACHE_CONTROL, cc);
+    Some(out)
+}
+
+/// `Age` to use instead (`Some(None)`: none, as the value is invalid), or `None` when it is fine:
+/// a list's first member counts; anything but a non-negative integer is ignored.
+fn fixed_age(v: &HeaderValue) -> Option<Option<HeaderValue>> {
+    let text = v.to_str().ok()?;
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let first = text.split(',').next().unwrap_or("").trim();
+    if !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(HeaderValue::from_str(first).ok());
+    }
+    Some(None)
+}
+
+/// `Expires` to use instead: an obsolete-format date rewritten as an IMF-fixdate, an invalid one
+/// as `0` (already expired); `None` when it is an IMF-fixdate already.
+fn fixed_expires(v: &HeaderValue) -> Option<HeaderValue> {
+    let text = v.to_str().unwrap_or("");
+    match httpdate::parse_http_date(text) {
+        Ok(t) => {
+            let imf = httpdate::fmt_http_date(t.max(UNIX_EPOCH));
+            (imf != text).then(|| HeaderValue::from_str(&imf).ok()).flatten()
+        }
+        Err(_) => Some(HeaderValue::from_static("0")),
+    }
+}
+
+/// `Cache-Control` with every directive name in lower case (values kept), when a name is not.
+fn fixed_directive_names(h: &HeaderMap) -> Option<HeaderValue> {
+    let values = || h.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok());
+    let upper = values().flat_map(|v| v.split(',')).any(|d| d.split('=').next().is_some_and(|n| n.bytes().any(|b| b.is_ascii_uppercase())));
+    if !upper {
+        return None;
+    }
+    let joined: Vec<String> = values()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| match d.split_once('=') {
+            Some((n, v)) => format!("{}={}", n.trim().to_ascii_lowercase(), v.trim()),
+            None => d.to_ascii_lowercase(),
+        })
+        .collect();
+    HeaderValue::from_str(&joined.join(", ")).ok()
+}
+
+/// `CDN-Cache-Control` as `Cache-Control` syntax, when it is a valid Structured Field dictionary
+/// whose freshness directives are integers; `None` (the field ignored as a whole) otherwise.
+pub(super) fn targeted(h: &HeaderMap) -> Option<String> {
+    let text = h.get("cdn-cache-control")?.to_str().ok()?;
+    if text.trim().is_empty() {
+        return None;
+    }
+    let dict: sfv::Dictionary = sfv::Parser::new(text).parse().ok()?;
+    let mut out = Vec::with_capacity(dict.len());
+    for (key, entry) in &dict {
+        let name = key.as_str();
+        let sfv::ListEntry::Item(item) = entry else { return None };
+        let numeric = matches!(name, "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error");
+        match &item.bare_item {
+            sfv::BareItem::Integer(n) if i64::from(*n) >= 0 => out.push(format!("{name}={n}")),
+            _ if numeric => return None,
+            sfv::BareItem::Boolean(true) => out.push(name.to_owned()),
+            sfv::BareItem::Boolean(false) => {}
+            sfv::BareItem::Token(t) => out.push(format!("{name}={}", t.as_str())),
+            sfv::BareItem::String(s) => out.push(format!("{name}=\"{}\"", s.as_str())),
+            _ => return None,
+        }
+    }
+    Some(out.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_corrected_only_when_needed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AGE, HeaderValue::from_static("10"));
+        h.insert(header::EXPIRES, HeaderValue::from_static("Thu, 01 Jan 2037 00:00:00 GMT"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+        assert!(response_view(&h).is_none());
+        h.insert(header::AGE, HeaderValue::from_static("7200, 0"));
+        h.insert(header::EXPIRES, HeaderValue::from_static("Thursday, 01-Jan-37 00:00:00 GMT"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("MaX-AgE=60, No-Cache=\"Set-Cookie\""));
+        let v = response_view(&h).unwrap();
+        assert_eq!(v[header::AGE], "7200");
+        assert_eq!(v[header::EXPIRES], "Thu, 01 Jan 2037 00:00:00 GMT");
+        assert_eq!(v[header::CACHE_CONTROL], "max-age=60, no-cache=\"Set-Cookie\"");
+        h.insert(header::AGE, HeaderValue::from_static("soon"));
+        h.insert(header::EXPIRES, HeaderValue::from_static("Thu,  01 Jan 2037 00:00:00 GMT"));
+        let v = response_view(&h).unwrap();
+        assert!(!v.contains_key(header::AGE));
+        assert_eq!(v[header::EXPIRES], "0");
+    }
+
+    #[test]
+    fn rfc9213_targeted_field_is_a_dictionary() {
+        let of = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("cdn-cache-control", HeaderValue::from_static(v));
+            targeted(&h)
+        };
+        assert_eq!(of("max-age=60, stale-if-error=30, public").as_deref(), Some("max-age=60, stale-if-error=30, public"));
+        assert_eq!(of("max-age=10000, &&&&&"), None);
+        assert_eq!(of("max-age=\"10000\""), None);
+        assert_eq!(of("no-store").as_deref(), Some("no-store"));
+    }
+}

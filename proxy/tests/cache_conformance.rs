@@ -1,0 +1,140 @@
+//! RFC 9111 corners of the shared cache against the scriptable origin
+//! (tests/support/cache_origin.py): what a stale entry's revalidation may send a client, how
+//! `Age`, `Expires`, directive names and `CDN-Cache-Control` are read, and empty bodies. One test
+//! per rule, named after its section; a body ("<path> #n") or the origin's count tells whether an
+//! answer came from the store or from main.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use sitecar_config::CacheSettings;
+use sitecar_proxy::cache::Cache;
+use support::{get, response_header, Front, Origin};
+
+async fn stack() -> (Origin, Front) {
+    let origin = Origin::cache_origin();
+    let settings = CacheSettings { enabled: true, max_bytes: 8 << 20, max_object_bytes: 1 << 20, lock_timeout: Duration::from_secs(5) };
+    let cache = Cache::new(&settings, None).unwrap();
+    let config = sitecar_proxy::EdgeConfig { cache: Some(cache), ..support::config() };
+    let front = Front::start(origin.addr, config, support::limits(), true).await;
+    (origin, front)
+}
+
+/// How many requests for `path` reached the origin.
+async fn reached(origin: &Origin, path: &str) -> u32 {
+    let encoded: String = path
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    get(origin.addr, &format!("/_count?p={encoded}"), "").await.2.parse().unwrap()
+}
+
+#[tokio::test]
+async fn rfc9111_s4_3_4_a_304_that_selects_nothing_never_reaches_a_client_that_did_not_ask() {
+    let (origin, front) = stack().await;
+    // Stored with a validator; main's 304 to the revalidation repeats none, so it selects no
+    // stored response: the client gets a full response fetched unconditionally.
+    for path in ["/bare-etag?cc=max-age%3D1&etag=v1&bare304=1", "/bare-lm?cc=max-age%3D1&lm=1&bare304=1"] {
+        let (code, _, body) = get(front.addr, path, "").await;
+        assert_eq!((code, body.as_str()), (200, format!("{path} #1").as_str()));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (code, head, body) = get(front.addr, path, "").await;
+        assert_eq!(code, 200, "a plain GET never gets a 304: {head}");
+        assert_eq!(body, format!("{path} #3"), "the revalidation (#2) was answered 304, then fetched whole: {head}");
+        assert_eq!(reached(&origin, path).await, 3);
+    }
+    // A 304 that selects the stored response still freshens it.
+    let path = "/matching?cc=max-age%3D1&etag=v1";
+    get(front.addr, path, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, head, body) = get(front.addr, path, "").await;
+    assert_eq!((code, body.as_str()), (200, format!("{path} #1").as_str()), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().contains("fwd-status=304"), "{head}");
+}
+
+#[tokio::test]
+async fn rfc9111_s5_1_a_list_valued_age_counts_its_first_member() {
+    let (origin, front) = stack().await;
+    // Age 7200 against max-age 3600: stale on arrival, so nothing fresh is stored.
+    let path = "/age?cc=max-age%3D3600&age=7200%2C%200";
+    get(front.addr, path, "").await;
+    let (_, head, _) = get(front.addr, path, "").await;
+    assert_eq!(reached(&origin, path).await, 2, "served as fresh: {head}");
+    // A single value as before.
+    let young = "/age-young?cc=max-age%3D3600&age=10";
+    get(front.addr, young, "").await;
+    get(front.addr, young, "").await;
+    assert_eq!(reached(&origin, young).await, 1);
+}
+
+#[tokio::test]
+async fn rfc9111_s5_3_an_invalid_expires_is_already_expired_and_obsolete_date_formats_count() {
+    let (origin, front) = stack().await;
+    // Doubled spaces: not an HTTP-date, so already expired (a Last-Modified would otherwise give
+    // it heuristic freshness).
+    let invalid = "/exp-bad?lm=1&expires=Thu%2C%20%2001%20Jan%202099%2000%3A00%3A00%20GMT";
+    get(front.addr, invalid, "").await;
+    get(front.addr, invalid, "").await;
+    assert_eq!(reached(&origin, invalid).await, 2, "an invalid Expires made it fresh");
+    // RFC 850 and asctime dates are accepted (RFC 9110 §5.6.7).
+    for path in
+        ["/exp-850?expires=Thursday%2C%2001-Jan-37%2000%3A00%3A00%20GMT", "/exp-asctime?expires=Thu%20Jan%20%201%2000%3A00%3A00%202037"]
+    {
+        get(front.addr, path, "").await;
+        let (_, head, _) = get(front.addr, path, "").await;
+        assert_eq!(reached(&origin, path).await, 1, "{path}: {head}");
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_s5_2_directive_names_are_case_insensitive() {
+    let (origin, front) = stack().await;
+    let fresh = "/case-max-age?cc=MaX-AgE%3D60";
+    get(front.addr, fresh, "").await;
+    let (_, head, _) = get(front.addr, fresh, "").await;
+    assert_eq!(reached(&origin, fresh).await, 1, "MaX-AgE=60 is max-age: {head}");
+    let never = "/case-no-store?cc=No-StOrE%2C%20max-age%3D60";
+    get(front.addr, never, "").await;
+    get(front.addr, never, "").await;
+    assert_eq!(reached(&origin, never).await, 2, "No-StOrE is no-store");
+    // A client's own directive, too.
+    let path = "/case-request?cc=max-age%3D60";
+    get(front.addr, path, "").await;
+    get(front.addr, path, "Cache-Control: No-CaChE\r\n").await;
+    assert_eq!(reached(&origin, path).await, 2, "the client's No-CaChE sends it to main");
+}
+
+#[tokio::test]
+async fn rfc9213_s2_1_a_cdn_cache_control_that_is_no_dictionary_is_ignored_whole() {
+    let (origin, front) = stack().await;
+    for cdn in ["max-age%3D10000%2C%20%26%26%26%26%26", "max-age%3D%2210000%22"] {
+        let path = format!("/cdn-bad?cc=no-store&cdn={cdn}");
+        get(front.addr, &path, "").await;
+        let (_, head, _) = get(front.addr, &path, "").await;
+        assert_eq!(reached(&origin, &path).await, 2, "Cache-Control's no-store decides: {head}");
+    }
+    // A valid one still wins over Cache-Control.
+    let path = "/cdn-good?cc=no-store&cdn=max-age%3D60";
+    get(front.addr, path, "").await;
+    get(front.addr, path, "").await;
+    assert_eq!(reached(&origin, path).await, 1);
+}
+
+#[tokio::test]
+async fn rfc9111_s3_empty_bodies_are_stored() {
+    let (origin, front) = stack().await;
+    for path in ["/empty-200?cc=max-age%3D60&size=0", "/empty-204?cc=max-age%3D60&status=204"] {
+        let (_, first, _) = get(front.addr, path, "").await;
+        assert!(response_header(&first, "cache-status").unwrap().contains("stored"), "{first}");
+        let (_, head, body) = get(front.addr, path, "").await;
+        assert!(body.is_empty());
+        assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{path}: {head}");
+        assert_eq!(reached(&origin, path).await, 1, "{path}");
+    }
+}
