@@ -11,7 +11,7 @@ use http::{header, HeaderMap, HeaderValue};
 /// A copy of a response's fields with `Age`, `Expires` and `Cache-Control` as the crate must see
 /// them, or `None` when they are fine as they are.
 pub(super) fn response_view(h: &HeaderMap) -> Option<HeaderMap> {
-    let age = h.get(header::AGE).and_then(|v| fixed_age(v));
+    let age = h.get(header::AGE).and_then(fixed_age);
     let expires = h.get(header::EXPIRES).and_then(fixed_expires);
     let cc = fixed_directive_names(h);
     if age.is_none() && expires.is_none() && cc.is_none() {
