@@ -138,3 +138,31 @@ async fn rfc9111_s3_empty_bodies_are_stored() {
         assert_eq!(reached(&origin, path).await, 1, "{path}");
     }
 }
+
+#[tokio::test]
+async fn rfc9111_s5_2_unknown_request_directives_keep_stale_while_revalidate() {
+    let (origin, front) = stack().await;
+    let path = "/swr-unknown?cc=max-age%3D1%2C%20stale-while-revalidate%3D60";
+    get(front.addr, path, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, head, body) = get(front.addr, path, "Cache-Control: community=\"UCI\"\r\nPragma: x-nothing\r\n").await;
+    assert_eq!(body, format!("{path} #1"), "served stale at once: {head}");
+    assert!(response_header(&head, "cache-status").unwrap().contains("stale-while-revalidate"), "{head}");
+    // A directive that asks for a fresh answer still goes to main.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, head, body) = get(front.addr, path, "Cache-Control: no-cache\r\n").await;
+    assert_ne!(body, format!("{path} #1"), "no-cache was served stale: {head}");
+    assert!(reached(&origin, path).await >= 2);
+}
+
+#[tokio::test]
+async fn rfc9111_s4_3_2_if_modified_since_without_last_modified_is_judged_against_date() {
+    let (origin, front) = stack().await;
+    let path = "/ims-date?cc=max-age%3D60";
+    get(front.addr, path, "").await;
+    let (code, head, _) = get(front.addr, path, "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n").await;
+    assert_eq!(code, 304, "not modified since a date after the stored Date: {head}");
+    let (code, _, body) = get(front.addr, path, "If-Modified-Since: Mon, 01 Jan 1990 00:00:00 GMT\r\n").await;
+    assert_eq!((code, body), (200, format!("{path} #1")));
+    assert_eq!(reached(&origin, path).await, 1);
+}

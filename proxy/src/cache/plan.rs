@@ -187,7 +187,7 @@ impl Cache {
         now: SystemTime,
         main_ready: bool,
     ) -> Plan {
-        if !has_directives(&parts.headers) && stored.within_stale_while_revalidate(now) {
+        if !forbids_stale(&parts.headers) && stored.within_stale_while_revalidate(now) {
             let refresh = match self.turn(&key) {
                 Turn::Fill(guard) => Some(Refresh { request: stored.revalidation(parts, now), key, stored: stored.clone(), guard }),
                 Turn::Wait(_) => None,
@@ -311,6 +311,25 @@ impl Stored {
     fn answers(&self, parts: &http::request::Parts, now: SystemTime) -> bool {
         self.fresh(now) && (!has_directives(&parts.headers) || self.satisfies(parts, now))
     }
+}
+
+/// Whether the request's own directives rule out a stale answer (`no-cache`, `no-store`,
+/// `max-age`, `min-fresh`, or `Pragma: no-cache` without `Cache-Control`); directives a cache does
+/// not know are ignored (RFC 9111 §5.2).
+fn forbids_stale(h: &http::HeaderMap) -> bool {
+    let names = |name| {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|d| d.split('=').next().unwrap_or("").trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    let cc = names(header::CACHE_CONTROL);
+    if cc.iter().any(|d| matches!(d.as_str(), "no-cache" | "no-store" | "max-age" | "min-fresh")) {
+        return true;
+    }
+    !h.contains_key(header::CACHE_CONTROL) && names(header::PRAGMA).iter().any(|d| d == "no-cache")
 }
 
 fn has_directives(h: &http::HeaderMap) -> bool {

@@ -174,14 +174,16 @@ fn not_modified_headers(mut h: HeaderMap) -> HeaderMap {
 }
 
 /// RFC 9110 §13.1.2 and §13.1.3: `If-None-Match` (weak comparison) takes precedence over
-/// `If-Modified-Since`.
+/// `If-Modified-Since`, which is judged against `Last-Modified` or, without one, the stored
+/// response's `Date` (RFC 9111 §4.3.2).
 fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
     if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else { return false };
         let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
         return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
     }
-    let (Some(since), Some(modified)) = (req.get(header::IF_MODIFIED_SINCE), stored.get(header::LAST_MODIFIED)) else { return false };
+    let modified = stored.get(header::LAST_MODIFIED).or_else(|| stored.get(header::DATE));
+    let (Some(since), Some(modified)) = (req.get(header::IF_MODIFIED_SINCE), modified) else { return false };
     match (date(since), date(modified)) {
         (Some(since), Some(modified)) => modified <= since,
         _ => false,
