@@ -43,6 +43,7 @@ impl RequestBody {
 }
 
 impl From<Incoming> for RequestBody {
+    #[inline]
     fn from(b: Incoming) -> Self {
         RequestBody::Client(b)
     }
@@ -64,6 +65,7 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Client(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),

@@ -18,6 +18,7 @@ fn compressible(response: &Response<EdgeBody>) -> bool {
 /// `Vary: Accept-Encoding` on a response the front door would compress for another client, so a
 /// shared cache downstream never hands a compressed body to a client that cannot read it, nor the
 /// identity one to every client. (A stored response has it already.)
+#[inline]
 pub fn vary_by_encoding(response: &mut Response<EdgeBody>) {
     if headers::varies_by_encoding(response.headers()) || !compressible(response) {
         return;

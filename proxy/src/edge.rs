@@ -293,7 +293,7 @@ impl EdgeService {
         parts: http::request::Parts,
         body: UpstreamBody,
     ) -> Result<(http::response::Parts, MainBody, Duration), ProxyError> {
-        let (resp, took) = self.origin.send(parts, body).await?;
+        let (resp, took) = self.origin.send(parts, body, true).await?;
         let (mut rp, incoming) = resp.into_parts();
         headers::prepare_response(&mut rp.headers, false);
         Ok((rp, incoming, took))
@@ -305,7 +305,7 @@ impl EdgeService {
         let (origin, cache) = (self.origin.clone(), cache.clone());
         tokio::spawn(async move {
             use http_body_util::BodyExt;
-            let Ok((resp, _)) = origin.send(refresh.request.clone(), UpstreamBody::empty()).await else { return };
+            let Ok((resp, _)) = origin.send(refresh.request.clone(), UpstreamBody::empty(), true).await else { return };
             let (mut rp, incoming) = resp.into_parts();
             headers::prepare_response(&mut rp.headers, false);
             if let Some(keep) = cache.refreshed(refresh, &rp) {
@@ -327,7 +327,7 @@ impl EdgeService {
         async move {
             let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
             let client_version = parts.version;
-            let (mut resp, took) = self.origin.send(parts, body).await?;
+            let (mut resp, took) = self.origin.send(parts, body, !websocket).await?;
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if switching {
                 let Some(client_upgrade) = client_upgrade else {

@@ -49,9 +49,9 @@ pub struct OriginLimits {
 /// Why a first try failed in a way that a second may fix.
 enum Again {
     /// No connection: the request comes back whole.
-    Unreachable(Request<UpstreamBody>, std::io::Error),
-    /// Dropped before an answer: the copy of a request that may be sent twice.
-    Dropped(Request<UpstreamBody>),
+    Unreachable(Box<Request<UpstreamBody>>, std::io::Error),
+    /// Dropped before an answer: the copy of a request head that may be sent twice.
+    Dropped(http::request::Parts),
 }
 
 impl Origin {
@@ -61,17 +61,20 @@ impl Origin {
     }
 
     /// Whether main is ready now.
+    #[inline]
     pub fn ready(&self) -> bool {
         *self.ready.borrow()
     }
 
     /// Main's response head to a request (its URI put in origin form, HTTP/1.1), and the time it
-    /// took from sending.
+    /// took from sending. `repeatable`: the request may be sent twice when it is idempotent and
+    /// has no body (not an upgrade, whose connection is the client's).
     #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
     pub fn send(
         &self,
         parts: http::request::Parts,
         body: UpstreamBody,
+        repeatable: bool,
     ) -> impl Future<Output = Result<(Response<MainBody>, Duration), ProxyError>> + '_ {
         async move {
             if let (Some(limit), Some(len)) = (self.max_body, content_length(&parts.headers)) {
@@ -79,14 +82,13 @@ impl Origin {
                     return Err(ProxyError::BodyTooLarge(limit));
                 }
             }
-            let twice = parts.method.is_idempotent() && body.is_end_stream() && !parts.headers.contains_key(header::UPGRADE);
-            let copy = twice.then(|| Request::from_parts(head(&parts), UpstreamBody::empty()));
+            let copy = (repeatable && parts.method.is_idempotent() && body.is_end_stream()).then(|| head(&parts));
             self.admit().await?;
             let again = match self.try_send(Request::from_parts(parts, body)).await {
                 Ok(r) => return Ok(r),
                 Err(SendError::Connect(e, request)) if unreachable(&e) => {
                     tracing::debug!(error = %e, "main refused the connection; trying once more when main is ready");
-                    Again::Unreachable(*request, e)
+                    Again::Unreachable(request, e)
                 }
                 Err(SendError::Http(e)) if copy.is_some() && body_error(&e).is_none() => {
                     tracing::debug!(error = %e, "main dropped the connection; sending the request once more when main is ready");
@@ -110,9 +112,9 @@ impl Origin {
                     if let Some(m) = &self.metrics {
                         m.retried_refused();
                     }
-                    request
+                    *request
                 }
-                Again::Dropped(request) => {
+                Again::Dropped(head) => {
                     if let Some(m) = &self.metrics {
                         m.retried_dropped();
                     }
@@ -124,7 +126,7 @@ impl Origin {
                     gate.borrow_and_update();
                     let _ = tokio::time::timeout(Duration::from_millis(500), gate.changed()).await;
                     self.admit().await?;
-                    request
+                    Request::from_parts(head, UpstreamBody::empty())
                 }
             };
             self.try_send(request).await.map_err(|e| self.classify(e))

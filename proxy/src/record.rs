@@ -44,6 +44,7 @@ impl Books {
 
 impl Recorder {
     /// Opens the books of a request whose head was just read.
+    #[inline]
     pub fn begin(&self, parts: &http::request::Parts) -> Books {
         let start = Instant::now();
         if let Some(m) = &self.metrics {
@@ -54,12 +55,14 @@ impl Recorder {
     }
 
     /// Whether an access-log line is written (ids are needed for it even on a cache hit).
+    #[inline]
     pub fn logs(&self) -> bool {
         self.access.is_some()
     }
 
     /// The request's ids, and what the access log needs of its head (the host only for a span,
     /// and only from a head that passed the checks: `checked`).
+    #[inline]
     pub fn identify(&self, books: &mut Books, parts: &http::request::Parts, ids: Option<RequestIds>, checked: bool) {
         let host = ids.as_ref().and_then(|i| i.span()).filter(|_| checked).and_then(|_| host(parts));
         books.log = self.access.as_ref().map(|_| log_fields(parts, host));
@@ -75,6 +78,7 @@ impl Recorder {
     }
 
     /// The request's metrics and access-log line.
+    #[inline]
     pub fn finish(&self, books: Books, response: &Response<EdgeBody>, upstream: Option<Duration>, peer: &Peer) {
         if let (Some(m), Some((method, request_bytes, _))) = (&self.metrics, &books.measured) {
             m.active.dec();

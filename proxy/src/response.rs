@@ -46,6 +46,7 @@ impl EdgeBody {
 
 /// A body made here (`None`: empty), as the cache answers.
 impl From<Option<Bytes>> for EdgeBody {
+    #[inline]
     fn from(b: Option<Bytes>) -> Self {
         EdgeBody::Full(b)
     }
@@ -55,6 +56,7 @@ impl Body for EdgeBody {
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             EdgeBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
@@ -65,6 +67,7 @@ impl Body for EdgeBody {
         }
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         match self {
             EdgeBody::Upstream(b) => b.is_end_stream(),
@@ -75,6 +78,7 @@ impl Body for EdgeBody {
         }
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         match self {
             EdgeBody::Upstream(b) => b.size_hint(),

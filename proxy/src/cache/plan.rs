@@ -155,6 +155,7 @@ impl Cache {
 
     /// A fresh stored response that answers a GET or HEAD as it came from the client, before its
     /// head is rewritten for main; `None` sends the request down the full path.
+    #[inline]
     pub fn fresh_hit(&self, parts: &http::request::Parts) -> Option<CachedResponse> {
         if (parts.method != Method::GET && parts.method != Method::HEAD) || no_store(&parts.headers) {
             return None;
@@ -167,6 +168,7 @@ impl Cache {
         s.answers(parts, now).then(|| self.hit(&s, parts, now, false))
     }
 
+    #[inline]
     fn hit(&self, s: &Stored, parts: &http::request::Parts, now: SystemTime, collapsed: bool) -> CachedResponse {
         self.count(Outcome::Hit);
         s.respond(parts, now, cache_status(Outcome::Hit, Some(s.ttl(now)), collapsed))
@@ -308,6 +310,7 @@ impl Cache {
 impl Stored {
     /// Whether this response answers the request from the store as it is: fresh, and (when the
     /// request has directives of its own) within what they accept.
+    #[inline]
     fn answers(&self, parts: &http::request::Parts, now: SystemTime) -> bool {
         self.fresh(now) && (!has_directives(&parts.headers) || self.satisfies(parts, now))
     }
