@@ -46,7 +46,8 @@ pub struct OriginLimits {
     pub max_body: Option<u64>,
 }
 
-/// Why a first try failed in a way that a second may fix.
+/// Why a first try failed in a way that a second may fix. (Only on the failure path: not boxed.)
+#[allow(clippy::large_enum_variant)]
 enum Again {
     /// No connection: the request comes back whole.
     Unreachable(Box<Request<UpstreamBody>>, std::io::Error),
