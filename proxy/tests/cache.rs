@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sitecar_config::CacheSettings;
 use sitecar_proxy::cache::Cache;
-use support::{get, request, response_header, Front, Origin};
+use support::{get, reached, request, response_header, Front, Origin};
 
 fn settings() -> CacheSettings {
     CacheSettings { enabled: true, max_bytes: 8 << 20, max_object_bytes: 1 << 20, lock_timeout: Duration::from_secs(5) }
@@ -27,18 +27,6 @@ async fn stack_with(s: CacheSettings, registry: Option<&prometheus::Registry>) -
 
 async fn stack() -> (Origin, Front, Arc<Cache>) {
     stack_with(settings(), None).await
-}
-
-/// How many requests for `path` (with its query) reached the origin.
-async fn reached(origin: &Origin, path: &str) -> u32 {
-    let encoded: String = path
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    get(origin.addr, &format!("/_count?p={encoded}"), "").await.2.parse().unwrap()
 }
 
 fn status_of(head: &str) -> String {

@@ -195,3 +195,15 @@ pub async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<htt
     tokio::spawn(conn);
     send
 }
+
+/// How many requests for `path` (with its query) reached the cache origin.
+pub async fn reached(origin: &Origin, path: &str) -> u32 {
+    let encoded: String = path
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    get(origin.addr, &format!("/_count?p={encoded}"), "").await.2.parse().unwrap()
+}
