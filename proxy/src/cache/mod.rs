@@ -4,7 +4,7 @@
 //! misses, and the answers made from a stored response: `Age`, the client's own conditional
 //! requests, HEAD, single byte ranges, and RFC 9211 `Cache-Status`. `plan.rs` is the cache's part
 //! of the request path (what to do before main is asked, and with what main answered), which the
-//! edge carries out.
+//! edge carries out; `fields.rs` reads the fields the crate reads otherwise than RFC 9111.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
