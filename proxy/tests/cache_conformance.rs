@@ -149,3 +149,22 @@ async fn rfc9111_s4_3_2_if_modified_since_without_last_modified_is_judged_agains
     assert_eq!((code, body), (200, format!("{path} #1")));
     assert_eq!(reached(&origin, path).await, 1);
 }
+
+#[tokio::test]
+async fn rfc9111_s5_2_2_3_must_understand_stores_despite_no_store_for_an_understood_status() {
+    let (origin, front) = stack().await;
+    let path = "/must-understand?cc=no-store%2C%20must-understand%2C%20max-age%3D60";
+    get(front.addr, path, "").await;
+    let (_, head, _) = get(front.addr, path, "").await;
+    assert_eq!(reached(&origin, path).await, 1, "200 is understood: stored: {head}");
+    // A status this cache does not know: no-store holds.
+    let unknown = "/must-understand-299?cc=no-store%2C%20must-understand%2C%20max-age%3D60&status=299";
+    get(front.addr, unknown, "").await;
+    get(front.addr, unknown, "").await;
+    assert_eq!(reached(&origin, unknown).await, 2);
+    // Without must-understand, no-store holds for any status.
+    let plain = "/no-store-only?cc=no-store%2C%20max-age%3D60";
+    get(front.addr, plain, "").await;
+    get(front.addr, plain, "").await;
+    assert_eq!(reached(&origin, plain).await, 2);
+}

@@ -1,19 +1,24 @@
 //! The caching fields as RFC 9111 reads them, for the parts `http-cache-semantics` reads
 //! otherwise: a list-valued `Age` (§5.1), `Expires` in the obsolete date formats or invalid
-//! (§5.3, RFC 9110 §5.6.7), directive names in any case (§5.2), and `CDN-Cache-Control` as a
-//! Structured Field dictionary (RFC 9213 §2.1). Each returns a corrected copy only when something
+//! (§5.3, RFC 9110 §5.6.7), directive names in any case (§5.2), `no-store` beside
+//! `must-understand` for a status this cache understands (§5.2.2.3), and `CDN-Cache-Control` as
+//! a Structured Field dictionary (RFC 9213 §2.1). Each returns a corrected copy only when something
 //! needs correcting, so the common response costs a scan and no allocation.
 
 use std::time::UNIX_EPOCH;
 
 use http::{header, HeaderMap, HeaderValue};
 
+/// Statuses whose caching rules this cache implements (RFC 9110 §15 for each), for
+/// `must-understand`.
+const UNDERSTOOD: [u16; 15] = [200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 451, 501];
+
 /// A copy of a response's fields with `Age`, `Expires` and `Cache-Control` as the crate must see
 /// them, or `None` when they are fine as they are.
-pub(super) fn response_view(h: &HeaderMap) -> Option<HeaderMap> {
+pub(super) fn response_view(h: &HeaderMap, status: http::StatusCode) -> Option<HeaderMap> {
     let age = h.get(header::AGE).and_then(fixed_age);
     let expires = h.get(header::EXPIRES).and_then(fixed_expires);
-    let cc = fixed_directive_names(h);
+    let cc = fixed_directive_names(h, UNDERSTOOD.contains(&status.as_u16()));
     if age.is_none() && expires.is_none() && cc.is_none() {
         return None;
     }
@@ -38,7 +43,7 @@ pub(super) fn response_view(h: &HeaderMap) -> Option<HeaderMap> {
 
 /// A copy of a request's fields with its directive names in lower case, or `None`.
 pub(super) fn request_view(h: &HeaderMap) -> Option<HeaderMap> {
-    let cc = fixed_directive_names(h)?;
+    let cc = fixed_directive_names(h, false)?;
     let mut out = h.clone();
     out.insert(header::CACHE_CONTROL, cc);
     Some(out)
@@ -71,17 +76,20 @@ fn fixed_expires(v: &HeaderValue) -> Option<HeaderValue> {
     }
 }
 
-/// `Cache-Control` with every directive name in lower case (values kept), when a name is not.
-fn fixed_directive_names(h: &HeaderMap) -> Option<HeaderValue> {
+/// `Cache-Control` with every directive name in lower case (values kept), and without `no-store`
+/// when `must-understand` is there and the status is `understood`; `None` when it is fine as it is.
+fn fixed_directive_names(h: &HeaderMap, understood: bool) -> Option<HeaderValue> {
     let values = || h.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok());
+    let name = |d: &str| d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
     let upper = values().flat_map(|v| v.split(',')).any(|d| d.split('=').next().is_some_and(|n| n.bytes().any(|b| b.is_ascii_uppercase())));
-    if !upper {
+    let must_understand = understood && values().flat_map(|v| v.split(',')).any(|d| name(d) == "must-understand");
+    if !upper && !must_understand {
         return None;
     }
     let joined: Vec<String> = values()
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|d| !d.is_empty())
+        .filter(|d| !d.is_empty() && !(must_understand && name(d) == "no-store"))
         .map(|d| match d.split_once('=') {
             Some((n, v)) => format!("{}={}", n.trim().to_ascii_lowercase(), v.trim()),
             None => d.to_ascii_lowercase(),
@@ -126,17 +134,17 @@ mod tests {
         h.insert(header::AGE, HeaderValue::from_static("10"));
         h.insert(header::EXPIRES, HeaderValue::from_static("Thu, 01 Jan 2037 00:00:00 GMT"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
-        assert!(response_view(&h).is_none());
+        assert!(response_view(&h, http::StatusCode::OK).is_none());
         h.insert(header::AGE, HeaderValue::from_static("7200, 0"));
         h.insert(header::EXPIRES, HeaderValue::from_static("Thursday, 01-Jan-37 00:00:00 GMT"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("MaX-AgE=60, No-Cache=\"Set-Cookie\""));
-        let v = response_view(&h).unwrap();
+        let v = response_view(&h, http::StatusCode::OK).unwrap();
         assert_eq!(v[header::AGE], "7200");
         assert_eq!(v[header::EXPIRES], "Thu, 01 Jan 2037 00:00:00 GMT");
         assert_eq!(v[header::CACHE_CONTROL], "max-age=60, no-cache=\"Set-Cookie\"");
         h.insert(header::AGE, HeaderValue::from_static("soon"));
         h.insert(header::EXPIRES, HeaderValue::from_static("Thu,  01 Jan 2037 00:00:00 GMT"));
-        let v = response_view(&h).unwrap();
+        let v = response_view(&h, http::StatusCode::OK).unwrap();
         assert!(!v.contains_key(header::AGE));
         assert_eq!(v[header::EXPIRES], "0");
     }

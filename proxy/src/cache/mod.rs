@@ -488,7 +488,7 @@ enum Lookup {
 /// (`fields.rs`); and the directives it was judged on.
 fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> (CachePolicy, String) {
     let options = CacheOptions { shared: true, ..Default::default() };
-    let fixed = fields::response_view(&resp.headers);
+    let fixed = fields::response_view(&resp.headers, resp.status);
     let targeted = fields::targeted(&resp.headers);
     let view = |h: HeaderMap| {
         let mut r = http::Response::new(());
