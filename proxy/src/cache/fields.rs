@@ -89,7 +89,7 @@ fn fixed_directive_names(h: &HeaderMap, understood: bool) -> Option<HeaderValue>
     let joined: Vec<String> = values()
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|d| !d.is_empty() && !(must_understand && name(d) == "no-store"))
+        .filter(|d| !(d.is_empty() || must_understand && name(d) == "no-store"))
         .map(|d| match d.split_once('=') {
             Some((n, v)) => format!("{}={}", n.trim().to_ascii_lowercase(), v.trim()),
             None => d.to_ascii_lowercase(),
