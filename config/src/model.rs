@@ -417,11 +417,20 @@ pub struct CacheSettings {
     pub max_object_bytes: u64,
     /// How long concurrent misses for one URL wait for the first one's response (default 5 s).
     pub lock_timeout: Duration,
+    /// Store a response with `Set-Cookie` when main gave it explicit shared freshness (`public`
+    /// or `s-maxage`), cookie and all (RFC 9111 §3.1, §7.1); on by default.
+    pub store_set_cookie: bool,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { enabled: false, max_bytes: 256 << 20, max_object_bytes: 8 << 20, lock_timeout: Duration::from_secs(5) }
+        Self {
+            enabled: false,
+            max_bytes: 256 << 20,
+            max_object_bytes: 8 << 20,
+            lock_timeout: Duration::from_secs(5),
+            store_set_cookie: true,
+        }
     }
 }
 

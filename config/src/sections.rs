@@ -227,6 +227,9 @@ pub(crate) fn cache(p: &mut Problems, doc: &mut Obj<'_>) -> CacheSettings {
     if let Some(d) = o.seconds(p, "lockTimeoutSeconds", 600.0) {
         s.lock_timeout = d;
     }
+    if let Some(b) = o.boolean(p, "storeSetCookie") {
+        s.store_set_cookie = b;
+    }
     if explicit_object.is_some() && s.max_object_bytes > s.max_bytes {
         p.push(
             Problem::new(format!("{}.maxObjectBytes", o.path), "maxObjectBytes is larger than maxBytes")

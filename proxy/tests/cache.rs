@@ -14,7 +14,13 @@ use sitecar_proxy::cache::Cache;
 use support::{get, reached, request, response_header, Front, Origin};
 
 fn settings() -> CacheSettings {
-    CacheSettings { enabled: true, max_bytes: 8 << 20, max_object_bytes: 1 << 20, lock_timeout: Duration::from_secs(5) }
+    CacheSettings {
+        enabled: true,
+        max_bytes: 8 << 20,
+        max_object_bytes: 1 << 20,
+        lock_timeout: Duration::from_secs(5),
+        store_set_cookie: true,
+    }
 }
 
 async fn stack_with(s: CacheSettings, registry: Option<&prometheus::Registry>) -> (Origin, Front, Arc<Cache>) {

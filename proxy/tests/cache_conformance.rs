@@ -16,7 +16,13 @@ use support::{get, reached, response_header, Front, Origin};
 
 async fn stack() -> (Origin, Front) {
     let origin = Origin::cache_origin();
-    let settings = CacheSettings { enabled: true, max_bytes: 8 << 20, max_object_bytes: 1 << 20, lock_timeout: Duration::from_secs(5) };
+    let settings = CacheSettings {
+        enabled: true,
+        max_bytes: 8 << 20,
+        max_object_bytes: 1 << 20,
+        lock_timeout: Duration::from_secs(5),
+        store_set_cookie: true,
+    };
     let cache = Cache::new(&settings, None).unwrap();
     let config = sitecar_proxy::EdgeConfig { cache: Some(cache), ..support::config() };
     let front = Front::start(origin.addr, config, support::limits(), true).await;
@@ -167,4 +173,33 @@ async fn rfc9111_s5_2_2_3_must_understand_stores_despite_no_store_for_an_underst
     get(front.addr, plain, "").await;
     get(front.addr, plain, "").await;
     assert_eq!(reached(&origin, plain).await, 2);
+}
+
+#[tokio::test]
+async fn rfc9111_s3_1_set_cookie_is_stored_with_explicit_shared_freshness_unless_turned_off() {
+    let (origin, front) = stack().await;
+    let shared = "/cookie-public?cc=public%2C%20max-age%3D60&cookie=1";
+    get(front.addr, shared, "").await;
+    let (_, head, _) = get(front.addr, shared, "").await;
+    assert_eq!(reached(&origin, shared).await, 1, "public: stored: {head}");
+    assert_eq!(response_header(&head, "set-cookie").as_deref(), Some("session=secret"), "kept like any header: {head}");
+    let s_maxage = "/cookie-s-maxage?cc=s-maxage%3D60&cookie=1";
+    get(front.addr, s_maxage, "").await;
+    get(front.addr, s_maxage, "").await;
+    assert_eq!(reached(&origin, s_maxage).await, 1);
+    // `cache.storeSetCookie: false` in the spec turns it off.
+    let spec = sitecar_config::load_str(
+        r#"{"sitecontainers": [{"name": "web", "properties": {"image": "w", "isMain": true, "targetPort": "3000", "startUpCommand": "w"}}],
+            "cache": {"enabled": true, "storeSetCookie": false}}"#,
+        &sitecar_config::LoadOptions::default(),
+    )
+    .unwrap();
+    assert!(!spec.cache.store_set_cookie);
+    let cache = Cache::new(&spec.cache, None).unwrap();
+    let config = sitecar_proxy::EdgeConfig { cache: Some(cache), ..support::config() };
+    let off = Front::start(origin.addr, config, support::limits(), true).await;
+    let path = "/cookie-off?cc=public%2C%20max-age%3D60&cookie=1";
+    get(off.addr, path, "").await;
+    get(off.addr, path, "").await;
+    assert_eq!(reached(&origin, path).await, 2, "not stored when turned off");
 }

@@ -2,7 +2,8 @@
 //! otherwise: a list-valued `Age` (§5.1), `Expires` in the obsolete date formats or invalid
 //! (§5.3, RFC 9110 §5.6.7), directive names in any case (§5.2), `no-store` beside
 //! `must-understand` for a status this cache understands (§5.2.2.3), and `CDN-Cache-Control` as
-//! a Structured Field dictionary (RFC 9213 §2.1). Each returns a corrected copy only when something
+//! a Structured Field dictionary (RFC 9213 §2.1). `Set-Cookie` is hidden from the crate: the
+//! cache decides on cookies itself. Each returns a corrected copy only when something
 //! needs correcting, so the common response costs a scan and no allocation.
 
 use std::time::UNIX_EPOCH;
@@ -19,10 +20,14 @@ pub(super) fn response_view(h: &HeaderMap, status: http::StatusCode) -> Option<H
     let age = h.get(header::AGE).and_then(fixed_age);
     let expires = h.get(header::EXPIRES).and_then(fixed_expires);
     let cc = fixed_directive_names(h, UNDERSTOOD.contains(&status.as_u16()));
-    if age.is_none() && expires.is_none() && cc.is_none() {
+    // Whether a cookie may be stored is the cache's own rule (`Cache::candidate`); the crate
+    // would give any response with one no freshness short of `public`, even with `s-maxage`.
+    let cookie = h.contains_key(header::SET_COOKIE);
+    if age.is_none() && expires.is_none() && cc.is_none() && !cookie {
         return None;
     }
     let mut out = h.clone();
+    out.remove(header::SET_COOKIE);
     match age {
         Some(Some(v)) => {
             out.insert(header::AGE, v);

@@ -116,11 +116,18 @@ struct Directives {
     stale_if_error: Duration,
     may_serve_stale: bool,
     authorized_ok: bool,
+    /// `public` or `s-maxage`: main says a shared cache may keep it.
+    shared: bool,
 }
 
 fn directives(cc: &str) -> Directives {
-    let mut d =
-        Directives { stale_while_revalidate: Duration::ZERO, stale_if_error: Duration::ZERO, may_serve_stale: true, authorized_ok: false };
+    let mut d = Directives {
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        may_serve_stale: true,
+        authorized_ok: false,
+        shared: false,
+    };
     for part in cc.split(',') {
         let (name, value) = match part.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
@@ -134,7 +141,10 @@ fn directives(cc: &str) -> Directives {
                 d.may_serve_stale = false;
                 d.authorized_ok |= name.eq_ignore_ascii_case("must-revalidate");
             }
-            "public" | "s-maxage" => d.authorized_ok = true,
+            "public" | "s-maxage" => {
+                d.authorized_ok = true;
+                d.shared = true;
+            }
             _ => {}
         }
     }
@@ -157,6 +167,7 @@ pub struct Cache {
     max_object: AtomicU64,
     lock_timeout_ms: AtomicU64,
     enabled: AtomicBool,
+    store_set_cookie: AtomicBool,
     /// Misses being filled: later requests for the key wait for the first one's response.
     fills: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
     metrics: CacheMetrics,
@@ -245,6 +256,7 @@ impl Cache {
         self.max_object.store(settings.max_object_bytes, Ordering::Relaxed);
         self.lock_timeout_ms.store(settings.lock_timeout.as_millis() as u64, Ordering::Relaxed);
         self.enabled.store(settings.enabled, Ordering::Relaxed);
+        self.store_set_cookie.store(settings.store_set_cookie, Ordering::Relaxed);
         self.update_gauges();
     }
 
@@ -276,6 +288,7 @@ impl Cache {
             max_object: AtomicU64::new(settings.max_object_bytes),
             lock_timeout_ms: AtomicU64::new(settings.lock_timeout.as_millis() as u64),
             enabled: AtomicBool::new(settings.enabled),
+            store_set_cookie: AtomicBool::new(settings.store_set_cookie),
             fills: Mutex::new(HashMap::new()),
             metrics,
         });
@@ -338,7 +351,7 @@ impl Cache {
     /// cache (judged on `CDN-Cache-Control` when present), not larger than `maxObjectBytes`, and
     /// worth keeping (fresh for a while, or revalidatable).
     fn candidate(&self, req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> Option<Candidate> {
-        if !storable_status(resp.status) || resp.headers.contains_key(header::SET_COOKIE) {
+        if !storable_status(resp.status) {
             return None;
         }
         if resp.headers.get_all(header::VARY).iter().any(|v| v.to_str().map_or(true, |v| v.split(',').any(|f| f.trim() == "*"))) {
@@ -355,6 +368,11 @@ impl Cache {
         let lifetime = if ttl.is_zero() { Duration::ZERO } else { ttl + policy.age(now) };
         let validators = resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
         let d = directives(&cc);
+        // A cookie is kept only where main said a shared cache may keep the response, and the
+        // settings allow it.
+        if resp.headers.contains_key(header::SET_COOKIE) && !(d.shared && self.store_set_cookie.load(Ordering::Relaxed)) {
+            return None;
+        }
         if lifetime.is_zero() && !validators && d.stale_if_error.is_zero() {
             return None;
         }
