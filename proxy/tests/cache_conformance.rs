@@ -203,3 +203,17 @@ async fn rfc9111_s3_1_set_cookie_is_stored_with_explicit_shared_freshness_unless
     get(off.addr, path, "").await;
     assert_eq!(reached(&origin, path).await, 2, "not stored when turned off");
 }
+
+#[tokio::test]
+async fn rfc9111_s4_1_equivalent_accept_language_values_share_a_variant() {
+    let (origin, front) = stack().await;
+    let path = "/vary-normal?cc=max-age%3D60&vary=Accept-Language";
+    let (_, _, first) = get(front.addr, path, "Accept-Language: en-US, fr;q=0.5\r\n").await;
+    let (_, head, same) = get(front.addr, path, "Accept-Language: FR ; q=0.50,en-us;q=1\r\n").await;
+    assert_eq!(same, first, "the same variant: {head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    let (_, head, other) = get(front.addr, path, "Accept-Language: de\r\n").await;
+    assert_ne!(other, first);
+    assert!(response_header(&head, "cache-status").unwrap().contains("fwd=vary-miss"), "{head}");
+    assert_eq!(reached(&origin, path).await, 2);
+}

@@ -103,6 +103,32 @@ fn fixed_directive_names(h: &HeaderMap, understood: bool) -> Option<HeaderValue>
     HeaderValue::from_str(&joined.join(", ")).ok()
 }
 
+/// A request field's value as the cache compares it for `Vary` (RFC 9111 §4.1): whitespace
+/// around list members and parameters dropped; for the negotiation fields (`Accept*`) also case,
+/// member order and a `q` of 1 (written any way), so equivalent requests share a variant.
+pub(super) fn vary_value(name: &http::HeaderName, v: &HeaderValue) -> String {
+    let text = String::from_utf8_lossy(v.as_bytes());
+    let squeeze = |m: &str| m.split(';').map(|p| p.split('=').map(str::trim).collect::<Vec<_>>().join("=")).collect::<Vec<_>>().join(";");
+    if !name.as_str().starts_with("accept") {
+        return text.split(',').map(|m| squeeze(m.trim())).collect::<Vec<_>>().join(",");
+    }
+    let mut members: Vec<String> = text
+        .split(',')
+        .map(|m| squeeze(&m.trim().to_ascii_lowercase()))
+        .filter(|m| !m.is_empty())
+        .map(|m| match m.split_once(";q=") {
+            Some((what, q)) => match q.parse::<f32>() {
+                Ok(q) if q >= 1.0 => what.to_owned(),
+                Ok(q) => format!("{what};q={q}"),
+                Err(_) => m,
+            },
+            None => m,
+        })
+        .collect();
+    members.sort();
+    members.join(",")
+}
+
 /// `CDN-Cache-Control` as `Cache-Control` syntax, when it is a valid Structured Field dictionary
 /// whose freshness directives are integers; `None` (the field ignored as a whole) otherwise.
 pub(super) fn targeted(h: &HeaderMap) -> Option<String> {
@@ -152,6 +178,17 @@ mod tests {
         let v = response_view(&h, http::StatusCode::OK).unwrap();
         assert!(!v.contains_key(header::AGE));
         assert_eq!(v[header::EXPIRES], "0");
+    }
+
+    #[test]
+    fn rfc9111_s4_1_vary_values_normalised() {
+        let lang = http::HeaderName::from_static("accept-language");
+        let v = |s: &'static str| vary_value(&lang, &HeaderValue::from_static(s));
+        assert_eq!(v("en-US, fr;q=0.5"), v("FR ; q=0.50,en-us;q=1"));
+        assert_ne!(v("en-US, fr;q=0.5"), v("en-US, fr;q=0.6"));
+        let other = http::HeaderName::from_static("x-tenant");
+        assert_eq!(vary_value(&other, &HeaderValue::from_static(" a ,b")), vary_value(&other, &HeaderValue::from_static("a, b")));
+        assert_ne!(vary_value(&other, &HeaderValue::from_static("A")), vary_value(&other, &HeaderValue::from_static("a")));
     }
 
     #[test]

@@ -384,7 +384,7 @@ impl Cache {
             .flat_map(|v| v.split(','))
             .filter_map(|f| HeaderName::from_bytes(f.trim().as_bytes()).ok())
             .map(|n| {
-                let v = req.headers.get(&n).cloned();
+                let v = req.headers.get(&n).map(|v| fields::vary_value(&n, v));
                 (n, v)
             })
             .collect();

@@ -26,7 +26,7 @@ pub struct Stored {
     /// Allowed for requests carrying `Authorization` (RFC 9111 §3.5).
     pub(super) authorized_ok: bool,
     /// The request's values of the fields `Vary` names.
-    pub(super) vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    pub(super) vary: Vec<(HeaderName, Option<String>)>,
     /// The age when stored (the policy's, from `Age`) and when that was: the age at any later
     /// time without parsing the stored fields again, as every hit needs it.
     pub(super) initial_age: Duration,
@@ -61,7 +61,7 @@ impl Stored {
     }
 
     pub(super) fn vary_matches(&self, req: &HeaderMap) -> bool {
-        self.vary.iter().all(|(name, value)| req.get(name) == value.as_ref())
+        self.vary.iter().all(|(name, value)| req.get(name).map(|v| super::fields::vary_value(name, v)) == *value)
     }
 
     /// Whether a request's own directives let a stored, fresh response answer it (`no-cache`,
