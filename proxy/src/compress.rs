@@ -11,7 +11,7 @@ use crate::response::EdgeBody;
 
 /// What the front door compresses, with the body's known size.
 fn compressible(response: &Response<EdgeBody>) -> bool {
-    let size = http_body::Body::size_hint(response.body()).exact().or_else(|| content_length(response.headers()));
+    let size = http_body::Body::size_hint(response.body()).exact().or_else(|| crate::headers::content_length(response.headers()));
     headers::compressible(response.status(), response.headers(), size)
 }
 
@@ -50,8 +50,4 @@ pub async fn compress(accept: HeaderValue, response: Response<EdgeBody>) -> Resp
         },
         Err(never) => match never {},
     }
-}
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

@@ -18,6 +18,22 @@ pub use encoding::{compressible, varies_by_encoding};
 /// Hop-by-hop headers: never forwarded in either direction. `http2-settings` belongs to an h2c
 /// upgrade of this one connection (RFC 9113 §3.2.1), whatever `Connection` says. The request
 /// path tells them with [`hop_by_hop`]; this list is what it is checked against.
+/// The announced body length, when `Content-Length` is one valid number.
+pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// A copy of a request head (method, target, version) with `headers`, without extensions: what
+/// the cache keeps to decide on main's answer, and what is sent again on a second try.
+pub fn head_with(parts: &http::request::Parts, headers: http::HeaderMap) -> http::request::Parts {
+    let mut r = http::Request::new(());
+    *r.method_mut() = parts.method.clone();
+    *r.uri_mut() = parts.uri.clone();
+    *r.version_mut() = parts.version;
+    *r.headers_mut() = headers;
+    r.into_parts().0
+}
+
 #[cfg(test)]
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,

@@ -140,7 +140,10 @@ impl Offload {
         match serve.try_call(req).await {
             Ok(resp) if resp.status() == StatusCode::NOT_FOUND && rule.fallthrough => None,
             Ok(resp) => match key {
-                Some(key) if resp.status() == StatusCode::OK && content_length(resp.headers()).is_some_and(|l| l <= KEEP_FILES_UP_TO) => {
+                Some(key)
+                    if resp.status() == StatusCode::OK
+                        && crate::headers::content_length(resp.headers()).is_some_and(|l| l <= KEEP_FILES_UP_TO) =>
+                {
                     Some(self.keep(key, resp).await)
                 }
                 _ => Some(resp.map(|b| EdgeBody::File(Box::new(b)))),
@@ -178,10 +181,6 @@ impl Offload {
 /// Request fields that make an answer depend on more than the file.
 const CONDITIONS: [header::HeaderName; 6] =
     [header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE];
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
 
 /// No such file: a missing name, or a file name used as a directory.
 fn missing(e: &io::Error) -> bool {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{header, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use tokio::sync::watch;
 
@@ -78,12 +78,13 @@ impl Origin {
         repeatable: bool,
     ) -> impl Future<Output = Result<(Response<MainBody>, Duration), ProxyError>> + '_ {
         async move {
-            if let (Some(limit), Some(len)) = (self.max_body, content_length(&parts.headers)) {
+            if let (Some(limit), Some(len)) = (self.max_body, crate::headers::content_length(&parts.headers)) {
                 if len > limit {
                     return Err(ProxyError::BodyTooLarge(limit));
                 }
             }
-            let copy = (repeatable && parts.method.is_idempotent() && body.is_end_stream()).then(|| head(&parts));
+            let copy = (repeatable && parts.method.is_idempotent() && body.is_end_stream())
+                .then(|| crate::headers::head_with(&parts, parts.headers.clone()));
             self.admit().await?;
             let again = match self.try_send(Request::from_parts(parts, body)).await {
                 Ok(r) => return Ok(r),
@@ -200,18 +201,4 @@ fn unreachable(e: &std::io::Error) -> bool {
     // A connection still in a dying main's accept queue is reset rather than refused.
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted)
-}
-
-/// A copy of a request head, for a second try.
-fn head(parts: &http::request::Parts) -> http::request::Parts {
-    let mut r = Request::new(());
-    *r.method_mut() = parts.method.clone();
-    *r.uri_mut() = parts.uri.clone();
-    *r.version_mut() = parts.version;
-    *r.headers_mut() = parts.headers.clone();
-    r.into_parts().0
-}
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

@@ -50,7 +50,8 @@ impl Recorder {
         if let Some(m) = &self.metrics {
             m.active.inc();
         }
-        let measured = self.metrics.as_ref().map(|_| (parts.method.clone(), content_length(&parts.headers), parts.uri.clone()));
+        let measured =
+            self.metrics.as_ref().map(|_| (parts.method.clone(), crate::headers::content_length(&parts.headers), parts.uri.clone()));
         Books { start, measured, ids: None, log: None }
     }
 
@@ -82,7 +83,7 @@ impl Recorder {
     pub fn finish(&self, books: Books, response: &Response<EdgeBody>, upstream: Option<Duration>, peer: &Peer) {
         if let (Some(m), Some((method, request_bytes, _))) = (&self.metrics, &books.measured) {
             m.active.dec();
-            m.observe(method, response.status(), books.start.elapsed(), *request_bytes, content_length(response.headers()));
+            m.observe(method, response.status(), books.start.elapsed(), *request_bytes, crate::headers::content_length(response.headers()));
         }
         let Some(access) = &self.access else { return };
         let request_id = books.request_id().to_owned();
@@ -98,7 +99,7 @@ impl Recorder {
                 scheme: if peer.https { "https" } else { "http" },
                 host,
                 status: response.status().as_u16(),
-                bytes: content_length(response.headers()),
+                bytes: crate::headers::content_length(response.headers()),
                 duration: books.start.elapsed(),
                 upstream,
                 request_id,
@@ -124,8 +125,4 @@ fn host(parts: &http::request::Parts) -> Option<String> {
         Some(h) => Some(h.to_owned()),
         None => parts.uri.authority().map(|a| a.as_str().to_owned()),
     }
-}
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

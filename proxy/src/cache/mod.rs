@@ -357,7 +357,7 @@ impl Cache {
         if resp.headers.get_all(header::VARY).iter().any(|v| v.to_str().map_or(true, |v| v.split(',').any(|f| f.trim() == "*"))) {
             return None;
         }
-        if content_length(&resp.headers).is_some_and(|l| l > self.max_object()) {
+        if crate::headers::content_length(&resp.headers).is_some_and(|l| l > self.max_object()) {
             return None;
         }
         let (policy, cc) = policy_for(req, resp, now);
@@ -393,7 +393,9 @@ impl Cache {
         // The front door compresses such a response for clients that accept it, so every copy
         // says the body depends on Accept-Encoding (RFC 9110 §12.5.5); set here once rather than
         // on each hit. (`vary` above, the variant key, is main's own.)
-        if crate::headers::compressible(resp.status, &headers, content_length(&headers)) && !crate::headers::varies_by_encoding(&headers) {
+        if crate::headers::compressible(resp.status, &headers, crate::headers::content_length(&headers))
+            && !crate::headers::varies_by_encoding(&headers)
+        {
             headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
         }
         // Placeholders for the fields every answer sets, so that setting them on a copy replaces
@@ -534,10 +536,6 @@ fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: Sys
             (policy, cc)
         }
     }
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::sync::watch;
 
 use super::{cache_status, Cache, Candidate, FillGuard, Lookup, Outcome, StaleReason, Stored, Turn};
@@ -341,12 +341,7 @@ fn has_directives(h: &http::HeaderMap) -> bool {
 
 /// The cache's copy of a request head (for the storage decision made once main answers).
 fn request_head(parts: &http::request::Parts) -> http::request::Parts {
-    let mut r = Request::new(());
-    *r.method_mut() = parts.method.clone();
-    *r.uri_mut() = parts.uri.clone();
-    *r.version_mut() = parts.version;
-    *r.headers_mut() = parts.headers.clone();
-    r.into_parts().0
+    crate::headers::head_with(parts, parts.headers.clone())
 }
 
 fn cache_status_name() -> HeaderName {

@@ -69,7 +69,7 @@ impl Stored {
     pub fn satisfies(&self, req: &http::request::Parts, now: SystemTime) -> bool {
         let fresh = |req: &http::request::Parts| matches!(self.policy.before_request(req, now), BeforeRequest::Fresh(_));
         match super::fields::request_view(&req.headers) {
-            Some(h) => fresh(&with_headers(req, h)),
+            Some(h) => fresh(&crate::headers::head_with(req, h)),
             None => fresh(req),
         }
     }
@@ -77,17 +77,11 @@ impl Stored {
     /// The request that revalidates this response with main: the client's request with
     /// `If-None-Match` / `If-Modified-Since` from the stored validators.
     pub fn revalidation(&self, req: &http::request::Parts, now: SystemTime) -> http::request::Parts {
-        let lowered = super::fields::request_view(&req.headers).map(|h| with_headers(req, h));
+        let lowered = super::fields::request_view(&req.headers).map(|h| crate::headers::head_with(req, h));
         let req = lowered.as_ref().unwrap_or(req);
         match self.policy.before_request(req, now) {
             BeforeRequest::Stale { request, .. } => request,
-            BeforeRequest::Fresh(_) => {
-                let mut r = http::Request::new(());
-                *r.method_mut() = req.method.clone();
-                *r.uri_mut() = req.uri.clone();
-                *r.headers_mut() = req.headers.clone();
-                r.into_parts().0
-            }
+            BeforeRequest::Fresh(_) => crate::headers::head_with(req, req.headers.clone()),
         }
     }
 
@@ -145,16 +139,6 @@ impl Stored {
             _ => response(self.status, headers, Some(self.body.clone())),
         }
     }
-}
-
-/// A copy of a request head with other fields.
-fn with_headers(req: &http::request::Parts, headers: HeaderMap) -> http::request::Parts {
-    let mut r = http::Request::new(());
-    *r.method_mut() = req.method.clone();
-    *r.uri_mut() = req.uri.clone();
-    *r.version_mut() = req.version;
-    *r.headers_mut() = headers;
-    r.into_parts().0
 }
 
 fn response(status: StatusCode, headers: HeaderMap, body: Option<Bytes>) -> CachedResponse {
