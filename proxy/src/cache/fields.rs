@@ -85,16 +85,16 @@ fn fixed_expires(v: &HeaderValue) -> Option<HeaderValue> {
 /// when `must-understand` is there and the status is `understood`; `None` when it is fine as it is.
 fn fixed_directive_names(h: &HeaderMap, understood: bool) -> Option<HeaderValue> {
     let values = || h.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok());
-    let name = |d: &str| d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+    let is = |d: &str, name: &str| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(name);
     let upper = values().flat_map(|v| v.split(',')).any(|d| d.split('=').next().is_some_and(|n| n.bytes().any(|b| b.is_ascii_uppercase())));
-    let must_understand = understood && values().flat_map(|v| v.split(',')).any(|d| name(d) == "must-understand");
+    let must_understand = understood && values().flat_map(|v| v.split(',')).any(|d| is(d, "must-understand"));
     if !upper && !must_understand {
         return None;
     }
     let joined: Vec<String> = values()
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|d| !(d.is_empty() || must_understand && name(d) == "no-store"))
+        .filter(|d| !(d.is_empty() || must_understand && is(d, "no-store")))
         .map(|d| match d.split_once('=') {
             Some((n, v)) => format!("{}={}", n.trim().to_ascii_lowercase(), v.trim()),
             None => d.to_ascii_lowercase(),

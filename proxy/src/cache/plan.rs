@@ -320,19 +320,18 @@ impl Stored {
 /// `max-age`, `min-fresh`, or `Pragma: no-cache` without `Cache-Control`); directives a cache does
 /// not know are ignored (RFC 9111 §5.2).
 fn forbids_stale(h: &http::HeaderMap) -> bool {
-    let names = |name| {
-        h.get_all(name)
+    let any = |field, names: &[&str]| {
+        h.get_all(field)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(|d| d.split('=').next().unwrap_or("").trim().to_ascii_lowercase())
-            .collect::<Vec<_>>()
+            .map(|d| d.split('=').next().unwrap_or("").trim())
+            .any(|d| names.iter().any(|n| d.eq_ignore_ascii_case(n)))
     };
-    let cc = names(header::CACHE_CONTROL);
-    if cc.iter().any(|d| matches!(d.as_str(), "no-cache" | "no-store" | "max-age" | "min-fresh")) {
+    if any(header::CACHE_CONTROL, &["no-cache", "no-store", "max-age", "min-fresh"]) {
         return true;
     }
-    !h.contains_key(header::CACHE_CONTROL) && names(header::PRAGMA).iter().any(|d| d == "no-cache")
+    !h.contains_key(header::CACHE_CONTROL) && any(header::PRAGMA, &["no-cache"])
 }
 
 fn has_directives(h: &http::HeaderMap) -> bool {
