@@ -161,6 +161,28 @@ pub struct ProxyArgs {
     pub otlp_endpoint: Option<String>,
 }
 
+impl ProxyArgs {
+    /// The flags that change settings, for `sitecar_config::standalone`.
+    pub fn flags(&self) -> sitecar_config::standalone::Flags {
+        sitecar_config::standalone::Flags {
+            listen: self.listen.clone(),
+            threads: self.threads,
+            access_log: self.access_log.clone(),
+            tls: match (&self.tls_listen, &self.cert, &self.key) {
+                (Some(l), Some(c), Some(k)) => Some((l.clone(), c.clone(), k.clone())),
+                _ => None,
+            },
+            cache: self.cache,
+            cache_max_bytes: self.cache_max_bytes,
+            cache_max_object_bytes: self.cache_max_object_bytes,
+            offload: self.offload.clone(),
+            offload_only: self.offload_only.clone(),
+            no_compression: self.no_compression,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+        }
+    }
+}
+
 fn parse_offload(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((prefix, dir)) if prefix.starts_with('/') && !dir.is_empty() => Ok((prefix.to_owned(), PathBuf::from(dir))),
@@ -244,7 +266,7 @@ pub struct ExportArgs {
     pub settings: SettingArgs,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportTarget {
     Kubernetes,
     Azure,

@@ -3,13 +3,14 @@
 mod cli;
 mod demo;
 mod observe;
-mod runfile;
 mod up;
 mod validate;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use sitecar_config::export;
+use sitecar_proxy::admin::client::{self, Console};
 
 use cli::{Cli, Command};
 
@@ -21,12 +22,12 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate::run(&a.file, a.json, &a.settings),
         Command::Up(a) => up::up(a),
         Command::Proxy(a) => up::proxy(*a),
-        Command::Status(a) => with_stack("status", &a.target, |admin| observe::status_command(admin, a.json)),
-        Command::Logs(a) => with_stack("logs", &a.target(), |admin| observe::logs_command(admin, &a.names, a.follow)),
-        Command::Down(a) => with_stack("down", &a, observe::down_command),
-        Command::Restart(a) => with_stack("restart", &a.target, |admin| observe::restart_command(admin, &a.names)),
+        Command::Status(a) => with_stack("status", &a.target, |admin, c| client::status(admin, a.json, c)),
+        Command::Logs(a) => with_stack("logs", &a.target(), |admin, c| client::logs(admin, &a.names, a.follow, c)),
+        Command::Down(a) => with_stack("down", &a, client::down),
+        Command::Restart(a) => with_stack("restart", &a.target, |admin, c| client::restart(admin, &a.names, c)),
         Command::Export(a) => export(&a),
-        Command::Reload(a) => with_stack("reload", &a.target, |admin| observe::reload_command(admin, a.json)),
+        Command::Reload(a) => with_stack("reload", &a.target, |admin, c| client::reload(admin, a.json, c)),
         Command::Import(a) => import(&a),
         Command::Completions(a) => {
             clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "sitecar", &mut std::io::stdout());
@@ -54,16 +55,20 @@ fn man(dir: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-/// Finds the running stack a command means (see [`runfile::locate`]) and runs `f` on its admin
-/// address; says where the address came from when it cannot be reached.
-fn with_stack(what: &str, target: &cli::TargetArgs, f: impl FnOnce(&str) -> ExitCode) -> ExitCode {
-    match runfile::locate(target.admin.as_deref(), target.file.as_deref()) {
+/// Finds the running stack a command means (see `sitecar_control::runfile::locate`) and runs
+/// `f` on its admin address; says where the address came from when it cannot be reached.
+fn with_stack(what: &str, target: &cli::TargetArgs, f: impl FnOnce(&str, &mut Console) -> std::io::Result<u8>) -> ExitCode {
+    let located = validate::load_options(&cli::SettingArgs::default())
+        .and_then(|o| sitecar_control::runfile::locate(target.admin.as_deref(), target.file.as_deref(), &o));
+    match located {
         Ok((admin, from)) => {
             if std::net::TcpStream::connect(&admin).is_err() {
                 eprintln!("sitecar {what}: no running stack answers at {admin} (from {from})");
                 return ExitCode::from(1);
             }
-            f(&admin)
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            // A closed stdout (`| head`) ends the command quietly.
+            ExitCode::from(f(&admin, &mut Console { out: &mut out, err: &mut err }).unwrap_or(1))
         }
         Err(e) => {
             eprintln!("sitecar {what}: {e}");
@@ -93,63 +98,37 @@ fn export(a: &cli::ExportArgs) -> ExitCode {
         }
     };
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    // Objects and the site are named after the app.
-    let name = a.name.clone().unwrap_or_else(|| {
-        if spec.local.site_name != "sitecar" {
-            spec.local.site_name.clone()
-        } else {
-            a.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sitecar".into())
-        }
-    });
-    let say_dropped = || {
-        for line in sitecar_config::export::not_carried_to_azure(&spec) {
+    let name = export::app_name(&spec, a.name.as_deref(), &a.file);
+    if a.target == cli::ExportTarget::Azure {
+        for line in export::not_carried_to_azure(&spec) {
             eprintln!("sitecar export: not carried over: {line}");
         }
-    };
-    match (a.target, a.arm) {
-        (cli::ExportTarget::Azure, false) => {
-            say_dropped();
-            let files = [
-                ("sitecontainers.json", sitecar_config::export::azure_cli(&spec)),
-                ("appsettings.json", sitecar_config::export::app_settings_file(&spec)),
-                ("connectionstrings.json", sitecar_config::export::connection_strings_file(&spec)),
-            ];
-            match &a.dir {
-                Some(dir) => {
-                    for (file, v) in &files {
-                        let path = dir.join(file);
-                        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, pretty(v) + "\n")) {
-                            eprintln!("sitecar export: cannot write {}: {e}", path.display());
-                            return ExitCode::from(2);
-                        }
-                    }
-                    eprintln!(
-                        "sitecar export: wrote {0}/sitecontainers.json, {0}/appsettings.json and {0}/connectionstrings.json:\n  az webapp config appsettings set -g RG -n {name} --settings @{0}/appsettings.json\n  az webapp config connection-string set -g RG -n {name} --settings @{0}/connectionstrings.json\n  az webapp sitecontainers create -g RG -n {name} --sitecontainers-spec-file {0}/sitecontainers.json",
-                        dir.display()
-                    );
-                }
-                None => {
-                    println!("{}", pretty(&files[0].1));
-                    if !spec.app_settings.is_empty() || !spec.connection_strings.is_empty() {
-                        eprintln!(
-                            "sitecar export: the {} app setting(s) and {} connection string(s) live on the site, not in this file: give --dir DIR to write them for `az webapp config appsettings set --settings @FILE`",
-                            spec.app_settings.len(),
-                            spec.connection_strings.len()
-                        );
-                    }
-                }
+    }
+    match (a.target, a.arm, &a.dir) {
+        (cli::ExportTarget::Azure, false, Some(dir)) => match export::write_azure_files(&spec, dir, &name) {
+            Ok(said) => eprintln!("sitecar export: {said}"),
+            Err(e) => {
+                eprintln!("sitecar export: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (cli::ExportTarget::Azure, false, None) => {
+            println!("{}", pretty(&export::azure_cli(&spec)));
+            if !spec.app_settings.is_empty() || !spec.connection_strings.is_empty() {
+                eprintln!(
+                    "sitecar export: the {} app setting(s) and {} connection string(s) live on the site, not in this file: give --dir DIR to write them for `az webapp config appsettings set --settings @FILE`",
+                    spec.app_settings.len(),
+                    spec.connection_strings.len()
+                );
             }
         }
-        (cli::ExportTarget::Azure, true) => {
-            say_dropped();
-            println!("{}", pretty(&sitecar_config::export::arm_template(&spec, &name)));
-        }
-        (cli::ExportTarget::Kubernetes, _) => {
-            let docs = sitecar_config::export::kubernetes(&spec, &name);
+        (cli::ExportTarget::Azure, true, _) => println!("{}", pretty(&export::arm_template(&spec, &name))),
+        (cli::ExportTarget::Kubernetes, _, _) => {
+            let docs = export::kubernetes(&spec, &name);
             if a.output == "json" {
                 println!("{}", pretty(&serde_json::Value::Array(docs)));
             } else {
-                print!("{}", sitecar_config::export::to_yaml(&docs));
+                print!("{}", export::to_yaml(&docs));
             }
         }
     }

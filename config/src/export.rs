@@ -82,6 +82,41 @@ pub fn connection_strings_file(spec: &Spec) -> Value {
     )
 }
 
+/// The three files of a deployment with the Azure CLI, by the names they are written as.
+pub fn azure_files(spec: &Spec) -> [(&'static str, Value); 3] {
+    [
+        ("sitecontainers.json", azure_cli(spec)),
+        ("appsettings.json", app_settings_file(spec)),
+        ("connectionstrings.json", connection_strings_file(spec)),
+    ]
+}
+
+/// Writes [`azure_files`] into `dir` (pretty JSON) and returns the `az` commands that deploy
+/// them to the site `name`; the error names the file that could not be written.
+pub fn write_azure_files(spec: &Spec, dir: &std::path::Path, name: &str) -> Result<String, String> {
+    for (file, v) in azure_files(spec) {
+        let path = dir.join(file);
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(format!(
+        "wrote {0}/sitecontainers.json, {0}/appsettings.json and {0}/connectionstrings.json:\n  az webapp config appsettings set -g RG -n {name} --settings @{0}/appsettings.json\n  az webapp config connection-string set -g RG -n {name} --settings @{0}/connectionstrings.json\n  az webapp sitecontainers create -g RG -n {name} --sitecontainers-spec-file {0}/sitecontainers.json",
+        dir.display()
+    ))
+}
+
+/// What exported objects and the site are named: `given`, else the spec's site name when it
+/// has one of its own, else the spec file's stem.
+pub fn app_name(spec: &Spec, given: Option<&str>, file: &std::path::Path) -> String {
+    match given {
+        Some(n) => n.to_owned(),
+        None if spec.local.site_name != "sitecar" => spec.local.site_name.clone(),
+        None => file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sitecar".into()),
+    }
+}
+
 /// An ARM template: one `Microsoft.Web/sites/sitecontainers` resource per container on the site
 /// named by the `siteName` parameter, and the app settings and connection strings as the site's
 /// `config/appsettings` and `config/connectionstrings` resources (names as `bicep build` writes

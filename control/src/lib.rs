@@ -14,6 +14,9 @@
 //! - [`ports`]: whether a port is free, and who holds it.
 //! - [`storage`]: the shared home, `LogFiles` and volume directories.
 //! - [`reaper`]: PID 1 duties: adopting and reaping orphans.
+//! - [`reload`]: a running stack's spec re-read on request, the front door's part through a trait.
+//! - [`runfile`]: where a running stack's admin API is, for the commands that talk to it.
+//! - [`view`]: the stack as the admin API shows it (JSON).
 //! - [`usage`]: container metrics for Prometheus, CPU and memory read from /proc.
 //! - [`error`]: the crate's [`Error`] type.
 
@@ -22,11 +25,14 @@ pub mod logs;
 pub mod ports;
 pub mod probe;
 pub mod reaper;
+pub mod reload;
+pub mod runfile;
 pub mod runtime;
 pub mod state;
 pub mod storage;
 pub mod supervisor;
 pub mod usage;
+pub mod view;
 
 pub use error::Error;
 pub use state::{Exit, MainState, Phase};

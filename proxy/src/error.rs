@@ -24,6 +24,10 @@ pub enum ProxyError {
     /// Main refused the connection (not listening).
     #[error("main refused the connection: {0}")]
     Refused(#[source] std::io::Error),
+    /// sitecar could not open a connection to main for want of its own resources (descriptors,
+    /// local ports, socket buffers): sitecar's failure, not main's.
+    #[error("sitecar cannot open a connection to main: {0}")]
+    Exhausted(#[source] std::io::Error),
     /// Connecting to main took longer than the connect timeout.
     #[error("connecting to main timed out after {0:?}")]
     ConnectTimeout(Duration),
@@ -51,12 +55,14 @@ pub enum Blame {
     Client,
     /// Main refused, failed or was late (5xx).
     Main,
+    /// sitecar itself ran short (5xx): neither the client nor main is at fault.
+    Sitecar,
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NotReady(_) | ProxyError::Exhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyStalled(_) | ProxyError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Refused(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -72,7 +78,7 @@ impl ProxyError {
     /// (`idempotent`: an idempotent method without a body, RFC 9110 §9.2.2).
     pub fn retry_safe(&self, idempotent: bool) -> bool {
         match self {
-            ProxyError::NotReady(_) | ProxyError::Refused(_) | ProxyError::ConnectTimeout(_) => true,
+            ProxyError::NotReady(_) | ProxyError::Refused(_) | ProxyError::Exhausted(_) | ProxyError::ConnectTimeout(_) => true,
             ProxyError::Upstream(_) | ProxyError::Timeout(_) => idempotent,
             _ => false,
         }
@@ -87,17 +93,19 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::NotImplemented(_) => Blame::Client,
+            ProxyError::Exhausted(_) => Blame::Sitecar,
             _ => Blame::Main,
         }
     }
 
     /// Every [`ProxyError::kind`], for metrics that resolve their labels up front.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "not_ready",
         "body_too_large",
         "body_stalled",
         "body_too_slow",
         "refused",
+        "exhausted",
         "connect_timeout",
         "upstream",
         "timeout",
@@ -114,6 +122,7 @@ impl ProxyError {
             ProxyError::BodyStalled(_) => "body_stalled",
             ProxyError::BodyTooSlow(_) => "body_too_slow",
             ProxyError::Refused(_) => "refused",
+            ProxyError::Exhausted(_) => "exhausted",
             ProxyError::ConnectTimeout(_) => "connect_timeout",
             ProxyError::Upstream(_) => "upstream",
             ProxyError::Timeout(_) => "timeout",
@@ -138,6 +147,9 @@ impl ProxyError {
         match self {
             ProxyError::NotReady(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ProxyError::Exhausted(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // The body was not read to its end, or the request's framing cannot be trusted: the
             // connection cannot be reused.

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`front`]: [`FrontDoor`], the front door's life: listeners bound, served, reloaded, drained.
+//! - [`standalone`]: `sitecar proxy`, the front door alone with its own admin API.
 //! - `server`: accept loop, hyper connection builders, connection limit, graceful drain.
 //! - [`edge`]: [`EdgeService`], the request path top to bottom (admit → offload → cache plan →
 //!   origin → store → compress → record), calling out to the modules below.
@@ -47,6 +48,7 @@ pub mod response;
 mod server;
 #[cfg(feature = "otlp")]
 mod spans;
+pub mod standalone;
 pub mod tls;
 mod upstream;
 

@@ -170,8 +170,9 @@ impl HttpMetrics {
 
     /// Counts a failed request and keeps it, with its ids, among the recent errors.
     pub fn error(&self, e: &ProxyError, request_id: &str, trace_id: &str, target: &str) {
-        // sitecar_upstream_errors_total counts main's failures, not a client's bad requests.
-        let index = ProxyError::KINDS.iter().position(|k| *k == e.kind()).filter(|_| e.blame() == crate::error::Blame::Main);
+        // sitecar_upstream_errors_total counts requests main did not answer (main's failures and
+        // sitecar's own shortages, each by its cause), not a client's bad requests.
+        let index = ProxyError::KINDS.iter().position(|k| *k == e.kind()).filter(|_| e.blame() != crate::error::Blame::Client);
         if let Some(i) = index {
             self.errors[i].get_or_init(|| self.errors_vec.with_label_values(&[ProxyError::KINDS[i]])).inc();
         }

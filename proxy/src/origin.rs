@@ -170,6 +170,7 @@ impl Origin {
         let e = match e {
             SendError::ConnectTimeout => return ProxyError::ConnectTimeout(self.connect_timeout),
             SendError::TimedOut(d) => return ProxyError::Timeout(d),
+            SendError::Connect(e, _) if exhausted(&e) => return ProxyError::Exhausted(e),
             SendError::Connect(e, _) => return ProxyError::Refused(e),
             SendError::Http(e) => e,
         };
@@ -196,9 +197,36 @@ fn body_error(e: &hyper::Error) -> Option<&BodyError> {
     None
 }
 
+/// sitecar ran out of what a connection takes: descriptors, local ports, buffers, memory.
+fn exhausted(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    Errno::from_io_error(e).is_some_and(|n| [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM, Errno::ADDRNOTAVAIL].contains(&n))
+}
+
 /// Main is not there (any more): refused, or reset while connecting.
 fn unreachable(e: &std::io::Error) -> bool {
     // A connection still in a dying main's accept queue is reset rather than refused.
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shortage_of_sitecars_own_is_not_mains_refusal() {
+        use rustix::io::Errno;
+        for errno in [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::ADDRNOTAVAIL] {
+            let e = std::io::Error::from_raw_os_error(errno.raw_os_error());
+            assert!(exhausted(&e), "{e}");
+            assert!(!unreachable(&e), "{e}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!exhausted(&refused) && unreachable(&refused));
+        let e = ProxyError::Exhausted(std::io::Error::from_raw_os_error(Errno::MFILE.raw_os_error()));
+        assert_eq!(e.blame(), crate::error::Blame::Sitecar);
+        assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.retry_safe(false));
+    }
 }

@@ -1,6 +1,7 @@
 //! The admin API: `/healthz`, `/readyz`, `/metrics`, `/status`, `/logs/<name>`, and
 //! `POST /containers/<name>/restart`. Loopback clients need nothing; any other client needs the
 //! bearer token (compared in constant time), and without a token only loopback is served.
+//! [`client`] is its other end, the commands that read a running stack.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::{Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub mod client;
 
 /// What the admin API shows of the running stack; the binary implements it over the supervisor.
 pub trait StackView: Send + Sync {
@@ -40,6 +43,32 @@ pub trait StackView: Send + Sync {
     }
     /// Stops the whole stack in order (`sitecar down`); false when this instance cannot.
     fn shutdown(&self) -> bool {
+        false
+    }
+}
+
+/// The admin API's view in `sitecar proxy` mode: no containers, the app is someone else's and
+/// ready by definition.
+#[derive(Debug)]
+pub struct ProxyOnly {
+    pub listeners: Vec<String>,
+    pub upstream: String,
+}
+
+impl StackView for ProxyOnly {
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({"main": "ready", "main_addr": self.upstream, "containers": [], "proxy": {"listen": self.listeners}})
+    }
+
+    fn logs(&self, _: &str, _: usize) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn restart(&self, _: &str) -> bool {
         false
     }
 }

@@ -9,7 +9,7 @@ pub const NAME: &str = "sitecar.run.json";
 
 /// The file of a stack whose spec lives in `base_dir`.
 pub fn path(base_dir: &Path, storage_root: &Path) -> PathBuf {
-    sitecar_control::storage::absolute(base_dir, storage_root).join(NAME)
+    crate::storage::absolute(base_dir, storage_root).join(NAME)
 }
 
 /// The pid of a sitecar still running this stack, from its run file (a run file whose process is
@@ -47,16 +47,15 @@ impl Drop for RunFile {
 }
 
 /// Where the admin API of the stack a command means listens, and how that was found:
-/// `--admin`, else the run file of `-f SPEC` (or its `admin.listen`), else the run file under
-/// `./.sitecar`, else the default address.
-pub fn locate(admin: Option<&str>, file: Option<&Path>) -> Result<(String, String), String> {
+/// `--admin`, else the run file of `-f SPEC` (read with `options`; or its `admin.listen`), else
+/// the run file under `./.sitecar`, else the default address.
+pub fn locate(admin: Option<&str>, file: Option<&Path>, options: &sitecar_config::LoadOptions) -> Result<(String, String), String> {
     if let Some(a) = admin {
         return Ok((a.to_owned(), "--admin".into()));
     }
     if let Some(file) = file {
-        let options = crate::validate::load_options(&crate::cli::SettingArgs::default())?;
         let base = file.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
-        let spec = match sitecar_config::load_file(file, &options) {
+        let spec = match sitecar_config::load_file(file, options) {
             Ok(spec) => spec,
             // One that needs what `up` was given (parameters, --main): the default storage root.
             Err(e) => {
