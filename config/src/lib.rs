@@ -15,6 +15,7 @@
 //! - [`export`]: the spec for Kubernetes and Azure.
 //! - `sections`: the sitecar-only sections (`proxy`, `health`, `cache`, `offload`, `admin`, `local`).
 //! - `validate`: the rules that span containers (one main, ports, names, app-setting references).
+//! - [`report`]: what `sitecar validate` says of a load, for people or as JSON.
 //! - [`standalone`]: `sitecar proxy`'s settings: a document's sections, then its flags.
 //! - [`env`]: the environment a container receives, as App Service builds it.
 //! - [`error`]: [`Problem`] and [`LoadError`].
@@ -28,6 +29,7 @@ mod json;
 pub mod keys;
 pub mod model;
 mod parse;
+pub mod report;
 mod sections;
 pub mod standalone;
 mod validate;
