@@ -217,3 +217,40 @@ async fn rfc9111_s4_1_equivalent_accept_language_values_share_a_variant() {
     assert!(response_header(&head, "cache-status").unwrap().contains("fwd=vary-miss"), "{head}");
     assert_eq!(reached(&origin, path).await, 2);
 }
+
+#[tokio::test]
+async fn rfc9111_s3_any_final_status_with_explicit_freshness_is_stored() {
+    let (origin, front) = stack().await;
+    // Explicit freshness makes any final status storable, whatever its code.
+    for status in [299, 400, 404, 500, 502, 503, 504, 599] {
+        let path = format!("/status-{status}?status={status}&cc=max-age%3D60");
+        let (code, _, body) = get(front.addr, &path, "").await;
+        assert_eq!((code, body.as_str()), (status, format!("{path} #1").as_str()));
+        let (code, head, body) = get(front.addr, &path, "").await;
+        assert_eq!((code, body.as_str()), (status, format!("{path} #1").as_str()), "{head}");
+        assert!(response_header(&head, "cache-status").unwrap().contains("hit"), "{head}");
+        assert_eq!(reached(&origin, &path).await, 1, "{status} with max-age went to main twice");
+    }
+    // Expires and s-maxage are explicit freshness too.
+    for (name, freshness) in [("expires", "expires=Thu%2C%2001%20Jan%202099%2000%3A00%3A00%20GMT"), ("s-maxage", "cc=s-maxage%3D60")] {
+        let path = format!("/status-500-{name}?status=500&{freshness}");
+        get(front.addr, &path, "").await;
+        get(front.addr, &path, "").await;
+        assert_eq!(reached(&origin, &path).await, 1, "a 500 with {name} went to main twice");
+    }
+    // `public` makes it heuristically cacheable: a Last-Modified long ago gives it freshness.
+    let public = "/status-500-public?status=500&cc=public&lm=1";
+    get(front.addr, public, "").await;
+    get(front.addr, public, "").await;
+    assert_eq!(reached(&origin, public).await, 1, "a public 500 with Last-Modified went to main twice");
+    // Without explicit freshness or `public`, a status that is not heuristically cacheable is not.
+    let plain = "/status-500-plain?status=500&lm=1";
+    get(front.addr, plain, "").await;
+    get(front.addr, plain, "").await;
+    assert_eq!(reached(&origin, plain).await, 2);
+    // no-store still wins.
+    let refused = "/status-500-no-store?status=500&cc=max-age%3D60%2C%20no-store";
+    get(front.addr, refused, "").await;
+    get(front.addr, refused, "").await;
+    assert_eq!(reached(&origin, refused).await, 2);
+}

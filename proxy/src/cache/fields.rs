@@ -2,17 +2,41 @@
 //! otherwise: a list-valued `Age` (§5.1), `Expires` in the obsolete date formats or invalid
 //! (§5.3, RFC 9110 §5.6.7), directive names in any case (§5.2), `no-store` beside
 //! `must-understand` for a status this cache understands (§5.2.2.3), and `CDN-Cache-Control` as
-//! a Structured Field dictionary (RFC 9213 §2.1). `Set-Cookie` is hidden from the crate: the
+//! a Structured Field dictionary (RFC 9213 §2.1), and any final status as storable with explicit
+//! freshness (§3). `Set-Cookie` is hidden from the crate: the
 //! cache decides on cookies itself. Each returns a corrected copy only when something
 //! needs correcting, so the common response costs a scan and no allocation.
 
 use std::time::UNIX_EPOCH;
 
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 /// Statuses whose caching rules this cache implements (RFC 9110 §15 for each), for
 /// `must-understand`.
 const UNDERSTOOD: [u16; 15] = [200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 451, 501];
+
+/// The statuses `http-cache-semantics` stores at all; it refuses any other, even with explicit
+/// freshness.
+const CRATE_STORES: [u16; 14] = [200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501];
+
+/// The status the crate is shown for its storage and freshness rules. RFC 9111 §3: any final
+/// status may be stored when the response has explicit freshness (`max-age`, `s-maxage`,
+/// `Expires`) or `public` (which also allows heuristic freshness, §4.2.2); the crate stores only
+/// its own list. Such a response is shown as a 200, the rules being the same for both once the
+/// response says how long it is fresh. `cc` is the `Cache-Control` in force (lower-case names).
+pub(super) fn status_for_policy(status: StatusCode, cc: &str, h: &HeaderMap) -> StatusCode {
+    let code = status.as_u16();
+    if CRATE_STORES.contains(&code) || status.is_informational() || code == 206 || code == 304 {
+        return status;
+    }
+    let explicit = h.contains_key(header::EXPIRES)
+        || cc.split(',').map(|d| d.split('=').next().unwrap_or("").trim()).any(|n| matches!(n, "max-age" | "s-maxage" | "public"));
+    if explicit {
+        StatusCode::OK
+    } else {
+        status
+    }
+}
 
 /// A copy of a response's fields with `Age`, `Expires` and `Cache-Control` as the crate must see
 /// them, or `None` when they are fine as they are.

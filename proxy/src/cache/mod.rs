@@ -510,12 +510,6 @@ fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: Sys
     let options = CacheOptions { shared: true, ..Default::default() };
     let fixed = fields::response_view(&resp.headers, resp.status);
     let targeted = fields::targeted(&resp.headers);
-    let view = |h: HeaderMap| {
-        let mut r = http::Response::new(());
-        *r.status_mut() = resp.status;
-        *r.headers_mut() = h;
-        r.into_parts().0
-    };
     match targeted {
         Some(t) => {
             let mut h = fixed.unwrap_or_else(|| resp.headers.clone());
@@ -524,18 +518,29 @@ fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: Sys
             if let Ok(v) = HeaderValue::from_str(&t) {
                 h.insert(header::CACHE_CONTROL, v);
             }
-            (CachePolicy::new_options(req, &view(h), now, options), t)
+            let status = fields::status_for_policy(resp.status, &t, &h);
+            (CachePolicy::new_options(req, &view(status, h), now, options), t)
         }
         None => {
             let headers = fixed.as_ref().unwrap_or(&resp.headers);
             let cc = headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+            let status = fields::status_for_policy(resp.status, &cc, headers);
             let policy = match fixed {
-                Some(h) => CachePolicy::new_options(req, &view(h), now, options),
+                Some(h) => CachePolicy::new_options(req, &view(status, h), now, options),
+                None if status != resp.status => CachePolicy::new_options(req, &view(status, resp.headers.clone()), now, options),
                 None => CachePolicy::new_options(req, resp, now, options),
             };
             (policy, cc)
         }
     }
+}
+
+/// A response head with `status` and `headers`, for the crate's eyes.
+fn view(status: StatusCode, headers: HeaderMap) -> http::response::Parts {
+    let mut r = http::Response::new(());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r.into_parts().0
 }
 
 #[cfg(test)]
