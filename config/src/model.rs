@@ -420,6 +420,10 @@ pub struct CacheSettings {
     /// Store a response with `Set-Cookie` when main gave it explicit shared freshness (`public`
     /// or `s-maxage`), cookie and all (RFC 9111 §3.1, §7.1); on by default.
     pub store_set_cookie: bool,
+    /// How stale a stored response may be and still answer when main cannot be reached (refused,
+    /// reset, closed, timed out, not ready) and main's directives do not say otherwise (RFC 9111
+    /// §4.2.4: a disconnected cache may serve stale); default a week, zero turns it off.
+    pub stale_if_disconnected: Duration,
 }
 
 impl Default for CacheSettings {
@@ -430,6 +434,7 @@ impl Default for CacheSettings {
             max_object_bytes: 8 << 20,
             lock_timeout: Duration::from_secs(5),
             store_set_cookie: true,
+            stale_if_disconnected: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

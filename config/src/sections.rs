@@ -230,6 +230,9 @@ pub(crate) fn cache(p: &mut Problems, doc: &mut Obj<'_>) -> CacheSettings {
     if let Some(b) = o.boolean(p, "storeSetCookie") {
         s.store_set_cookie = b;
     }
+    if let Some(d) = o.seconds(p, "staleIfDisconnectedSeconds", 365.0 * 24.0 * 3600.0) {
+        s.stale_if_disconnected = d;
+    }
     if explicit_object.is_some() && s.max_object_bytes > s.max_bytes {
         p.push(
             Problem::new(format!("{}.maxObjectBytes", o.path), "maxObjectBytes is larger than maxBytes")

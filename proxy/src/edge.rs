@@ -277,7 +277,7 @@ impl EdgeService {
                                 self.forward(parts, UpstreamBody::empty(), false).await
                             }
                         },
-                        Err(e) => match cache.revalidation_failed(&parts, rv) {
+                        Err(e) => match cache.revalidation_failed(&parts, rv, e.disconnected()) {
                             Some(r) => Ok(Answer::local(r.map(EdgeBody::from))),
                             None => Err(e),
                         },

@@ -98,6 +98,21 @@ impl ProxyError {
         }
     }
 
+    /// Main could not be reached or did not answer: not ready, refused, not connectable, closed or
+    /// reset before answering, or silent past the request timeout. A cache may then serve stale
+    /// (RFC 9111 §4.2.4).
+    pub fn disconnected(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::NotReady(_)
+                | ProxyError::Refused(_)
+                | ProxyError::Exhausted(_)
+                | ProxyError::ConnectTimeout(_)
+                | ProxyError::Upstream(_)
+                | ProxyError::Timeout(_)
+        )
+    }
+
     /// Every [`ProxyError::kind`], for metrics that resolve their labels up front.
     pub const KINDS: [&'static str; 12] = [
         "not_ready",

@@ -20,6 +20,7 @@ fn settings() -> CacheSettings {
         max_object_bytes: 1 << 20,
         lock_timeout: Duration::from_secs(5),
         store_set_cookie: true,
+        ..CacheSettings::default()
     }
 }
 

@@ -15,14 +15,19 @@ use sitecar_proxy::cache::Cache;
 use support::{get, reached, response_header, Front, Origin};
 
 async fn stack() -> (Origin, Front) {
-    let origin = Origin::cache_origin();
     let settings = CacheSettings {
         enabled: true,
         max_bytes: 8 << 20,
         max_object_bytes: 1 << 20,
         lock_timeout: Duration::from_secs(5),
         store_set_cookie: true,
+        stale_if_disconnected: Duration::from_secs(3600),
     };
+    stack_with(settings).await
+}
+
+async fn stack_with(settings: CacheSettings) -> (Origin, Front) {
+    let origin = Origin::cache_origin();
     let cache = Cache::new(&settings, None).unwrap();
     let config = sitecar_proxy::EdgeConfig { cache: Some(cache), ..support::config() };
     let front = Front::start(origin.addr, config, support::limits(), true).await;
@@ -253,4 +258,80 @@ async fn rfc9111_s3_any_final_status_with_explicit_freshness_is_stored() {
     get(front.addr, refused, "").await;
     get(front.addr, refused, "").await;
     assert_eq!(reached(&origin, refused).await, 2);
+}
+
+/// Stores each path, lets it go stale, then makes main drop every connection `how` ("close" or
+/// "reset") before answering.
+async fn stale_then_disconnected(origin: &Origin, front: &Front, paths: &[&str], how: &str) {
+    for path in paths {
+        assert_eq!(get(front.addr, path, "").await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    get(origin.addr, &format!("/_drop?how={how}"), "").await;
+}
+
+#[tokio::test]
+async fn rfc9111_s4_2_4_a_disconnected_cache_serves_stale_unless_forbidden() {
+    let (origin, front) = stack().await;
+    for how in ["close", "reset"] {
+        let plain = format!("/gone-{how}?cc=max-age%3D1");
+        let revalidate = format!("/gone-mr-{how}?cc=max-age%3D1%2C%20must-revalidate");
+        let proxy_revalidate = format!("/gone-pr-{how}?cc=max-age%3D1%2C%20proxy-revalidate");
+        let s_maxage = format!("/gone-s-{how}?cc=s-maxage%3D1");
+        let bounded = format!("/gone-sie-{how}?cc=max-age%3D1%2C%20stale-if-error%3D1");
+        let paths = [plain.as_str(), &revalidate, &proxy_revalidate, &s_maxage, &bounded];
+        stale_then_disconnected(&origin, &front, &paths, how).await;
+        let (code, head, body) = get(front.addr, &plain, "").await;
+        assert_eq!((code, body.as_str()), (200, format!("{plain} #1").as_str()), "main {how}s: the stale response, not a 502: {head}");
+        assert!(response_header(&head, "cache-status").unwrap().contains("fwd=stale; detail=disconnected"), "{head}");
+        assert!(response_header(&head, "age").unwrap().parse::<u64>().unwrap() >= 2, "{head}");
+        // must-revalidate, proxy-revalidate and s-maxage forbid it; so does main's own
+        // stale-if-error bound (1 s, passed); so does a client asking for a fresh answer.
+        for forbidden in [&revalidate, &proxy_revalidate, &s_maxage, &bounded] {
+            let (code, head, _) = get(front.addr, forbidden, "").await;
+            assert_eq!(code, 502, "{forbidden} when main {how}s: {head}");
+        }
+        let (code, head, _) = get(front.addr, &plain, "Cache-Control: max-age=0\r\n").await;
+        assert_eq!(code, 502, "the client asked for a fresh answer: {head}");
+        get(origin.addr, "/_drop?how=0", "").await;
+        // Main back: the next request revalidates with it and gets its new answer.
+        let (code, head, body) = get(front.addr, &plain, "").await;
+        assert_eq!(code, 200, "{head}");
+        assert!(!body.ends_with(" #1"), "{head}");
+    }
+    let plain = "/gone-close?cc=max-age%3D1";
+    // Main answering 503 is not a disconnection: its answer passes without stale-if-error.
+    get(origin.addr, "/_fail?on=1", "").await;
+    assert_eq!(get(front.addr, plain, "").await.0, 503);
+    get(origin.addr, "/_fail?on=0", "").await;
+    // Main gone altogether (refused) serves stale too.
+    let (code, _, body) = get(front.addr, plain, "").await;
+    assert_eq!(code, 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    drop(origin);
+    let (code, head, again) = get(front.addr, plain, "").await;
+    assert_eq!((code, again), (200, body), "{head}");
+}
+
+#[tokio::test]
+async fn rfc9111_s4_2_4_stale_if_disconnected_is_bounded_by_the_setting() {
+    let settings = CacheSettings { enabled: true, stale_if_disconnected: Duration::from_secs(2), ..CacheSettings::default() };
+    let (origin, front) = stack_with(settings).await;
+    let path = "/bound?cc=max-age%3D1";
+    get(front.addr, path, "").await;
+    get(origin.addr, "/_drop?how=reset", "").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, head, _) = get(front.addr, path, "").await;
+    assert_eq!(code, 200, "stale by less than the bound: {head}");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (code, head, _) = get(front.addr, path, "").await;
+    assert_eq!(code, 502, "stale by more than the bound: {head}");
+    // Zero turns it off, and the spec names it.
+    let spec = sitecar_config::load_str(
+        r#"{"sitecontainers": [{"name": "web", "properties": {"image": "w", "isMain": true, "targetPort": "3000", "startUpCommand": "w"}}],
+            "cache": {"enabled": true, "staleIfDisconnectedSeconds": 0}}"#,
+        &sitecar_config::LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(spec.cache.stale_if_disconnected, Duration::ZERO);
 }

@@ -93,6 +93,7 @@ async fn the_cache_answers_the_second_request_without_main() {
         max_object_bytes: 1 << 16,
         lock_timeout: Duration::from_secs(2),
         store_set_cookie: true,
+        ..Default::default()
     };
     let cache = sitecar_proxy::cache::Cache::new(&settings, None).unwrap();
     let (edge, ready) = edge(&origin, EdgeConfig { cache: Some(cache), ..support::config() });

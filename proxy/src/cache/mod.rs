@@ -52,6 +52,8 @@ pub enum Outcome {
 pub enum StaleReason {
     WhileRevalidate,
     IfError,
+    /// Main could not be reached and nothing forbids stale (RFC 9111 §4.2.4).
+    Disconnected,
 }
 
 impl Outcome {
@@ -76,6 +78,7 @@ pub fn cache_status(outcome: Outcome, ttl: Option<i64>, collapsed: bool) -> Head
         Outcome::Hit => s.extend_from_slice(b"; hit"),
         Outcome::Stale(StaleReason::WhileRevalidate) => s.extend_from_slice(b"; hit; detail=stale-while-revalidate"),
         Outcome::Stale(StaleReason::IfError) => s.extend_from_slice(b"; fwd=stale; detail=stale-if-error"),
+        Outcome::Stale(StaleReason::Disconnected) => s.extend_from_slice(b"; fwd=stale; detail=disconnected"),
         Outcome::Revalidated => s.extend_from_slice(b"; fwd=stale; fwd-status=304"),
         Outcome::Miss { stored, vary, stale } => {
             s.extend_from_slice(if stale {
@@ -115,6 +118,9 @@ struct Directives {
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
     may_serve_stale: bool,
+    /// `s-maxage`, which implies `proxy-revalidate` for a shared cache (RFC 9111 §5.2.2.10): no
+    /// stale answer without main's explicit `stale-*` permission.
+    s_maxage: bool,
     authorized_ok: bool,
     /// `public` or `s-maxage`: main says a shared cache may keep it.
     shared: bool,
@@ -125,6 +131,7 @@ fn directives(cc: &str) -> Directives {
         stale_while_revalidate: Duration::ZERO,
         stale_if_error: Duration::ZERO,
         may_serve_stale: true,
+        s_maxage: false,
         authorized_ok: false,
         shared: false,
     };
@@ -144,6 +151,7 @@ fn directives(cc: &str) -> Directives {
             "public" | "s-maxage" => {
                 d.authorized_ok = true;
                 d.shared = true;
+                d.s_maxage |= name.eq_ignore_ascii_case("s-maxage");
             }
             _ => {}
         }
@@ -168,6 +176,8 @@ pub struct Cache {
     lock_timeout_ms: AtomicU64,
     enabled: AtomicBool,
     store_set_cookie: AtomicBool,
+    /// `CacheSettings::stale_if_disconnected`, in seconds.
+    stale_if_disconnected_s: AtomicU64,
     /// Misses being filled: later requests for the key wait for the first one's response.
     fills: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
     metrics: CacheMetrics,
@@ -257,6 +267,7 @@ impl Cache {
         self.lock_timeout_ms.store(settings.lock_timeout.as_millis() as u64, Ordering::Relaxed);
         self.enabled.store(settings.enabled, Ordering::Relaxed);
         self.store_set_cookie.store(settings.store_set_cookie, Ordering::Relaxed);
+        self.stale_if_disconnected_s.store(settings.stale_if_disconnected.as_secs(), Ordering::Relaxed);
         self.update_gauges();
     }
 
@@ -267,6 +278,10 @@ impl Cache {
 
     pub fn lock_timeout(&self) -> Duration {
         Duration::from_millis(self.lock_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    fn stale_if_disconnected(&self) -> Duration {
+        Duration::from_secs(self.stale_if_disconnected_s.load(Ordering::Relaxed))
     }
 
     fn max_object(&self) -> u64 {
@@ -289,6 +304,7 @@ impl Cache {
             lock_timeout_ms: AtomicU64::new(settings.lock_timeout.as_millis() as u64),
             enabled: AtomicBool::new(settings.enabled),
             store_set_cookie: AtomicBool::new(settings.store_set_cookie),
+            stale_if_disconnected_s: AtomicU64::new(settings.stale_if_disconnected.as_secs()),
             fills: Mutex::new(HashMap::new()),
             metrics,
         });
@@ -411,6 +427,7 @@ impl Cache {
                 stale_while_revalidate: d.stale_while_revalidate,
                 stale_if_error: d.stale_if_error,
                 may_serve_stale: d.may_serve_stale,
+                stale_when_disconnected: d.may_serve_stale && !d.s_maxage,
                 authorized_ok: d.authorized_ok,
                 vary,
                 initial_age: policy.age(now),

@@ -266,10 +266,18 @@ impl Cache {
         Revalidated::New(keep.map(|candidate| Keep { candidate, cache: self.clone(), key, _guard: None }))
     }
 
-    /// Main failed a revalidation: the stored response, stale, when `stale-if-error` allows.
-    pub fn revalidation_failed(&self, parts: &http::request::Parts, rv: Revalidation) -> Option<CachedResponse> {
+    /// Main could not be asked to revalidate (`disconnected`: refused, reset, closed before
+    /// answering, timed out or not ready; otherwise an error of the request's own): the stored
+    /// response, stale, within main's `stale-if-error`, or (RFC 9111 §4.2.4: a disconnected
+    /// cache may serve stale) when main gave no such bound and forbade nothing, up to the
+    /// `staleIfDisconnectedSeconds` setting, unless the client asked for a fresh answer.
+    pub fn revalidation_failed(&self, parts: &http::request::Parts, rv: Revalidation, disconnected: bool) -> Option<CachedResponse> {
         let (stored, now) = (rv.stored, rv.now);
-        stored.within_stale_if_error(now).then(|| self.serve_stale(&stored, parts, now, StaleReason::IfError))
+        if stored.within_stale_if_error(now) {
+            return Some(self.serve_stale(&stored, parts, now, StaleReason::IfError));
+        }
+        let allowed = disconnected && !forbids_stale(&parts.headers) && stored.may_answer_disconnected(now, self.stale_if_disconnected());
+        allowed.then(|| self.serve_stale(&stored, parts, now, StaleReason::Disconnected))
     }
 
     /// Main's answer to a background refresh: a 304 freshens the stored response; a storable new

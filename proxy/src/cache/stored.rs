@@ -23,6 +23,9 @@ pub struct Stored {
     pub(super) stale_if_error: Duration,
     /// No `no-cache`, `must-revalidate` or `proxy-revalidate`: stale may be served when allowed.
     pub(super) may_serve_stale: bool,
+    /// `may_serve_stale` and no `s-maxage`: stale may answer when main cannot be reached, with no
+    /// `stale-if-error` of main's to bound it.
+    pub(super) stale_when_disconnected: bool,
     /// Allowed for requests carrying `Authorization` (RFC 9111 §3.5).
     pub(super) authorized_ok: bool,
     /// The request's values of the fields `Vary` names.
@@ -58,6 +61,15 @@ impl Stored {
 
     pub fn within_stale_if_error(&self, now: SystemTime) -> bool {
         self.may_serve_stale && self.staleness(now) < self.stale_if_error
+    }
+
+    /// Whether this stale response may answer because main could not be reached: within main's
+    /// `stale-if-error` when it gave one, else within `bound` unless main forbids stale.
+    pub fn may_answer_disconnected(&self, now: SystemTime, bound: Duration) -> bool {
+        if !self.stale_if_error.is_zero() {
+            return self.within_stale_if_error(now);
+        }
+        self.stale_when_disconnected && self.staleness(now) < bound
     }
 
     pub(super) fn vary_matches(&self, req: &HeaderMap) -> bool {

@@ -15,9 +15,13 @@ lm=1, gets 304 (with the X-Version and Cache-Control of this request). The heade
 recorded: GET /_seen?p=PATH answers the last request head for PATH as JSON.
 POST/PUT/DELETE answer 200 (status=N to choose; loc=... for Location; cloc=... Content-Location).
 POST /_fail?on=1 makes every other answer a 503 until /_fail?on=0.
+POST /_drop?how=close (or reset) makes every other request end with the connection closed (or
+reset) before any answer, until /_drop?how=0.
 GET /_count?p=PATH answers how many requests reached the origin for PATH (path and query).
 """
 import json
+import socket
+import struct
 import sys
 import threading
 import time
@@ -27,6 +31,7 @@ from urllib.parse import parse_qs, urlparse
 counts = {}
 seen = {}
 fail = False
+drop = "0"
 lock = threading.Lock()
 LM = "Sun, 01 Nov 2026 00:00:00 GMT"
 
@@ -48,11 +53,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def handle_one(self):
-        global fail
+        global fail, drop
         u = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
         if u.path == "/_fail":
             fail = q.get("on") == "1"
+            return self.answer(200, [], b"ok")
+        if u.path == "/_drop":
+            drop = q.get("how", "0")
             return self.answer(200, [], b"ok")
         if u.path == "/_count":
             with lock:
@@ -68,6 +76,12 @@ class Handler(BaseHTTPRequestHandler):
             seen[self.path] = [[k.lower(), v] for k, v in self.headers.items()]
         if "delay" in q:
             time.sleep(float(q["delay"]))
+        if drop in ("close", "reset"):
+            if drop == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
         if fail:
             return self.answer(503, [("Content-Type", "text/plain")], b"origin failing")
         if self.command in ("POST", "PUT", "DELETE", "PATCH"):
