@@ -245,7 +245,10 @@ impl EdgeService {
                 Plan::Forward(forwarding) => {
                     let a = self.forward(parts, body, false).await?;
                     let (mut rp, b) = a.response.into_parts();
-                    cache.forwarded(forwarding, &mut rp);
+                    let b = match (cache.forwarded(forwarding, &mut rp), b) {
+                        (Some(keep), EdgeBody::Upstream(incoming)) => stream(incoming, Some(keep)),
+                        (_, b) => b,
+                    };
                     return Ok(Answer { response: Response::from_parts(rp, b), ..a });
                 }
                 Plan::Fill(filling) => {

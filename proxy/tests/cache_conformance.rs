@@ -335,3 +335,71 @@ async fn rfc9111_s4_2_4_stale_if_disconnected_is_bounded_by_the_setting() {
     .unwrap();
     assert_eq!(spec.cache.stale_if_disconnected, Duration::ZERO);
 }
+
+#[tokio::test]
+async fn rfc9111_s4_3_5_a_head_revalidation_freshens_or_invalidates_the_stored_get() {
+    let (origin, front) = stack().await;
+    // Main answers the HEAD 200 with the stored validator and length: the stored GET takes the
+    // HEAD's header fields and freshness, and keeps its body.
+    let same = "/head-same?cc=max-age%3D1&etag=v1&nocond=1";
+    let (_, head, body) = get(front.addr, same, "").await;
+    assert_eq!(response_header(&head, "x-count").as_deref(), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, head, hbody) = support::request(front.addr, "HEAD", same, "").await;
+    assert_eq!((code, hbody.as_str()), (200, ""), "{head}");
+    assert_eq!(response_header(&head, "x-count").as_deref(), Some("2"), "main's HEAD answer: {head}");
+    let (code, head, again) = get(front.addr, same, "").await;
+    assert_eq!((code, &again), (200, &body), "the stored body, freshened by the HEAD: {head}");
+    assert_eq!(response_header(&head, "x-count").as_deref(), Some("2"), "the HEAD's fields were stored: {head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(reached(&origin, same).await, 2);
+    // A HEAD 200 with another ETag: the stored GET no longer stands for main's resource, and the
+    // next GET fetches it (never an empty body stored from the HEAD).
+    let changed = "/head-changed?cc=max-age%3D1&etagn=1";
+    get(front.addr, changed, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, head, _) = support::request(front.addr, "HEAD", changed, "").await;
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(response_header(&head, "etag").as_deref(), Some("\"v2\""), "{head}");
+    let (code, head, body) = get(front.addr, changed, "").await;
+    assert_eq!((code, body.as_str()), (200, format!("{changed} #3").as_str()), "{head}");
+    // A 304 to a HEAD revalidation freshens too.
+    let matching = "/head-304?cc=max-age%3D1&etag=v1";
+    let (_, _, body) = get(front.addr, matching, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, head, _) = support::request(front.addr, "HEAD", matching, "").await;
+    assert_eq!(code, 200, "{head}");
+    let (code, head, again) = get(front.addr, matching, "").await;
+    assert_eq!((code, again), (200, body), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(reached(&origin, matching).await, 2);
+    // A stale-while-revalidate HEAD refreshes the GET entry in the background with a GET.
+    let swr = "/head-swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D60";
+    get(front.addr, swr, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, head, _) = support::request(front.addr, "HEAD", swr, "").await;
+    assert_eq!(code, 200, "{head}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, head, body) = get(front.addr, swr, "").await;
+    assert_eq!((code, body.as_str()), (200, format!("{swr} #2").as_str()), "the background GET's body: {head}");
+}
+
+#[tokio::test]
+async fn rfc9110_s9_3_3_a_post_answer_naming_its_own_uri_answers_later_gets() {
+    let (origin, front) = stack().await;
+    let post = |path: &'static str| support::request(front.addr, "POST", path, "Content-Length: 0\r\n");
+    // Explicit freshness and a Content-Location that is the POST's own target: stored for GET.
+    let own = "/post-own?cc=max-age%3D60&cloc=self";
+    assert_eq!(post(own).await.0, 200);
+    let (code, head, body) = get(front.addr, own, "").await;
+    assert_eq!((code, body.as_str()), (200, "done"), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(support::request(front.addr, "HEAD", own, "").await.0, 200);
+    assert_eq!(reached(&origin, own).await, 1);
+    // Without explicit freshness, or naming another URI, it is not.
+    for path in ["/post-lm?cloc=self", "/post-other?cc=max-age%3D60&cloc=/elsewhere"] {
+        assert_eq!(post(path).await.0, 200);
+        let (code, _, body) = get(front.addr, path, "").await;
+        assert_eq!((code, body.as_str()), (200, format!("{path} #2").as_str()));
+    }
+}

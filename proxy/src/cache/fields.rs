@@ -38,6 +38,20 @@ pub(super) fn status_for_policy(status: StatusCode, cc: &str, h: &HeaderMap) -> 
     }
 }
 
+/// Whether a response says how long it is fresh: `Expires`, or `max-age`/`s-maxage` in its
+/// `Cache-Control` (or `CDN-Cache-Control`), in any case.
+pub(super) fn explicit_freshness(h: &HeaderMap) -> bool {
+    h.contains_key(header::EXPIRES)
+        || [header::CACHE_CONTROL, header::HeaderName::from_static("cdn-cache-control")].iter().any(|field| {
+            h.get_all(field)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|d| d.split('=').next().unwrap_or("").trim())
+                .any(|n| n.eq_ignore_ascii_case("max-age") || n.eq_ignore_ascii_case("s-maxage"))
+        })
+}
+
 /// A copy of a response's fields with `Age`, `Expires` and `Cache-Control` as the crate must see
 /// them, or `None` when they are fine as they are.
 pub(super) fn response_view(h: &HeaderMap, status: http::StatusCode) -> Option<HeaderMap> {

@@ -448,8 +448,36 @@ impl Cache {
         now: SystemTime,
     ) -> Option<Arc<Stored>> {
         let AfterResponse::NotModified(_, _) = old.policy.after_response(req, resp, now) else { return None };
+        self.update(key, old, req, &resp.headers, now)
+    }
+
+    /// A 200 to a HEAD revalidation (RFC 9111 §4.3.5): when every validator it carries (`ETag`,
+    /// `Last-Modified`) and its `Content-Length` match the stored GET's, and it carries at least
+    /// one of them, the stored response takes its header fields and freshness; `false` otherwise.
+    fn freshen_with_head(&self, key: &Arc<str>, old: &Stored, req: &http::request::Parts, resp: &http::response::Parts) -> bool {
+        let mut carried = 0;
+        for name in [header::ETAG, header::LAST_MODIFIED] {
+            if let Some(v) = resp.headers.get(&name) {
+                carried += 1;
+                if old.headers.get(&name) != Some(v) {
+                    return false;
+                }
+            }
+        }
+        if let Some(length) = crate::headers::content_length(&resp.headers) {
+            carried += 1;
+            if length != old.body.len() as u64 {
+                return false;
+            }
+        }
+        carried > 0 && old.status == StatusCode::OK && self.update(key, old, req, &resp.headers, SystemTime::now()).is_some()
+    }
+
+    /// The stored response with `fields` from main laid over its own (RFC 9111 §3.2), judged and
+    /// stored again with its body; `None` when it may no longer be stored.
+    fn update(&self, key: &Arc<str>, old: &Stored, req: &http::request::Parts, fields: &HeaderMap, now: SystemTime) -> Option<Arc<Stored>> {
         let mut headers = old.headers.clone();
-        for (name, value) in &resp.headers {
+        for (name, value) in fields {
             if !matches!(name.as_str(), "content-length" | "content-encoding" | "transfer-encoding" | "content-range" | "connection") {
                 headers.insert(name.clone(), value.clone());
             }
@@ -460,7 +488,7 @@ impl Cache {
             *r.headers_mut() = headers;
             r.into_parts().0
         };
-        let mut c = self.candidate(req, &head, now)?;
+        let mut c = self.candidate(&plan::as_get(req), &head, now)?;
         c.stored.body = old.body.clone();
         c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(old.body.len()));
         Some(self.insert(key, c.stored))
@@ -483,6 +511,18 @@ impl Cache {
     }
 
     /// Drops a URL after a successful unsafe request to it (RFC 9111 §4.4).
+    /// Drops one stored variant of a key (the one `stored` is), keeping the others.
+    fn remove(&self, key: &Arc<str>, stored: &Arc<Stored>) {
+        let Some(variants) = self.store.get(key) else { return };
+        let kept: Vec<Arc<Stored>> = variants.iter().filter(|v| !Arc::ptr_eq(v, stored)).cloned().collect();
+        if kept.is_empty() {
+            self.store.remove(key);
+        } else if kept.len() != variants.len() {
+            self.store.insert(key.clone(), Arc::new(kept));
+        }
+        self.update_gauges();
+    }
+
     pub fn invalidate(&self, key: &str) {
         if self.store.remove(key).is_some() {
             self.update_gauges();

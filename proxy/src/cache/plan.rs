@@ -77,6 +77,8 @@ pub struct Forwarding {
     outcome: Outcome,
     /// An unsafe method: the key and host whose stored responses a success invalidates.
     invalidate: Option<(Arc<str>, String)>,
+    /// A POST, as the GET its answer may later serve (RFC 9110 §9.3.3).
+    post: Option<http::request::Parts>,
 }
 
 /// Main's body to be stored once it has arrived whole: what to store, where, and the claim on the
@@ -127,11 +129,12 @@ impl Cache {
             let key = Cache::key(parts);
             let host_len = key.len() - parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
             let host = key[..host_len].to_owned();
-            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("method"), invalidate: Some((key, host)) });
+            let post = (parts.method == Method::POST).then(|| as_get(parts));
+            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("method"), invalidate: Some((key, host)), post });
         }
         if no_store(&parts.headers) {
             self.count(Outcome::Bypass("request"));
-            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("request"), invalidate: None });
+            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("request"), invalidate: None, post: None });
         }
         let key = Cache::key(parts);
         let now = SystemTime::now();
@@ -145,7 +148,7 @@ impl Cache {
         // A client's own conditional or range request on a miss goes to main as it is.
         if parts.method == Method::HEAD || conditional(&parts.headers) {
             self.count(miss);
-            return Plan::Forward(Forwarding { outcome: miss, invalidate: None });
+            return Plan::Forward(Forwarding { outcome: miss, invalidate: None, post: None });
         }
         match self.turn(&key) {
             Turn::Fill(guard) => Plan::Fill(Filling { key, head: request_head(parts), miss, guard: Some(guard) }),
@@ -191,7 +194,10 @@ impl Cache {
     ) -> Plan {
         if !forbids_stale(&parts.headers) && stored.within_stale_while_revalidate(now) {
             let refresh = match self.turn(&key) {
-                Turn::Fill(guard) => Some(Refresh { request: stored.revalidation(parts, now), key, stored: stored.clone(), guard }),
+                // A GET even for a HEAD: the refresh is read whole into the store.
+                Turn::Fill(guard) => {
+                    Some(Refresh { request: as_get(&stored.revalidation(parts, now)), key, stored: stored.clone(), guard })
+                }
                 Turn::Wait(_) => None,
             };
             return Plan::Answer(self.serve_stale(&stored, parts, now, StaleReason::WhileRevalidate), refresh);
@@ -258,6 +264,19 @@ impl Cache {
         if rp.status.is_server_error() && stored.within_stale_if_error(now) {
             return Revalidated::Stale(self.serve_stale(&stored, parts, now, StaleReason::IfError));
         }
+        if request.method == Method::HEAD {
+            // RFC 9111 §4.3.5: a 200 to a HEAD freshens the stored GET when it is the same
+            // representation, else the stored GET is no longer trusted; a HEAD's answer is never
+            // stored for a GET (it has no body).
+            let freshened = rp.status == StatusCode::OK && self.freshen_with_head(&key, &stored, &request, rp);
+            if rp.status == StatusCode::OK && !freshened {
+                self.remove(&key, &stored);
+            }
+            let outcome = Outcome::Miss { stored: freshened, vary: false, stale: true };
+            self.count(outcome);
+            rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
+            return Revalidated::New(None);
+        }
         let candidate = self.candidate(&request, rp, SystemTime::now());
         let outcome = Outcome::Miss { stored: candidate.is_some(), vary: false, stale: true };
         self.count(outcome);
@@ -298,7 +317,10 @@ impl Cache {
     /// Main's answer to a request forwarded past the store: tagged; a success of an unsafe method
     /// invalidates the URL and the `Location` and `Content-Location` it names on this host (RFC
     /// 9111 §4.4).
-    pub fn forwarded(&self, forwarding: Forwarding, response: &mut http::response::Parts) {
+    /// A POST's answer with explicit freshness whose `Content-Location` is the POST's own target is
+    /// returned to be stored for later GETs (RFC 9110 §9.3.3, RFC 9111 §4).
+    pub fn forwarded(self: &Arc<Self>, forwarding: Forwarding, response: &mut http::response::Parts) -> Option<Keep> {
+        let mut keep = None;
         if let Some((key, host)) = &forwarding.invalidate {
             if response.status.is_success() || response.status.is_redirection() {
                 self.invalidate(key);
@@ -310,8 +332,20 @@ impl Cache {
                 }
             }
             self.count(forwarding.outcome);
+            if let Some(get) = forwarding.post {
+                let own = response.headers.get(header::CONTENT_LOCATION).and_then(|v| v.to_str().ok()).and_then(|t| same_host_key(host, t));
+                if response.status.is_success() && own.as_deref() == Some(&**key) && super::fields::explicit_freshness(&response.headers) {
+                    keep = self.candidate(&get, response, SystemTime::now()).map(|candidate| Keep {
+                        candidate,
+                        cache: self.clone(),
+                        key: key.clone(),
+                        _guard: None,
+                    });
+                }
+            }
         }
         response.headers.insert(cache_status_name(), cache_status(forwarding.outcome, None, false));
+        keep
     }
 }
 
@@ -349,6 +383,13 @@ fn has_directives(h: &http::HeaderMap) -> bool {
 /// The cache's copy of a request head (for the storage decision made once main answers).
 fn request_head(parts: &http::request::Parts) -> http::request::Parts {
     crate::headers::head_with(parts, parts.headers.clone())
+}
+
+/// A copy of a request head as a GET: the request a stored response is kept for.
+pub(super) fn as_get(parts: &http::request::Parts) -> http::request::Parts {
+    let mut head = request_head(parts);
+    head.method = Method::GET;
+    head
 }
 
 fn cache_status_name() -> HeaderName {

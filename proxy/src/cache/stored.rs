@@ -87,12 +87,16 @@ impl Stored {
     }
 
     /// The request that revalidates this response with main: the client's request with
-    /// `If-None-Match` / `If-Modified-Since` from the stored validators.
+    /// `If-None-Match` / `If-Modified-Since` from the stored validators, in the client's method (a
+    /// HEAD revalidates with HEAD, RFC 9111 §4.3.5; the crate would make it the stored GET).
     pub fn revalidation(&self, req: &http::request::Parts, now: SystemTime) -> http::request::Parts {
         let lowered = super::fields::request_view(&req.headers).map(|h| crate::headers::head_with(req, h));
         let req = lowered.as_ref().unwrap_or(req);
         match self.policy.before_request(req, now) {
-            BeforeRequest::Stale { request, .. } => request,
+            BeforeRequest::Stale { mut request, .. } => {
+                request.method = req.method.clone();
+                request
+            }
             BeforeRequest::Fresh(_) => crate::headers::head_with(req, req.headers.clone()),
         }
     }

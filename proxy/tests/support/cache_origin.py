@@ -9,11 +9,13 @@ that path and query; query parameters choose the response:
   x=...         X-Version header       type=...   Content-Type
   size=N        body of N bytes instead  age=N     Age (seconds spent in caches upstream)
   expires=...   Expires (as given)       bare304=1  a 304 without ETag or Last-Modified
+  etagn=1       ETag "v<n>", new each time nocond=1  never 304, whatever the request asks
 Every answer carries X-Count: n.
 A request whose If-None-Match holds the response's ETag, or whose If-Modified-Since is set while
 lm=1, gets 304 (with the X-Version and Cache-Control of this request). The headers main saw are
 recorded: GET /_seen?p=PATH answers the last request head for PATH as JSON.
-POST/PUT/DELETE answer 200 (status=N to choose; loc=... for Location; cloc=... Content-Location).
+POST/PUT/DELETE answer 200 "done" (status=N to choose; loc=... for Location; cloc=... Content-Location,
+cloc=self for the request's own target; cc=... Cache-Control).
 POST /_fail?on=1 makes every other answer a 503 until /_fail?on=0.
 POST /_drop?how=close (or reset) makes every other request end with the connection closed (or
 reset) before any answer, until /_drop?how=0.
@@ -92,7 +94,9 @@ class Handler(BaseHTTPRequestHandler):
             if "loc" in q:
                 h.append(("Location", q["loc"]))
             if "cloc" in q:
-                h.append(("Content-Location", q["cloc"]))
+                h.append(("Content-Location", self.path if q["cloc"] == "self" else q["cloc"]))
+            if "cc" in q:
+                h.append(("Cache-Control", q["cc"]))
             return self.answer(int(q.get("status", "200")), h, b"done")
         h = [("Content-Type", q.get("type", "text/plain")), ("X-Count", str(n))]
         for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"), ("x", "X-Version"), ("age", "Age"), ("expires", "Expires")):
@@ -100,12 +104,16 @@ class Handler(BaseHTTPRequestHandler):
                 h.append((name, q[key]))
         if "etag" in q:
             h.append(("ETag", '"%s"' % q["etag"]))
+        if q.get("etagn") == "1":
+            h.append(("ETag", '"v%d"' % n))
         if q.get("lm") == "1":
             h.append(("Last-Modified", LM))
         if q.get("cookie") == "1":
             h.append(("Set-Cookie", "session=secret"))
         inm = self.headers.get("If-None-Match")
         ims = self.headers.get("If-Modified-Since")
+        if q.get("nocond") == "1":
+            inm = ims = None
         if ("etag" in q and inm and ('"%s"' % q["etag"]) in inm) or (inm is None and q.get("lm") == "1" and ims):
             drop = ("Content-Type", "ETag", "Last-Modified") if q.get("bare304") == "1" else ("Content-Type",)
             return self.answer(304, [x for x in h if x[0] not in drop], b"")
