@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::access::AccessLog;
 use crate::body::{RequestBody, UpstreamBody};
-use crate::cache::{Cache, Keep, Plan, Revalidated};
+use crate::cache::{Cache, Forwarding, Keep, Plan, Revalidated, Whole};
 use crate::compress::{compress, vary_by_encoding};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer};
@@ -228,7 +228,7 @@ impl EdgeService {
     /// Carries out the cache's plan for a request (RFC 9111): answer from the store (refreshing
     /// in the background), wait for another request's fill, or ask main and give the cache its
     /// answer to store, or to freshen or stand in for the stored response.
-    async fn through_cache(&self, cache: &Arc<Cache>, parts: http::request::Parts, body: UpstreamBody) -> Result<Answer, ProxyError> {
+    async fn through_cache(&self, cache: &Arc<Cache>, mut parts: http::request::Parts, body: UpstreamBody) -> Result<Answer, ProxyError> {
         let mut plan = cache.plan(&parts, self.origin.ready());
         loop {
             match plan {
@@ -242,14 +242,29 @@ impl EdgeService {
                     let _ = tokio::time::timeout(cache.lock_timeout(), waiting.done.changed()).await;
                     plan = cache.after_wait(&parts, waiting);
                 }
-                Plan::Forward(forwarding) => {
-                    let a = self.forward(parts, body, false).await?;
-                    let (mut rp, b) = a.response.into_parts();
-                    let b = match (cache.forwarded(forwarding, &mut rp), b) {
-                        (Some(keep), EdgeBody::Upstream(incoming)) => stream(incoming, Some(keep)),
-                        (_, b) => b,
+                Plan::Forward(forwarding) => return self.forward_past(cache, forwarding, parts, body).await,
+                Plan::Fill(filling) if filling.whole => {
+                    // A range request on a miss: the whole object from main, the range from it.
+                    let client = headers::head_with(&parts, parts.headers.clone());
+                    parts.headers.remove(header::RANGE);
+                    parts.headers.remove(header::IF_RANGE);
+                    let (mut rp, incoming, took) = self.ask(parts, body).await?;
+                    return match cache.filled_whole(filling, &client, &mut rp) {
+                        Whole::Store(keep) => {
+                            use http_body_util::BodyExt;
+                            let limited = http_body_util::Limited::new(incoming, keep.limit() as usize);
+                            let whole = limited.collect().await.map_err(ProxyError::Upstream)?.to_bytes();
+                            Ok(Answer::main(keep.store_and_answer(whole, &client).map(EdgeBody::from), took))
+                        }
+                        Whole::Reask(forwarding) => {
+                            drop(incoming);
+                            self.forward_past(cache, forwarding, client, UpstreamBody::empty()).await
+                        }
+                        Whole::Pass(keep) => {
+                            rp.version = client.version;
+                            Ok(Answer::main(Response::from_parts(rp, stream(incoming, keep)), took))
+                        }
                     };
-                    return Ok(Answer { response: Response::from_parts(rp, b), ..a });
                 }
                 Plan::Fill(filling) => {
                     let version = parts.version;
@@ -288,6 +303,24 @@ impl EdgeService {
                 }
             }
         }
+    }
+
+    /// A request the cache lets past: main's answer tagged, and stored when the cache keeps it (a
+    /// POST's answer for its own URI, a piece of a large object).
+    async fn forward_past(
+        &self,
+        cache: &Arc<Cache>,
+        forwarding: Forwarding,
+        parts: http::request::Parts,
+        body: UpstreamBody,
+    ) -> Result<Answer, ProxyError> {
+        let a = self.forward(parts, body, false).await?;
+        let (mut rp, b) = a.response.into_parts();
+        let b = match (cache.forwarded(forwarding, &mut rp), b) {
+            (Some(keep), EdgeBody::Upstream(incoming)) => stream(incoming, Some(keep)),
+            (_, b) => b,
+        };
+        Ok(Answer { response: Response::from_parts(rp, b), ..a })
     }
 
     /// Main's answer for the cache: its head rewritten for the client, its body, the time it took.

@@ -403,3 +403,77 @@ async fn rfc9110_s9_3_3_a_post_answer_naming_its_own_uri_answers_later_gets() {
         assert_eq!((code, body.as_str()), (200, format!("{path} #2").as_str()));
     }
 }
+
+fn pattern(first: usize, last: usize) -> String {
+    (first..=last).map(|i| char::from(b'0' + (i % 10) as u8)).collect()
+}
+
+/// The `Range` header main saw on its last request for `path`.
+async fn range_seen(origin: &Origin, path: &str) -> Option<String> {
+    let seen = support::cache_origin_saw(origin, path).await;
+    seen.as_array().unwrap().iter().find(|h| h[0] == "range").map(|h| h[1].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn rfc9111_s3_3_a_range_miss_fetches_the_whole_object_and_answers_from_it() {
+    let (origin, front) = stack().await;
+    let path = "/range-small?cc=max-age%3D60&etag=r1&size=1000&pattern=1&ranges=1";
+    let (code, head, body) = get(front.addr, path, "Range: bytes=10-19\r\n").await;
+    assert_eq!((code, body.as_str()), (206, "0123456789"), "{head}");
+    assert_eq!(response_header(&head, "content-range").as_deref(), Some("bytes 10-19/1000"), "{head}");
+    assert_eq!(range_seen(&origin, path).await, None, "main was asked for the whole object");
+    let (code, head, body) = get(front.addr, path, "Range: bytes=-5\r\n").await;
+    assert_eq!((code, body), (206, pattern(995, 999)), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    let (code, _, body) = get(front.addr, path, "").await;
+    assert_eq!((code, body), (200, pattern(0, 999)));
+    assert_eq!(reached(&origin, path).await, 1);
+}
+
+#[tokio::test]
+async fn rfc9111_s3_4_pieces_of_a_large_object_are_stored_and_combined() {
+    let (origin, front) = stack().await;
+    // 2 MB against a 1 MiB maxObjectBytes: asked for whole once (dropped), then in ranges.
+    let path = "/range-large?cc=max-age%3D60&etag=big&size=2000000&pattern=1&ranges=1";
+    let (code, head, body) = get(front.addr, path, "Range: bytes=0-99\r\n").await;
+    assert_eq!((code, body), (206, pattern(0, 99)), "{head}");
+    assert_eq!(range_seen(&origin, path).await.as_deref(), Some("bytes=0-99"));
+    let (code, head, body) = get(front.addr, path, "Range: bytes=10-49\r\n").await;
+    assert_eq!((code, body), (206, pattern(10, 49)), "from the stored piece: {head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(response_header(&head, "content-range").as_deref(), Some("bytes 10-49/2000000"), "{head}");
+    let counted = reached(&origin, path).await;
+    assert_eq!(counted, 2, "one whole attempt, one range");
+    // An adjacent piece joins the first: a range across both is answered.
+    let (code, _, body) = get(front.addr, path, "Range: bytes=100-199\r\n").await;
+    assert_eq!((code, body), (206, pattern(100, 199)));
+    assert_eq!(range_seen(&origin, path).await.as_deref(), Some("bytes=100-199"), "asked in ranges, not whole again");
+    let (code, head, body) = get(front.addr, path, "Range: bytes=50-150\r\n").await;
+    assert_eq!((code, body), (206, pattern(50, 150)), "{head}");
+    assert_eq!(reached(&origin, path).await, 3);
+    // A range no piece holds goes to main.
+    let (code, _, body) = get(front.addr, path, "Range: bytes=1000-1009\r\n").await;
+    assert_eq!((code, body), (206, pattern(1000, 1009)));
+    assert_eq!(reached(&origin, path).await, 4);
+    // A successful unsafe request drops the pieces too (RFC 9111 §4.4).
+    assert_eq!(support::request(front.addr, "POST", path, "Content-Length: 0\r\n").await.0, 200);
+    get(front.addr, path, "Range: bytes=10-49\r\n").await;
+    assert_eq!(reached(&origin, path).await, 6);
+}
+
+#[tokio::test]
+async fn rfc9111_s3_4_pieces_that_cover_the_object_become_a_whole_stored_response() {
+    let (origin, front) = stack().await;
+    // No Content-Length on the whole answer: asked in ranges.
+    let path = "/range-join?cc=max-age%3D60&etag=j&size=1000&pattern=1&ranges=1&nolen=1";
+    for (range, first, last) in [("bytes=0-599", 0, 599), ("bytes=400-", 400, 999)] {
+        let (code, head, body) = get(front.addr, path, &format!("Range: {range}\r\n")).await;
+        assert_eq!((code, body), (206, pattern(first, last)), "{head}");
+    }
+    let asked = reached(&origin, path).await;
+    let (code, head, body) = get(front.addr, path, "").await;
+    assert_eq!((code, body), (200, pattern(0, 999)), "{head}");
+    assert_eq!(response_header(&head, "content-length").as_deref(), Some("1000"));
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(reached(&origin, path).await, asked);
+}

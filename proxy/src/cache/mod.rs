@@ -20,10 +20,11 @@ use tokio::sync::watch;
 use crate::body::BoxError;
 
 mod fields;
+mod partial;
 mod plan;
 mod stored;
 
-pub use plan::{CachedResponse, Filling, Forwarding, Keep, Plan, Refresh, Revalidated, Revalidation, Waiting};
+pub use plan::{CachedResponse, Filling, Forwarding, Keep, Plan, Refresh, Revalidated, Revalidation, Waiting, Whole};
 pub use stored::Stored;
 
 /// The name this cache gives itself in `Cache-Status`.
@@ -178,6 +179,8 @@ pub struct Cache {
     store_set_cookie: AtomicBool,
     /// `CacheSettings::stale_if_disconnected`, in seconds.
     stale_if_disconnected_s: AtomicU64,
+    /// Keys whose objects are too large to fetch whole for a range request (bounded in count).
+    large: quick_cache::sync::Cache<Arc<str>, ()>,
     /// Misses being filled: later requests for the key wait for the first one's response.
     fills: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
     metrics: CacheMetrics,
@@ -305,6 +308,7 @@ impl Cache {
             enabled: AtomicBool::new(settings.enabled),
             store_set_cookie: AtomicBool::new(settings.store_set_cookie),
             stale_if_disconnected_s: AtomicU64::new(settings.stale_if_disconnected.as_secs()),
+            large: quick_cache::sync::Cache::new(4096),
             fills: Mutex::new(HashMap::new()),
             metrics,
         });
@@ -432,6 +436,8 @@ impl Cache {
                 vary,
                 initial_age: policy.age(now),
                 received: now,
+                segments: None,
+                piece_start: 0,
                 policy,
             },
         })
@@ -523,7 +529,15 @@ impl Cache {
         self.update_gauges();
     }
 
+    /// Drops every stored response of a URL: its variants and its pieces.
     pub fn invalidate(&self, key: &str) {
+        let pieces = self.store.remove(&*Cache::parts_key(key)).is_some();
+        if self.store.remove(key).is_some() || pieces {
+            self.update_gauges();
+        }
+    }
+
+    fn remove_all(&self, key: &str) {
         if self.store.remove(key).is_some() {
             self.update_gauges();
         }
@@ -534,6 +548,7 @@ impl Cache {
     pub fn purge(&self, path: &str, prefix: bool) -> usize {
         let before = self.store.len();
         self.store.retain(|k, _| {
+            let k = k.strip_suffix(partial::SUFFIX).unwrap_or(k);
             let p = k.find('/').map_or("", |i| &k[i..]);
             let p_no_query = p.split_once('?').map_or(p, |(a, _)| a);
             !(if prefix { p.starts_with(path) } else { p_no_query == path || p == path })

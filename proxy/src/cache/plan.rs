@@ -41,6 +41,9 @@ pub struct Filling {
     head: http::request::Parts,
     miss: Outcome,
     guard: Option<FillGuard>,
+    /// A range request asking main for the whole object: the client's `Range` and `If-Range`
+    /// are left out of what is sent, and the range is answered from the stored whole.
+    pub whole: bool,
 }
 
 /// A stored response to confirm with main.
@@ -79,6 +82,8 @@ pub struct Forwarding {
     invalidate: Option<(Arc<str>, String)>,
     /// A POST, as the GET its answer may later serve (RFC 9110 §9.3.3).
     post: Option<http::request::Parts>,
+    /// A range request for an object asked for in ranges: the key whose pieces a 206 joins.
+    pieces: Option<(Arc<str>, http::request::Parts)>,
 }
 
 /// Main's body to be stored once it has arrived whole: what to store, where, and the claim on the
@@ -88,6 +93,8 @@ pub struct Keep {
     candidate: Candidate,
     cache: Arc<Cache>,
     key: Arc<str>,
+    /// A piece of a 206 (then `key` is where pieces are kept): the key of the whole object.
+    whole_key: Option<Arc<str>>,
     _guard: Option<FillGuard>,
 }
 
@@ -99,12 +106,43 @@ impl Keep {
 
     /// Stores the response with its whole body, then releases the requests waiting for it.
     pub fn store(self, body: Bytes) {
-        let Keep { candidate: mut c, cache, key, _guard } = self;
+        let Keep { candidate: mut c, cache, key, whole_key, _guard } = self;
+        if let Some(whole_key) = whole_key {
+            cache.insert_piece(&whole_key, &key, c.stored, body);
+            return;
+        }
         c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         c.stored.body = body;
         cache.insert(&key, c.stored);
     }
+
+    /// Stores a whole object fetched for a range request and answers the client's request from
+    /// it (206, 416, or the whole when the range cannot be served).
+    pub fn store_and_answer(self, body: Bytes, client: &http::request::Parts) -> CachedResponse {
+        let Keep { candidate: mut c, cache, key, _guard, .. } = self;
+        c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        c.stored.body = body;
+        let stored = cache.insert(&key, c.stored);
+        let status = cache_status(Outcome::Miss { stored: true, vary: false, stale: false }, None, false);
+        stored.respond(client, SystemTime::now(), status)
+    }
 }
+
+/// What to do with main's answer to a range request's whole-object fetch.
+#[derive(Debug)]
+pub enum Whole {
+    /// Read the body whole (it is within `maxObjectBytes`), store it, answer the range from it.
+    Store(Keep),
+    /// Too large to store: dropped, and the client's own range request goes to main as it is,
+    /// its 206 stored as a piece.
+    Reask(Forwarding),
+    /// Not for the range (an error, or a small object that may not be stored): the client gets
+    /// it as it is (a server may ignore `Range`), stored when `Some`.
+    Pass(Option<Keep>),
+}
+
+/// The largest whole object a range request gets instead of its range when it cannot be stored.
+const SMALL_WHOLE: u64 = 64 * 1024;
 
 /// What a revalidation came to. (Moved once, on the revalidation path: not boxed.)
 #[derive(Debug)]
@@ -130,11 +168,11 @@ impl Cache {
             let host_len = key.len() - parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
             let host = key[..host_len].to_owned();
             let post = (parts.method == Method::POST).then(|| as_get(parts));
-            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("method"), invalidate: Some((key, host)), post });
+            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("method"), invalidate: Some((key, host)), post, pieces: None });
         }
         if no_store(&parts.headers) {
             self.count(Outcome::Bypass("request"));
-            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("request"), invalidate: None, post: None });
+            return Plan::Forward(Forwarding { outcome: Outcome::Bypass("request"), invalidate: None, post: None, pieces: None });
         }
         let key = Cache::key(parts);
         let now = SystemTime::now();
@@ -145,13 +183,30 @@ impl Cache {
             Lookup::None => false,
         };
         let miss = Outcome::Miss { stored: false, vary, stale: false };
+        if parts.method == Method::GET && parts.headers.contains_key(header::RANGE) && !validating(&parts.headers) {
+            // RFC 9111 §3.3-3.4: a stored piece that holds the range answers it; an object asked
+            // for in ranges is asked for in ranges again (and the 206 stored as a piece); any
+            // other is fetched whole, stored, and the range answered from it.
+            if let Some(answer) = self.partial_hit(&key, parts, now) {
+                return Plan::Answer(answer, None);
+            }
+            if self.asks_in_ranges(&key) {
+                self.count(miss);
+                let pieces = Some((key.clone(), as_get(parts)));
+                return Plan::Forward(Forwarding { outcome: miss, invalidate: None, post: None, pieces });
+            }
+            return match self.turn(&key) {
+                Turn::Fill(guard) => Plan::Fill(Filling { key, head: whole_head(parts), miss, guard: Some(guard), whole: true }),
+                Turn::Wait(done) => Plan::Wait(Waiting { done, key, miss }),
+            };
+        }
         // A client's own conditional or range request on a miss goes to main as it is.
         if parts.method == Method::HEAD || conditional(&parts.headers) {
             self.count(miss);
-            return Plan::Forward(Forwarding { outcome: miss, invalidate: None, post: None });
+            return Plan::Forward(Forwarding { outcome: miss, invalidate: None, post: None, pieces: None });
         }
         match self.turn(&key) {
-            Turn::Fill(guard) => Plan::Fill(Filling { key, head: request_head(parts), miss, guard: Some(guard) }),
+            Turn::Fill(guard) => Plan::Fill(Filling { key, head: request_head(parts), miss, guard: Some(guard), whole: false }),
             Turn::Wait(done) => Plan::Wait(Waiting { done, key, miss }),
         }
     }
@@ -216,7 +271,9 @@ impl Cache {
                 return Plan::Answer(self.hit(&s, parts, now, true), None);
             }
         }
-        Plan::Fill(Filling { key: waiting.key, head: request_head(parts), miss: waiting.miss, guard: None })
+        let whole = parts.headers.contains_key(header::RANGE) && !validating(&parts.headers);
+        let head = if whole { whole_head(parts) } else { request_head(parts) };
+        Plan::Fill(Filling { key: waiting.key, head, miss: waiting.miss, guard: None, whole })
     }
 
     /// Main's answer to a miss (its head already rewritten for the client): tagged, and kept for
@@ -230,7 +287,28 @@ impl Cache {
         };
         response.headers.insert(cache_status_name(), cache_status(outcome, None, false));
         let Filling { key, guard, .. } = filling;
-        candidate.map(|candidate| Keep { candidate, cache: self.clone(), key, _guard: guard })
+        candidate.map(|candidate| Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: guard })
+    }
+
+    /// Main's answer to the whole-object fetch of a range request (`client`: the request as the
+    /// client sent it).
+    pub fn filled_whole(self: &Arc<Self>, filling: Filling, client: &http::request::Parts, response: &mut http::response::Parts) -> Whole {
+        let key = filling.key.clone();
+        let miss = filling.miss;
+        let keep = self.filled(filling, response);
+        if response.status != StatusCode::OK {
+            return Whole::Pass(keep);
+        }
+        let length = crate::headers::content_length(&response.headers);
+        match (keep, length) {
+            (Some(keep), Some(length)) if length <= keep.limit() => Whole::Store(keep),
+            (keep, length) if length.is_some_and(|l| l <= SMALL_WHOLE) => Whole::Pass(keep),
+            _ => {
+                self.mark_large(&key);
+                let pieces = Some((key, as_get(client)));
+                Whole::Reask(Forwarding { outcome: miss, invalidate: None, post: None, pieces })
+            }
+        }
     }
 
     /// What main answered a revalidation with: a 304 freshens the stored response, a 5xx serves
@@ -255,6 +333,7 @@ impl Cache {
                 head: request_head(parts),
                 miss: Outcome::Miss { stored: false, vary: false, stale: true },
                 guard: None,
+                whole: false,
             });
             if filling.is_none() {
                 self.count(Outcome::Miss { stored: false, vary: false, stale: true });
@@ -282,7 +361,7 @@ impl Cache {
         self.count(outcome);
         rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
         let keep = candidate.filter(|_| rp.status != StatusCode::NOT_MODIFIED);
-        Revalidated::New(keep.map(|candidate| Keep { candidate, cache: self.clone(), key, _guard: None }))
+        Revalidated::New(keep.map(|candidate| Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: None }))
     }
 
     /// Main could not be asked to revalidate (`disconnected`: refused, reset, closed before
@@ -311,7 +390,7 @@ impl Cache {
             return None;
         }
         let candidate = self.candidate(&request, response, now)?;
-        Some(Keep { candidate, cache: self.clone(), key, _guard: Some(guard) })
+        Some(Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: Some(guard) })
     }
 
     /// Main's answer to a request forwarded past the store: tagged; a success of an unsafe method
@@ -319,8 +398,18 @@ impl Cache {
     /// 9111 §4.4).
     /// A POST's answer with explicit freshness whose `Content-Location` is the POST's own target is
     /// returned to be stored for later GETs (RFC 9110 §9.3.3, RFC 9111 §4).
-    pub fn forwarded(self: &Arc<Self>, forwarding: Forwarding, response: &mut http::response::Parts) -> Option<Keep> {
+    pub fn forwarded(self: &Arc<Self>, mut forwarding: Forwarding, response: &mut http::response::Parts) -> Option<Keep> {
         let mut keep = None;
+        if let Some((key, get)) = forwarding.pieces.take() {
+            let parts_key = Cache::parts_key(&key);
+            keep = self.piece_candidate(&get, response, SystemTime::now()).map(|candidate| Keep {
+                candidate,
+                cache: self.clone(),
+                key: parts_key,
+                whole_key: Some(key),
+                _guard: None,
+            });
+        }
         if let Some((key, host)) = &forwarding.invalidate {
             if response.status.is_success() || response.status.is_redirection() {
                 self.invalidate(key);
@@ -332,13 +421,14 @@ impl Cache {
                 }
             }
             self.count(forwarding.outcome);
-            if let Some(get) = forwarding.post {
+            if let Some(get) = forwarding.post.take() {
                 let own = response.headers.get(header::CONTENT_LOCATION).and_then(|v| v.to_str().ok()).and_then(|t| same_host_key(host, t));
                 if response.status.is_success() && own.as_deref() == Some(&**key) && super::fields::explicit_freshness(&response.headers) {
                     keep = self.candidate(&get, response, SystemTime::now()).map(|candidate| Keep {
                         candidate,
                         cache: self.clone(),
                         key: key.clone(),
+                        whole_key: None,
                         _guard: None,
                     });
                 }
@@ -353,7 +443,7 @@ impl Stored {
     /// Whether this response answers the request from the store as it is: fresh, and (when the
     /// request has directives of its own) within what they accept.
     #[inline]
-    fn answers(&self, parts: &http::request::Parts, now: SystemTime) -> bool {
+    pub(super) fn answers(&self, parts: &http::request::Parts, now: SystemTime) -> bool {
         self.fresh(now) && (!has_directives(&parts.headers) || self.satisfies(parts, now))
     }
 }
@@ -392,7 +482,7 @@ pub(super) fn as_get(parts: &http::request::Parts) -> http::request::Parts {
     head
 }
 
-fn cache_status_name() -> HeaderName {
+pub(super) fn cache_status_name() -> HeaderName {
     HeaderName::from_static("cache-status")
 }
 
@@ -401,6 +491,19 @@ fn no_store(h: &http::HeaderMap) -> bool {
     h.get_all(header::CACHE_CONTROL)
         .iter()
         .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store"))))
+}
+
+/// The client's own validators: a request carrying them goes to main as it is.
+fn validating(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::IF_NONE_MATCH) || h.contains_key(header::IF_MODIFIED_SINCE) || h.contains_key(header::IF_MATCH)
+}
+
+/// A range request's head without `Range` and `If-Range`: the request for the whole object.
+pub(super) fn whole_head(parts: &http::request::Parts) -> http::request::Parts {
+    let mut head = request_head(parts);
+    head.headers.remove(header::RANGE);
+    head.headers.remove(header::IF_RANGE);
+    head
 }
 
 fn conditional(h: &http::HeaderMap) -> bool {

@@ -34,6 +34,9 @@ pub struct Stored {
     /// time without parsing the stored fields again, as every hit needs it.
     pub(super) initial_age: Duration,
     pub(super) received: SystemTime,
+    /// A 206's pieces instead of a body (`partial.rs`), and where the newest piece starts.
+    pub(super) segments: Option<Box<super::partial::Segments>>,
+    pub(super) piece_start: u64,
 }
 
 impl Stored {
@@ -103,7 +106,8 @@ impl Stored {
 
     pub(super) fn weight(&self, key: &str) -> u64 {
         let headers: usize = self.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
-        self.body.len() as u64 + headers as u64 * 2 + key.len() as u64 + ENTRY_OVERHEAD
+        let pieces = self.segments.as_ref().map_or(0, |s| s.bytes());
+        self.body.len() as u64 + pieces + headers as u64 * 2 + key.len() as u64 + ENTRY_OVERHEAD
     }
 
     /// The answer to `req` from this response: `Age` set, the client's conditionals evaluated
@@ -192,7 +196,7 @@ fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
 
 /// RFC 9110 §13.1.5: a Range applies when `If-Range` is absent or matches (strong comparison for
 /// an entity tag, exact date for Last-Modified).
-fn if_range_holds(req: &HeaderMap, stored: &HeaderMap) -> bool {
+pub(super) fn if_range_holds(req: &HeaderMap, stored: &HeaderMap) -> bool {
     let Some(cond) = req.get(header::IF_RANGE) else { return true };
     let Ok(cond) = cond.to_str() else { return false };
     if cond.starts_with('"') {

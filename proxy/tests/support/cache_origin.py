@@ -10,6 +10,9 @@ that path and query; query parameters choose the response:
   size=N        body of N bytes instead  age=N     Age (seconds spent in caches upstream)
   expires=...   Expires (as given)       bare304=1  a 304 without ETag or Last-Modified
   etagn=1       ETag "v<n>", new each time nocond=1  never 304, whatever the request asks
+  pattern=1     the size=N body is "0123456789" repeated
+  ranges=1      a single-range Range (bytes=a-b, a-, -n) gets a 206 of the body
+  nolen=1       a 200 without Content-Length (the body ends with the connection)
 Every answer carries X-Count: n.
 A request whose If-None-Match holds the response's ETag, or whose If-Modified-Since is set while
 lm=1, gets 304 (with the X-Version and Cache-Control of this request). The headers main saw are
@@ -44,11 +47,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-    def answer(self, code, headers, body):
+    def answer(self, code, headers, body, length=True):
         self.send_response(code)
         for k, v in headers:
             self.send_header(k, v)
-        if code not in (204, 304):
+        if not length:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        elif code not in (204, 304):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD" and code not in (204, 304):
@@ -117,13 +123,22 @@ class Handler(BaseHTTPRequestHandler):
         if ("etag" in q and inm and ('"%s"' % q["etag"]) in inm) or (inm is None and q.get("lm") == "1" and ims):
             drop = ("Content-Type", "ETag", "Last-Modified") if q.get("bare304") == "1" else ("Content-Type",)
             return self.answer(304, [x for x in h if x[0] not in drop], b"")
-        if "size" in q:
+        if "size" in q and q.get("pattern") == "1":
+            body = (b"0123456789" * (int(q["size"]) // 10 + 1))[: int(q["size"])]
+        elif "size" in q:
             body = b"y" * int(q["size"])
         else:
             body = ("%s #%d" % (self.path, n)).encode()
             if "vary" in q:
                 body += (" lang=%s" % self.headers.get("Accept-Language", "-")).encode()
-        return self.answer(int(q.get("status", "200")), h, body)
+        rng = self.headers.get("Range", "")
+        if q.get("ranges") == "1" and rng.startswith("bytes=") and "," not in rng:
+            a, _, b = rng[6:].partition("-")
+            total = len(body)
+            first, last = (total - int(b), total - 1) if a == "" else (int(a), min(int(b), total - 1) if b else total - 1)
+            h.append(("Content-Range", "bytes %d-%d/%d" % (first, last, total)))
+            return self.answer(206, h, body[first : last + 1])
+        return self.answer(int(q.get("status", "200")), h, body, length=q.get("nolen") != "1")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = handle_one
 

@@ -198,12 +198,21 @@ pub async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<htt
 
 /// How many requests for `path` (with its query) reached the cache origin.
 pub async fn reached(origin: &Origin, path: &str) -> u32 {
-    let encoded: String = path
-        .bytes()
+    get(origin.addr, &format!("/_count?p={}", encode(path)), "").await.2.parse().unwrap()
+}
+
+/// A path and query as one query parameter's value.
+fn encode(path: &str) -> String {
+    path.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
-        .collect();
-    get(origin.addr, &format!("/_count?p={encoded}"), "").await.2.parse().unwrap()
+        .collect()
+}
+
+/// The last request head the cache origin saw for `path` (path and query), as its JSON list of
+/// [name, value] pairs.
+pub async fn cache_origin_saw(origin: &Origin, path: &str) -> serde_json::Value {
+    serde_json::from_str(&get(origin.addr, &format!("/_seen?p={}", encode(path)), "").await.2).unwrap()
 }
