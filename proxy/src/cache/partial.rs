@@ -165,17 +165,18 @@ impl Cache {
                 && strong_etag(&old.headers) == strong_etag(&stored.headers)
                 && old.segments.as_ref().is_some_and(|s| s.total == segments.total)
         };
-        if let Some(Lookup::Found(old)) = Some(self.lookup_exact(parts_key, &stored)) {
+        if let Lookup::Found(old) = self.lookup_exact(parts_key, &stored) {
             if same(&old) {
                 if let Some(old_segments) = &old.segments {
                     segments.pieces = old_segments.pieces.clone();
                 }
             }
         }
-        segments.add(stored.piece_start, body);
+        let start = stored.piece_start;
+        segments.add(start, body.clone());
         if segments.bytes() > self.max_object() {
             // The pieces of one representation are bounded like a whole one: keep the newest.
-            segments.pieces.retain(|(s, _)| *s == stored.piece_start);
+            segments.pieces = vec![(start, body)];
         }
         if let Some(whole) = segments.complete() {
             stored.status = StatusCode::OK;
