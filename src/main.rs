@@ -14,6 +14,10 @@ use sitecar_proxy::admin::client::{self, Console};
 
 use cli::{Cli, Command};
 
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();

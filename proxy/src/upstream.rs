@@ -52,8 +52,22 @@ struct Pool {
 
 #[derive(Debug)]
 struct Idle {
-    tx: SendRequest<UpstreamBody>,
+    tx: Conn,
     since: Instant,
+}
+
+/// A connection to main: hyper's sender, and whether its socket failed under a request body
+/// (`io::MainIo`), which keeps it out of the pool.
+#[derive(Debug)]
+struct Conn {
+    tx: SendRequest<UpstreamBody>,
+    broken: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.broken.load(Ordering::Relaxed)
+    }
 }
 
 /// Why main's response did not come.
@@ -89,7 +103,7 @@ impl Upstream {
     pub(crate) fn send(&self, mut req: Request<UpstreamBody>) -> impl Future<Output = Result<Response<MainBody>, SendError>> + '_ {
         async move {
             loop {
-                let (mut tx, pooled) = match self.pool.checkout() {
+                let (mut conn, pooled) = match self.pool.checkout() {
                     Some(tx) => (tx, true),
                     None => match self.pool.connect().await {
                         Ok(tx) => (tx, false),
@@ -98,16 +112,16 @@ impl Upstream {
                         Err(Connect::Handshake(e)) => return Err(SendError::Http(e)),
                     },
                 };
-                if let Err(e) = tx.ready().await {
+                if let Err(e) = conn.tx.ready().await {
                     if pooled {
                         continue;
                     }
                     return Err(SendError::Http(e));
                 }
-                match tx.try_send_request(req).await {
+                match conn.tx.try_send_request(req).await {
                     Ok(resp) => {
                         // An upgraded connection is the tunnel's now.
-                        let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (tx, self.pool.clone()));
+                        let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (conn, self.pool.clone()));
                         return Ok(resp.map(|inner| MainBody { inner, home }));
                     }
                     Err(mut e) => match e.take_message() {
@@ -123,7 +137,7 @@ impl Upstream {
 
 impl Pool {
     /// The newest idle connection still open and not past the idle timeout.
-    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         let mut now = None;
         while let Some(i) = idle.pop_back() {
@@ -136,7 +150,7 @@ impl Pool {
     }
 
     /// Takes a connection back once its response has been read to its end.
-    fn checkin(self: &Arc<Self>, tx: SendRequest<UpstreamBody>) {
+    fn checkin(self: &Arc<Self>, tx: Conn) {
         if tx.is_closed() {
             return;
         }
@@ -160,8 +174,10 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, Connect> {
+    async fn connect(&self) -> Result<Conn, Connect> {
         let stream = self.tcp().await?;
+        let broken = Arc::new(AtomicBool::new(false));
+        let stream = crate::io::MainIo::new(stream, broken.clone());
         // A bounded read buffer: a response the client cannot take yet waits in main's socket,
         // not in ours (hyper's default lets each connection's buffer grow to ~400 KiB).
         let (tx, conn) =
@@ -169,7 +185,7 @@ impl Pool {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        Ok(tx)
+        Ok(Conn { tx, broken })
     }
 
     async fn tcp(&self) -> Result<TcpStream, Connect> {
@@ -209,7 +225,7 @@ enum Connect {
 #[derive(Debug)]
 pub struct MainBody {
     inner: Incoming,
-    home: Option<(SendRequest<UpstreamBody>, Arc<Pool>)>,
+    home: Option<(Conn, Arc<Pool>)>,
 }
 
 impl MainBody {

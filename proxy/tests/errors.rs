@@ -353,3 +353,64 @@ async fn a_body_trickling_below_the_minimum_rate_gets_408_and_a_slow_upload_does
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A main that answers every request as soon as its head has arrived and closes without reading
+/// the body (as Python's http.server does with a 501, or a server refusing a body with 413).
+async fn early_answering_main(status: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 7\r\nConnection: close\r\n\r\nrefused");
+                let _ = s.write_all(answer.as_bytes()).await;
+                // Closed with the body unread: the kernel resets the connection.
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn main_answering_before_reading_a_large_body_is_what_the_client_gets() {
+    // RFC 9112 §9.5 lets a server answer and close before reading the body; main's kernel then
+    // resets the connection under the body still being written.
+    for (status, code) in [("413 Content Too Large", "413"), ("501 Not Implemented", "501")] {
+        let main = early_answering_main(status).await;
+        let front = Front::start(main, config(), limits(), true).await;
+        let body = vec![b'x'; 1 << 20];
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..30 {
+            let s = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            // The client keeps sending while the answer comes back (it may be cut off once answered).
+            let body = body.clone();
+            let writer = tokio::spawn(async move {
+                let _ = w.write_all(head.as_bytes()).await;
+                let _ = w.write_all(&body).await;
+                w
+            });
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut answer)).await;
+            let _ = writer.await;
+            let text = String::from_utf8_lossy(&answer).to_string();
+            let got = text.split(' ').nth(1).unwrap_or("none").to_string();
+            if got != code || !text.ends_with("refused") {
+                *seen.entry(text).or_insert(0) += 1;
+            } else {
+                *seen.entry(got).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(seen.get(code), Some(&30), "every client gets main's {code} and its body: {seen:?}");
+    }
+}
