@@ -70,6 +70,8 @@ test-prereqs:
 	@test -x $(TEST_VENV)/bin/python || python3 -m venv $(TEST_VENV)
 	@$(TEST_VENV)/bin/python -c "import kubernetes_validate, yaml" 2>/dev/null || { echo "make: installing kubernetes-validate (PyPI) into $(TEST_VENV)"; \
 		$(TEST_VENV)/bin/python -m pip install -q kubernetes-validate; }
+	@$(TEST_VENV)/bin/python -c "import grpc" 2>/dev/null || { echo "make: installing grpcio (PyPI) into $(TEST_VENV)"; \
+		$(TEST_VENV)/bin/python -m pip install -q grpcio; }
 
 # Installs the Debian packages PKGS when any command of CMDS is missing.
 apt-install:

@@ -101,10 +101,15 @@ pub fn write_azure_files(spec: &Spec, dir: &std::path::Path, name: &str) -> Resu
             .and_then(|()| std::fs::write(&path, text))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    Ok(format!(
+    let mut done = format!(
         "wrote {0}/sitecontainers.json, {0}/appsettings.json and {0}/connectionstrings.json:\n  az webapp config appsettings set -g RG -n {name} --settings @{0}/appsettings.json\n  az webapp config connection-string set -g RG -n {name} --settings @{0}/connectionstrings.json\n  az webapp sitecontainers create -g RG -n {name} --sitecontainers-spec-file {0}/sitecontainers.json",
         dir.display()
-    ))
+    );
+    if spec.proxy.http2_to_main != crate::model::Http2ToMain::Off {
+        let flag = spec.proxy.http2_to_main.flag();
+        done.push_str(&format!("\n  az webapp config set -g RG -n {name} --generic-configurations '{{\"http20ProxyFlag\": {flag}}}'"));
+    }
+    Ok(done)
 }
 
 /// What exported objects and the site are named: `given`, else the spec's site name when it
@@ -142,6 +147,11 @@ pub fn arm_template(spec: &Spec, site: &str) -> Value {
         resources.push(
             json!({"type": "Microsoft.Web/sites/config", "apiVersion": "2024-04-01", "name": child("appsettings"), "properties": settings}),
         );
+    }
+    if spec.proxy.http2_to_main != crate::model::Http2ToMain::Off {
+        // HTTP/2 to main (gRPC) is a site setting: `siteConfig` as a `config/web` resource.
+        let web = json!({"http20ProxyFlag": spec.proxy.http2_to_main.flag()});
+        resources.push(json!({"type": "Microsoft.Web/sites/config", "apiVersion": "2024-04-01", "name": child("web"), "properties": web}));
     }
     if !spec.connection_strings.is_empty() {
         let strings: Map<String, Value> = spec
@@ -459,5 +469,36 @@ mod tests {
         assert_eq!(docs[1]["stringData"]["POSTGRESQLCONNSTR_Db"], "Server=db");
         assert_eq!(docs[3]["spec"]["ports"][1]["targetPort"], 8080);
         assert_eq!(docs[2]["metadata"]["name"], "shop");
+    }
+
+    #[test]
+    fn http2_to_main_is_read_from_both_inputs_checked_and_exported() {
+        let doc = |flag: &str, port: &str| {
+            format!(
+                r#"{{"sitecontainers": [{{"name": "web", "properties": {{"image": "w", "isMain": true, "targetPort": "8080"}}}}],
+                   "appSettings": {{"HTTP20_ONLY_PORT": "{port}"}}, "proxy": {{"http20ProxyFlag": {flag}}}}}"#
+            )
+        };
+        let spec = load_str(&doc("2", "8585"), &LoadOptions::default()).unwrap();
+        assert_eq!((spec.proxy.http2_to_main, spec.proxy.http2_port), (crate::Http2ToMain::GrpcOnly, Some(8585)));
+        let Err(crate::LoadError::Invalid { problems }) = load_str(&doc("3", "grpc"), &LoadOptions::default()) else { panic!("accepted") };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"$.proxy.http20ProxyFlag") && paths.contains(&"$.appSettings.HTTP20_ONLY_PORT"), "{problems:?}");
+        // An ARM template's siteConfig, as Bicep writes it, round-trips through the export.
+        let template = arm_template(&spec, "shop");
+        let web = template["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Microsoft.Web/sites/config" && r["name"].as_str().unwrap().contains("'web')"))
+            .unwrap();
+        assert_eq!(web["properties"]["http20ProxyFlag"], 2);
+        let again = load_str(&template.to_string(), &LoadOptions::default()).unwrap();
+        assert_eq!((again.proxy.http2_to_main, again.proxy.http2_port), (crate::Http2ToMain::GrpcOnly, Some(8585)));
+        let bicep = r#"{"resources": [{"type": "Microsoft.Web/sites", "apiVersion": "2024-04-01", "name": "shop",
+            "properties": {"siteConfig": {"linuxFxVersion": "sitecontainers", "http20ProxyFlag": "[int('1')]"}}},
+          {"type": "Microsoft.Web/sites/sitecontainers", "apiVersion": "2024-04-01", "name": "[format('{0}/{1}', 'shop', 'main')]",
+            "properties": {"image": "w", "isMain": true, "targetPort": "8080"}}]}"#;
+        assert_eq!(load_str(bicep, &LoadOptions::default()).unwrap().proxy.http2_to_main, crate::Http2ToMain::All);
     }
 }

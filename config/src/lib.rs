@@ -202,6 +202,7 @@ fn read(p: &mut json::Problems, root: &serde_json::Value, options: &LoadOptions)
             app_settings.extend(t.settings);
             connection_strings.extend(t.connection_strings);
             code_stack = t.code_stack;
+            parts.proxy.http2_to_main = t.http2_to_main.unwrap_or_default();
         }
         SpecFormat::Sitecar => {
             let mut doc = json::Obj::new(p, root, "$")?;

@@ -235,6 +235,9 @@ pub struct Platform {
     pub healthcheck_path: Option<String>,
     /// `WEBSITES_ENABLE_APP_SERVICE_STORAGE`, default true: the shared `/home`.
     pub app_service_storage: bool,
+    /// `HTTP20_ONLY_PORT`: the port where main speaks HTTP/2 without TLS (h2c), for
+    /// [`ProxySettings::http2_to_main`].
+    pub http20_only_port: Option<u16>,
 }
 
 impl Default for Platform {
@@ -245,6 +248,7 @@ impl Default for Platform {
             start_time_limit: Duration::from_secs(230),
             healthcheck_path: None,
             app_service_storage: true,
+            http20_only_port: None,
         }
     }
 }
@@ -285,6 +289,44 @@ pub struct ProxySettings {
     /// Compress main's responses (gzip, br, zstd) for clients that accept it when main did not
     /// (default true).
     pub compression: bool,
+    /// Which requests reach main over HTTP/2 (App Service's `siteConfig.http20ProxyFlag`).
+    pub http2_to_main: Http2ToMain,
+    /// Where main speaks HTTP/2 then: the `HTTP20_ONLY_PORT` app setting, else main's own port.
+    pub http2_port: Option<u16>,
+}
+
+/// App Service's `http20ProxyFlag`: HTTP/2 clients' requests forwarded to main as HTTP/2
+/// (cleartext, on `HTTP20_ONLY_PORT` or else main's port) instead of HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Http2ToMain {
+    /// 0: every request reaches main as HTTP/1.1.
+    #[default]
+    Off,
+    /// 1: every HTTP/2 request.
+    All,
+    /// 2: gRPC requests only (`Content-Type: application/grpc...`).
+    GrpcOnly,
+}
+
+impl Http2ToMain {
+    /// From the flag's value, 0, 1 or 2.
+    pub fn from_flag(flag: i64) -> Option<Self> {
+        match flag {
+            0 => Some(Self::Off),
+            1 => Some(Self::All),
+            2 => Some(Self::GrpcOnly),
+            _ => None,
+        }
+    }
+
+    pub fn flag(self) -> u8 {
+        match self {
+            Self::Off => 0,
+            Self::All => 1,
+            Self::GrpcOnly => 2,
+        }
+    }
 }
 
 impl Default for ProxySettings {
@@ -303,6 +345,8 @@ impl Default for ProxySettings {
             drop_underscore_headers: true,
             threads: None,
             compression: true,
+            http2_to_main: Http2ToMain::Off,
+            http2_port: None,
         }
     }
 }

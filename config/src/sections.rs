@@ -159,6 +159,10 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
     if let Some(b) = o.boolean(p, "compression") {
         s.compression = b;
     }
+    // App Service's name for it (`siteConfig.http20ProxyFlag`): 0 off, 1 all HTTP/2, 2 gRPC only.
+    if let Some(n) = o.integer(p, "http20ProxyFlag", 0, 2) {
+        s.http2_to_main = crate::model::Http2ToMain::from_flag(n as i64).unwrap_or_default();
+    }
     o.finish(p);
     s
 }
@@ -490,6 +494,15 @@ pub(crate) fn platform(p: &mut Problems, settings: &BTreeMap<String, String>, se
             s.healthcheck_path = Some(v.clone());
         } else {
             p.push(Problem::new(at("WEBSITE_HEALTHCHECK_PATH"), format!("health check path \"{v}\" must start with /")));
+        }
+    }
+    if let Some(v) = settings.get("HTTP20_ONLY_PORT") {
+        match v.trim().parse::<u16>() {
+            Ok(port) if port > 0 => s.http20_only_port = Some(port),
+            _ => p.push(
+                Problem::new(at("HTTP20_ONLY_PORT"), format!("\"{v}\" is not a port"))
+                    .hint("the port where main serves HTTP/2 without TLS (gRPC), e.g. \"8585\""),
+            ),
         }
     }
     if let Some(v) = settings.get("WEBSITES_ENABLE_APP_SERVICE_STORAGE") {

@@ -210,6 +210,8 @@ pub(crate) fn build(p: &mut Problems, parts: Parts) -> Option<Spec> {
     }
 
     let platform = crate::sections::platform(p, &app_settings, &app_settings_path);
+    let mut proxy = proxy;
+    proxy.http2_port = platform.http20_only_port;
 
     // Local commands, the runtime, and process-mode port rules.
     let local_for = |d: &Draft| -> Option<LocalCommand> {

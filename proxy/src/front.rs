@@ -222,7 +222,7 @@ fn edge(
             cache: at_edge.cache,
             offload: (!at_edge.offload.is_empty()).then(|| Offload::new(&at_edge.offload)),
         },
-        Upstream::new(main, t.connect, t.upstream_idle),
+        Upstream::new(main, t.connect, t.upstream_idle).with_http2(crate::upstream::Http2Main::for_settings(settings, main)),
         ready.clone(),
         access.clone(),
         metrics.clone(),

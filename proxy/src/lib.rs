@@ -50,7 +50,7 @@ mod server;
 mod spans;
 pub mod standalone;
 pub mod tls;
-mod upstream;
+pub mod upstream;
 
 pub use edge::{EdgeConfig, EdgeService};
 pub use error::ProxyError;

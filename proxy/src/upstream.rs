@@ -37,6 +37,37 @@ const MAX_IDLE: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Upstream {
     pool: Arc<Pool>,
+    /// HTTP/2 to main, for the requests it is for (`http20ProxyFlag`).
+    h2: Option<Arc<Http2Pool>>,
+}
+
+/// Where main speaks HTTP/2 without TLS, and for which requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Http2Main {
+    pub addr: SocketAddr,
+    /// Only gRPC requests (`http20ProxyFlag` 2); otherwise every HTTP/2 client's request (1).
+    pub grpc_only: bool,
+}
+
+impl Http2Main {
+    /// Where and for which requests main speaks HTTP/2 (`http20ProxyFlag`, `HTTP20_ONLY_PORT`,
+    /// else main's own port); `None` when it does not.
+    pub fn for_settings(settings: &sitecar_config::ProxySettings, main: SocketAddr) -> Option<Self> {
+        let grpc_only = match settings.http2_to_main {
+            sitecar_config::Http2ToMain::Off => return None,
+            sitecar_config::Http2ToMain::All => false,
+            sitecar_config::Http2ToMain::GrpcOnly => true,
+        };
+        Some(Self { addr: SocketAddr::new(main.ip(), settings.http2_port.unwrap_or(main.port())), grpc_only })
+    }
+}
+
+/// One multiplexed HTTP/2 connection to main, made when first needed and again once closed.
+#[derive(Debug)]
+struct Http2Pool {
+    main: Http2Main,
+    connect_timeout: Duration,
+    conn: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<UpstreamBody>>>,
 }
 
 #[derive(Debug)]
@@ -85,7 +116,58 @@ impl Upstream {
     /// `idle` closes pooled connections before the app does.
     pub fn new(addr: SocketAddr, connect_timeout: Duration, idle: Duration) -> Self {
         let pool = Pool { addr, connect_timeout, idle_timeout: idle, idle: Mutex::new(VecDeque::new()), reaping: AtomicBool::new(false) };
-        Self { pool: Arc::new(pool) }
+        Self { pool: Arc::new(pool), h2: None }
+    }
+
+    /// Sends the requests `h2` is for to main over HTTP/2.
+    pub fn with_http2(mut self, h2: Option<Http2Main>) -> Self {
+        let connect_timeout = self.pool.connect_timeout;
+        self.h2 = h2.map(|main| Arc::new(Http2Pool { main, connect_timeout, conn: tokio::sync::Mutex::new(None) }));
+        self
+    }
+
+    /// Whether a client's request goes to main over HTTP/2: an HTTP/2 client's, and with
+    /// `grpc_only` a gRPC one (App Service sends gRPC on as HTTP/2 only from HTTP/2 clients).
+    #[inline]
+    pub(crate) fn http2_for(&self, version: http::Version, headers: &http::HeaderMap) -> bool {
+        let Some(h2) = &self.h2 else { return false };
+        version == http::Version::HTTP_2
+            && (!h2.main.grpc_only
+                || headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")))
+    }
+
+    /// The absolute URI of an HTTP/2 request to main: `:authority` is the client's host (main's
+    /// address when it has none that makes an authority).
+    pub(crate) fn http2_uri(&self, host: Option<&http::HeaderValue>, pq: Option<&PathAndQuery>) -> Uri {
+        let pq = pq.cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let build = |authority: &[u8]| Uri::builder().scheme("http").authority(authority).path_and_query(pq.clone()).build();
+        host.and_then(|h| build(h.as_bytes()).ok())
+            .or_else(|| build(self.pool.addr.to_string().as_bytes()).ok())
+            .unwrap_or_else(|| Uri::from(pq.clone()))
+    }
+
+    /// Main's response head to `req` over HTTP/2 (its URI absolute: scheme and `:authority`).
+    pub(crate) async fn send_http2(&self, req: Request<UpstreamBody>) -> Result<Response<MainBody>, SendError> {
+        let Some(h2) = &self.h2 else { return Err(SendError::ConnectTimeout) };
+        let connected = |c: Result<_, Connect>, req| match c {
+            Ok(tx) => Ok((tx, req)),
+            Err(Connect::Failed(e)) => Err(SendError::Connect(e, Box::new(req))),
+            Err(Connect::TimedOut) => Err(SendError::ConnectTimeout),
+            Err(Connect::Handshake(e)) => Err(SendError::Http(e)),
+        };
+        let (mut tx, req) = connected(h2.sender().await, req)?;
+        if tx.ready().await.is_err() {
+            // The connection closed under us (main restarted): one new connection.
+            h2.forget().await;
+            let req = req;
+            let (fresh, req) = connected(h2.sender().await, req)?;
+            tx = fresh;
+            tx.ready().await.map_err(SendError::Http)?;
+            let resp = tx.send_request(req).await.map_err(SendError::Http)?;
+            return Ok(resp.map(|inner| MainBody { inner, home: None }));
+        }
+        let resp = tx.send_request(req).await.map_err(SendError::Http)?;
+        Ok(resp.map(|inner| MainBody { inner, home: None }))
     }
 
     /// The request target main gets: origin form (`/path?query`).
@@ -197,6 +279,35 @@ impl Pool {
                 Ok(s)
             }
         }
+    }
+}
+
+impl Http2Pool {
+    /// The open connection, or a new one.
+    async fn sender(&self) -> Result<hyper::client::conn::http2::SendRequest<UpstreamBody>, Connect> {
+        let mut conn = self.conn.lock().await;
+        if let Some(tx) = conn.as_ref().filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.main.addr)).await {
+            Err(_) => return Err(Connect::TimedOut),
+            Ok(Err(e)) => return Err(Connect::Failed(e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (tx, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(Connect::Handshake)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        *conn = Some(tx.clone());
+        Ok(tx)
+    }
+
+    async fn forget(&self) {
+        *self.conn.lock().await = None;
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) struct Template {
     /// The site's runtime stack when it is code (`PYTHON|3.12`), with its path: App Service's
     /// built-in code container is then main.
     pub code_stack: Option<(String, String)>,
+    /// `siteConfig.http20ProxyFlag`: which requests reach main over HTTP/2.
+    pub http2_to_main: Option<crate::model::Http2ToMain>,
 }
 
 /// Reads a template; `given` are parameter values for the deployment, `outside` the app settings
@@ -201,6 +203,13 @@ impl Reader<'_, '_> {
                 if !fx.eq_ignore_ascii_case("sitecontainers") && !fx.trim().is_empty() {
                     self.t.code_stack = Some((fx, fx_path));
                 }
+            }
+        }
+        if let Some(flag) = get_ci(config, "http20ProxyFlag") {
+            let flag_path = join(path, "http20ProxyFlag");
+            if let Some(v) = self.eval_one(flag, &flag_path) {
+                let n = crate::json::integer_value(self.p, &v, &flag_path, 0, 2);
+                self.t.http2_to_main = n.and_then(|n| crate::model::Http2ToMain::from_flag(n as i64));
             }
         }
         if let Some(Value::Array(list)) = get_ci(config, "appSettings") {

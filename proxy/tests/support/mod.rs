@@ -105,11 +105,25 @@ pub struct Front {
 
 impl Front {
     pub async fn start(main: SocketAddr, config: EdgeConfig, limits: ServerLimits, ready: bool) -> Front {
+        Self::start_upstream(Upstream::new(main, config.connect_timeout, Duration::from_secs(4)), config, limits, ready).await
+    }
+
+    /// As [`Front::start`], with main reached as `proxy` says (HTTP/2 to main by its flag).
+    pub async fn start_with_proxy(
+        main: SocketAddr,
+        config: EdgeConfig,
+        limits: ServerLimits,
+        proxy: &sitecar_config::ProxySettings,
+    ) -> Front {
+        let h2 = sitecar_proxy::upstream::Http2Main::for_settings(proxy, main);
+        Self::start_upstream(Upstream::new(main, config.connect_timeout, Duration::from_secs(4)).with_http2(h2), config, limits, true).await
+    }
+
+    async fn start_upstream(upstream: Upstream, config: EdgeConfig, limits: ServerLimits, ready: bool) -> Front {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(ready);
         let metrics = Arc::new(sitecar_proxy::metrics::HttpMetrics::new(&prometheus::Registry::new()).unwrap());
-        let upstream = Upstream::new(main, config.connect_timeout, Duration::from_secs(4));
         let edge = EdgeService::new(config, upstream, rx, None, Some(metrics.clone()));
         let stop = CancellationToken::new();
         let conns = Arc::new(Semaphore::new(limits.max_connections));
