@@ -254,7 +254,7 @@ impl EdgeService {
                             use http_body_util::BodyExt;
                             let limited = http_body_util::Limited::new(incoming, keep.limit() as usize);
                             let whole = limited.collect().await.map_err(ProxyError::Upstream)?.to_bytes();
-                            Ok(Answer::main(keep.store_and_answer(whole, &client).map(EdgeBody::from), took))
+                            Ok(Answer::main(keep.store_and_answer(whole, &client, false).map(EdgeBody::from), took))
                         }
                         Whole::Reask(forwarding) => {
                             drop(incoming);
@@ -278,6 +278,18 @@ impl EdgeService {
                         Ok((mut rp, incoming, took)) => match cache.revalidated(&parts, rv, &mut rp) {
                             Revalidated::Fresh(r) => Ok(Answer::main(r.map(EdgeBody::from), took)),
                             Revalidated::Stale(r) => Ok(Answer::local(r.map(EdgeBody::from))),
+                            Revalidated::New(Some(keep))
+                                if parts.headers.contains_key(header::RANGE)
+                                    && rp.status == StatusCode::OK
+                                    && headers::content_length(&rp.headers).is_some_and(|l| l <= keep.limit()) =>
+                            {
+                                // Asked for the whole object on the client's range request: stored,
+                                // and the range answered from it.
+                                use http_body_util::BodyExt;
+                                let limited = http_body_util::Limited::new(incoming, keep.limit() as usize);
+                                let whole = limited.collect().await.map_err(ProxyError::Upstream)?.to_bytes();
+                                Ok(Answer::main(keep.store_and_answer(whole, &parts, true).map(EdgeBody::from), took))
+                            }
                             Revalidated::New(keep) => {
                                 rp.version = parts.version;
                                 Ok(Answer::main(Response::from_parts(rp, stream(incoming, keep)), took))

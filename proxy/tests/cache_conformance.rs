@@ -477,3 +477,29 @@ async fn rfc9111_s3_4_pieces_that_cover_the_object_become_a_whole_stored_respons
     assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
     assert_eq!(reached(&origin, path).await, asked);
 }
+
+#[tokio::test]
+async fn rfc9111_s4_3_1_a_range_request_on_a_stale_entry_revalidates_the_whole_object() {
+    let (origin, front) = stack().await;
+    let path = "/range-stale?cc=max-age%3D1&etag=s1&size=1000&pattern=1&ranges=1";
+    get(front.addr, path, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Main is asked without the range (If-None-Match only): its 304 freshens the stored object,
+    // and the range is answered from it.
+    let (code, head, body) = get(front.addr, path, "Range: bytes=20-29\r\n").await;
+    assert_eq!((code, body), (206, pattern(20, 29)), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().contains("fwd-status=304"), "{head}");
+    assert_eq!(range_seen(&origin, path).await, None, "the revalidation asked for the whole object");
+    let (_, head, _) = get(front.addr, path, "Range: bytes=0-9\r\n").await;
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "fresh again: {head}");
+    // A new object on revalidation is stored whole and the range answered from it.
+    let changing = "/range-stale-new?cc=max-age%3D1&etagn=1&size=1000&pattern=1&ranges=1";
+    get(front.addr, changing, "").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, head, body) = get(front.addr, changing, "Range: bytes=990-\r\n").await;
+    assert_eq!((code, body), (206, pattern(990, 999)), "{head}");
+    assert_eq!(response_header(&head, "etag").as_deref(), Some("\"v2\""), "{head}");
+    let (_, head, _) = get(front.addr, changing, "Range: bytes=0-9\r\n").await;
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(reached(&origin, changing).await, 2);
+}

@@ -117,13 +117,14 @@ impl Keep {
     }
 
     /// Stores a whole object fetched for a range request and answers the client's request from
-    /// it (206, 416, or the whole when the range cannot be served).
-    pub fn store_and_answer(self, body: Bytes, client: &http::request::Parts) -> CachedResponse {
+    /// it (206, 416, or the whole when the range cannot be served); `stale`: it replaced a stale
+    /// stored response.
+    pub fn store_and_answer(self, body: Bytes, client: &http::request::Parts, stale: bool) -> CachedResponse {
         let Keep { candidate: mut c, cache, key, _guard, .. } = self;
         c.stored.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         c.stored.body = body;
         let stored = cache.insert(&key, c.stored);
-        let status = cache_status(Outcome::Miss { stored: true, vary: false, stale: false }, None, false);
+        let status = cache_status(Outcome::Miss { stored: true, vary: false, stale }, None, false);
         stored.respond(client, SystemTime::now(), status)
     }
 }
@@ -251,7 +252,7 @@ impl Cache {
             let refresh = match self.turn(&key) {
                 // A GET even for a HEAD: the refresh is read whole into the store.
                 Turn::Fill(guard) => {
-                    Some(Refresh { request: as_get(&stored.revalidation(parts, now)), key, stored: stored.clone(), guard })
+                    Some(Refresh { request: as_get(&revalidation(&stored, parts, now)), key, stored: stored.clone(), guard })
                 }
                 Turn::Wait(_) => None,
             };
@@ -260,7 +261,7 @@ impl Cache {
         if !main_ready && stored.within_stale_if_error(now) {
             return Plan::Answer(self.serve_stale(&stored, parts, now, StaleReason::IfError), None);
         }
-        Plan::Revalidate(Revalidation { request: stored.revalidation(parts, now), key, stored, now })
+        Plan::Revalidate(Revalidation { request: revalidation(&stored, parts, now), key, stored, now })
     }
 
     /// After waiting for another request's fill: its stored response, or a fill of this one's own.
@@ -496,6 +497,17 @@ fn no_store(h: &http::HeaderMap) -> bool {
 /// The client's own validators: a request carrying them goes to main as it is.
 fn validating(h: &http::HeaderMap) -> bool {
     h.contains_key(header::IF_NONE_MATCH) || h.contains_key(header::IF_MODIFIED_SINCE) || h.contains_key(header::IF_MATCH)
+}
+
+/// The request that revalidates `stored` for a client's request: for the whole object, so that a
+/// 304 freshens it and a new answer can be stored, whatever range the client asked for (its
+/// range is then answered from the store).
+fn revalidation(stored: &Stored, parts: &http::request::Parts, now: SystemTime) -> http::request::Parts {
+    if parts.headers.contains_key(header::RANGE) {
+        stored.revalidation(&whole_head(parts), now)
+    } else {
+        stored.revalidation(parts, now)
+    }
 }
 
 /// A range request's head without `Range` and `If-Range`: the request for the whole object.
