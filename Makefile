@@ -93,7 +93,7 @@ FUZZ_SECONDS ?= 60
 fuzz: prereqs
 	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in spec headers; do \
+	cd fuzz && for t in spec headers h1; do \
 		cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 || exit 1; \
 	done
 

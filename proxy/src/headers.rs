@@ -10,7 +10,7 @@ use http::{Method, Uri, Version};
 
 use crate::ids;
 
-mod checks;
+pub(crate) mod checks;
 mod encoding;
 pub use checks::check_request;
 pub use encoding::{compressible, varies_by_encoding};

@@ -35,6 +35,7 @@ mod compress;
 pub mod edge;
 pub mod error;
 pub mod front;
+pub mod h1;
 pub mod headers;
 mod history;
 mod ids;

@@ -59,7 +59,7 @@ pub fn check_request(parts: &mut http::request::Parts) -> Result<(), ProxyError>
 /// `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a reg-name of unreserved, pct-encoded
 /// and sub-delims characters, or a bracketed IP literal; an optional numeric port. Empty is allowed
 /// (a target without authority).
-fn valid_host(h: &[u8]) -> bool {
+pub(crate) fn valid_host(h: &[u8]) -> bool {
     let (host, port) = if h.first() == Some(&b'[') {
         match h.iter().position(|&c| c == b']') {
             Some(end) => {

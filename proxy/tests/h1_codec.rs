@@ -1,0 +1,246 @@
+//! sitecar's HTTP/1.1 codec (`sitecar_proxy::h1`) held to hyper's server: on every input both
+//! accept, the same method, target, version, header fields and body. Inputs: requests as
+//! clients and attackers write them (the smuggling shapes of hostile.rs among them) and a few
+//! thousand deterministic mutations of those (bytes flipped, inserted, dropped, cut short).
+//! `H1_SHOW=1` lists the inputs hyper accepts and the codec refuses, with its reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sitecar_proxy::h1::{parse_request, BodyKind, ChunkedDecoder, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIMITS: Limits = Limits { max_head_bytes: 64 * 1024, max_headers: 100 };
+
+/// What a parser made of the first request of an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    target: String,
+    http10: bool,
+    /// Lower-case names, sorted with their values (hyper's map groups repeated names).
+    fields: Vec<(String, Vec<u8>)>,
+    /// `None` when the body did not arrive whole (or broke its framing).
+    body: Option<Vec<u8>>,
+}
+
+fn sorted(mut fields: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    fields.sort();
+    fields
+}
+
+fn ours(input: &[u8]) -> Option<Seen> {
+    let head = parse_request(input, &LIMITS).ok()??;
+    let rest = &input[head.len..];
+    let body = match head.body {
+        BodyKind::None => Some(Vec::new()),
+        BodyKind::Length(n) => rest.get(..n as usize).map(<[u8]>::to_vec),
+        BodyKind::Chunked => {
+            let mut d = ChunkedDecoder::new(LIMITS.max_head_bytes);
+            let (mut at, mut body) = (0, Vec::new());
+            loop {
+                match d.step(&rest[at..]) {
+                    Err(_) => break None,
+                    Ok(step) => {
+                        if let Some(r) = &step.data {
+                            body.extend_from_slice(&rest[at..][r.clone()]);
+                        }
+                        at += step.consumed;
+                        if d.is_done() {
+                            break Some(body);
+                        }
+                        if step.consumed == 0 && step.data.is_none() {
+                            break None;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let fields = head
+        .fields
+        .iter()
+        .map(|(n, v)| (String::from_utf8_lossy(head.at(input, n)).to_ascii_lowercase(), head.at(input, v).to_vec()))
+        .collect();
+    Some(Seen {
+        method: head.method.to_string(),
+        // As http::Uri reads it (hyper shows `http://a?q` as `http://a/?q`): the same request.
+        target: http::Uri::try_from(head.at(input, &head.target))
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| String::from_utf8_lossy(head.at(input, &head.target)).into_owned()),
+        http10: head.minor == 0,
+        fields: sorted(fields),
+        body,
+    })
+}
+
+/// hyper's server on an in-memory connection: the first request its service was called with.
+async fn hypers(input: &[u8]) -> Option<Seen> {
+    let (mut client, server) = tokio::io::duplex(256 * 1024);
+    let seen: Arc<Mutex<Option<Seen>>> = Arc::default();
+    let record = seen.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let record = record.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.ok().map(|b| b.to_bytes().to_vec());
+            let fields = parts.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+            let mut slot = record.lock().unwrap();
+            if slot.is_none() {
+                *slot = Some(Seen {
+                    method: parts.method.to_string(),
+                    target: parts.uri.to_string(),
+                    http10: parts.version == http::Version::HTTP_10,
+                    fields: sorted(fields),
+                    body,
+                });
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .half_close(true)
+        .max_buf_size(LIMITS.max_head_bytes.max(8192))
+        .serve_connection(TokioIo::new(server), service);
+    let serving = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let _ = client.write_all(input).await;
+    let _ = client.shutdown().await;
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.read_to_end(&mut sink)).await;
+    serving.abort();
+    let out = seen.lock().unwrap().clone();
+    out
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    let texts: &[&str] = &[
+        "GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+        "GET /a/b?c=d&e=%20f HTTP/1.1\r\nHost: shop.example:8080\r\nAccept: */*\r\nUser-Agent: curl/8\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\nHost: a\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n00005\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n",
+        "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+        "GET http://shop.example/p?q HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tab:\tv\t\r\nX-Obs: caf\u{e9}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\n\n",
+        "DELETE /r HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        // Shapes of request smuggling (hostile.rs), refused by one or both.
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n X-Folded: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+        "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        "G\0T / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX\0: v\r\n\r\n",
+    ];
+    texts.iter().map(|t| t.as_bytes().to_vec()).collect()
+}
+
+/// Deterministic mutations of each input (xorshift, fixed seed).
+fn mutations(base: &[Vec<u8>], per: usize) -> Vec<Vec<u8>> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet = b"\r\n :;,\t0123456789aAfFzZ-_/?%\"\x00\x7f\x80\xff";
+    let mut out = Vec::new();
+    for input in base {
+        for _ in 0..per {
+            let mut m = input.clone();
+            for _ in 0..1 + next() % 3 {
+                if m.is_empty() {
+                    break;
+                }
+                let at = (next() % m.len() as u64) as usize;
+                let byte = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 4 {
+                    0 => m[at] = byte,
+                    1 => m.insert(at, byte),
+                    2 => {
+                        m.remove(at);
+                    }
+                    _ => m.truncate(at.max(1)),
+                }
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_codec_agrees_with_hypers_server_on_every_input_both_accept() {
+    let base = corpus();
+    let mut inputs = base.clone();
+    inputs.extend(mutations(&base, 200));
+    let (mut both, mut only_ours, mut only_hyper) = (0, Vec::new(), 0);
+    for input in &inputs {
+        let (a, b) = (ours(input), hypers(input).await);
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                both += 1;
+                let text = String::from_utf8_lossy(input);
+                assert_eq!((&a.method, &a.target, a.http10, &a.fields), (&b.method, &b.target, b.http10, &b.fields), "head of {text:?}");
+                if let (Some(x), Some(y)) = (&a.body, &b.body) {
+                    assert_eq!(x, y, "body of {text:?}");
+                }
+            }
+            (Some(_), None) => only_ours.push(String::from_utf8_lossy(input).into_owned()),
+            (None, Some(_)) => {
+                only_hyper += 1;
+                if std::env::var("H1_SHOW").is_ok() {
+                    eprintln!("HYPER-ONLY {:?} -> {:?}", String::from_utf8_lossy(input), parse_request(input, &LIMITS));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    // The codec is stricter than hyper (Host, transfer codings, CL beside TE, targets), never
+    // looser: what it accepts, hyper accepts too.
+    eprintln!("compared {both} inputs both accepted; hyper alone accepted {only_hyper}; {} inputs", inputs.len());
+    assert!(only_ours.is_empty(), "accepted by the codec only: {only_ours:#?}");
+    assert!(both > 600, "too few inputs both accepted to compare: {both} (hyper alone: {only_hyper})");
+}
+
+#[test]
+fn a_head_arriving_in_pieces_is_the_head_found_whole() {
+    let base = corpus();
+    let mut inputs = base.clone();
+    inputs.extend(mutations(&base, 20));
+    for input in &inputs {
+        let whole = parse_request(input, &LIMITS);
+        let found = (1..=input.len()).map(|end| parse_request(&input[..end], &LIMITS)).find(|r| !matches!(r, Ok(None)));
+        match &whole {
+            Ok(None) => assert_eq!(found, None),
+            _ => assert_eq!(found.as_ref(), Some(&whole), "{:?}", String::from_utf8_lossy(input)),
+        }
+    }
+}
