@@ -3,11 +3,14 @@
 //! (§5.3, RFC 9110 §5.6.7), directive names in any case (§5.2), `no-store` beside
 //! `must-understand` for a status this cache understands (§5.2.2.3), and `CDN-Cache-Control` as
 //! a Structured Field dictionary (RFC 9213 §2.1), and any final status as storable with explicit
-//! freshness (§3). `Set-Cookie` is hidden from the crate: the
-//! cache decides on cookies itself. Each returns a corrected copy only when something
-//! needs correcting, so the common response costs a scan and no allocation.
+//! freshness (§3). `Set-Cookie` is hidden from the crate: the cache decides on cookies itself.
+//! Each returns a corrected copy only when something needs correcting, so the common response
+//! costs a scan and no allocation. Here too: the directives the crate does not read
+//! (`stale-*`, what forbids stale, `public`), and the policy built from all of it.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_cache_semantics::{CacheOptions, CachePolicy};
 
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
@@ -191,6 +194,92 @@ pub(super) fn targeted(h: &HeaderMap) -> Option<String> {
         }
     }
     Some(out.join(", "))
+}
+
+/// What `Cache-Control` (or `CDN-Cache-Control`) says beyond what `http-cache-semantics` reads.
+pub(super) struct Directives {
+    pub(super) stale_while_revalidate: Duration,
+    pub(super) stale_if_error: Duration,
+    pub(super) may_serve_stale: bool,
+    /// `s-maxage`, which implies `proxy-revalidate` for a shared cache (RFC 9111 §5.2.2.10): no
+    /// stale answer without main's explicit `stale-*` permission.
+    pub(super) s_maxage: bool,
+    pub(super) authorized_ok: bool,
+    /// `public` or `s-maxage`: main says a shared cache may keep it.
+    pub(super) shared: bool,
+}
+
+pub(super) fn directives(cc: &str) -> Directives {
+    let mut d = Directives {
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        may_serve_stale: true,
+        s_maxage: false,
+        authorized_ok: false,
+        shared: false,
+    };
+    for part in cc.split(',') {
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (part.trim(), None),
+        };
+        let secs = || value.and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or_default();
+        match name.to_ascii_lowercase().as_str() {
+            "stale-while-revalidate" => d.stale_while_revalidate = secs(),
+            "stale-if-error" => d.stale_if_error = secs(),
+            "no-cache" | "must-revalidate" | "proxy-revalidate" => {
+                d.may_serve_stale = false;
+                d.authorized_ok |= name.eq_ignore_ascii_case("must-revalidate");
+            }
+            "public" | "s-maxage" => {
+                d.authorized_ok = true;
+                d.shared = true;
+                d.s_maxage |= name.eq_ignore_ascii_case("s-maxage");
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// The policy for a response, judged on `CDN-Cache-Control` in place of `Cache-Control` and
+/// `Expires` when main sent a valid one (RFC 9213 §2.1), on its fields as RFC 9111 reads them
+/// (`fields.rs`); and the directives it was judged on.
+pub(super) fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> (CachePolicy, String) {
+    let options = CacheOptions { shared: true, ..Default::default() };
+    let fixed = response_view(&resp.headers, resp.status);
+    let targeted = targeted(&resp.headers);
+    match targeted {
+        Some(t) => {
+            let mut h = fixed.unwrap_or_else(|| resp.headers.clone());
+            h.remove(header::EXPIRES);
+            h.remove(header::PRAGMA);
+            if let Ok(v) = HeaderValue::from_str(&t) {
+                h.insert(header::CACHE_CONTROL, v);
+            }
+            let status = status_for_policy(resp.status, &t, &h);
+            (CachePolicy::new_options(req, &view(status, h), now, options), t)
+        }
+        None => {
+            let headers = fixed.as_ref().unwrap_or(&resp.headers);
+            let cc = headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+            let status = status_for_policy(resp.status, &cc, headers);
+            let policy = match fixed {
+                Some(h) => CachePolicy::new_options(req, &view(status, h), now, options),
+                None if status != resp.status => CachePolicy::new_options(req, &view(status, resp.headers.clone()), now, options),
+                None => CachePolicy::new_options(req, resp, now, options),
+            };
+            (policy, cc)
+        }
+    }
+}
+
+/// A response head with `status` and `headers`, for the crate's eyes.
+fn view(status: StatusCode, headers: HeaderMap) -> http::response::Parts {
+    let mut r = http::Response::new(());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r.into_parts().0
 }
 
 #[cfg(test)]

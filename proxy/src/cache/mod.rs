@@ -4,7 +4,8 @@
 //! misses, and the answers made from a stored response: `Age`, the client's own conditional
 //! requests, HEAD, single byte ranges, and RFC 9211 `Cache-Status`. `plan.rs` is the cache's part
 //! of the request path (what to do before main is asked, and with what main answered), which the
-//! edge carries out; `fields.rs` reads the fields the crate reads otherwise than RFC 9111.
+//! edge carries out; `fields.rs` reads the fields the crate reads otherwise than RFC 9111 (and
+//! builds the policy); `partial.rs` keeps the pieces of 206 answers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,11 +14,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
+use http_cache_semantics::AfterResponse;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::watch;
 
 use crate::body::BoxError;
+use fields::{directives, policy_for};
 
 mod fields;
 mod partial;
@@ -112,52 +114,6 @@ pub fn cache_status(outcome: Outcome, ttl: Option<i64>, collapsed: bool) -> Head
 #[derive(Debug)]
 pub struct Candidate {
     stored: Stored,
-}
-
-/// What `Cache-Control` (or `CDN-Cache-Control`) says beyond what `http-cache-semantics` reads.
-struct Directives {
-    stale_while_revalidate: Duration,
-    stale_if_error: Duration,
-    may_serve_stale: bool,
-    /// `s-maxage`, which implies `proxy-revalidate` for a shared cache (RFC 9111 §5.2.2.10): no
-    /// stale answer without main's explicit `stale-*` permission.
-    s_maxage: bool,
-    authorized_ok: bool,
-    /// `public` or `s-maxage`: main says a shared cache may keep it.
-    shared: bool,
-}
-
-fn directives(cc: &str) -> Directives {
-    let mut d = Directives {
-        stale_while_revalidate: Duration::ZERO,
-        stale_if_error: Duration::ZERO,
-        may_serve_stale: true,
-        s_maxage: false,
-        authorized_ok: false,
-        shared: false,
-    };
-    for part in cc.split(',') {
-        let (name, value) = match part.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-            None => (part.trim(), None),
-        };
-        let secs = || value.and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or_default();
-        match name.to_ascii_lowercase().as_str() {
-            "stale-while-revalidate" => d.stale_while_revalidate = secs(),
-            "stale-if-error" => d.stale_if_error = secs(),
-            "no-cache" | "must-revalidate" | "proxy-revalidate" => {
-                d.may_serve_stale = false;
-                d.authorized_ok |= name.eq_ignore_ascii_case("must-revalidate");
-            }
-            "public" | "s-maxage" => {
-                d.authorized_ok = true;
-                d.shared = true;
-                d.s_maxage |= name.eq_ignore_ascii_case("s-maxage");
-            }
-            _ => {}
-        }
-    }
-    d
 }
 
 /// Statuses never stored whatever the freshness: partial content and not-modified answers
@@ -573,46 +529,6 @@ enum Lookup {
     /// Stored for the URL, but for other values of the fields `Vary` names.
     VaryMiss,
     Found(Arc<Stored>),
-}
-
-/// The policy for a response, judged on `CDN-Cache-Control` in place of `Cache-Control` and
-/// `Expires` when main sent a valid one (RFC 9213 §2.1), on its fields as RFC 9111 reads them
-/// (`fields.rs`); and the directives it was judged on.
-fn policy_for(req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> (CachePolicy, String) {
-    let options = CacheOptions { shared: true, ..Default::default() };
-    let fixed = fields::response_view(&resp.headers, resp.status);
-    let targeted = fields::targeted(&resp.headers);
-    match targeted {
-        Some(t) => {
-            let mut h = fixed.unwrap_or_else(|| resp.headers.clone());
-            h.remove(header::EXPIRES);
-            h.remove(header::PRAGMA);
-            if let Ok(v) = HeaderValue::from_str(&t) {
-                h.insert(header::CACHE_CONTROL, v);
-            }
-            let status = fields::status_for_policy(resp.status, &t, &h);
-            (CachePolicy::new_options(req, &view(status, h), now, options), t)
-        }
-        None => {
-            let headers = fixed.as_ref().unwrap_or(&resp.headers);
-            let cc = headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
-            let status = fields::status_for_policy(resp.status, &cc, headers);
-            let policy = match fixed {
-                Some(h) => CachePolicy::new_options(req, &view(status, h), now, options),
-                None if status != resp.status => CachePolicy::new_options(req, &view(status, resp.headers.clone()), now, options),
-                None => CachePolicy::new_options(req, resp, now, options),
-            };
-            (policy, cc)
-        }
-    }
-}
-
-/// A response head with `status` and `headers`, for the crate's eyes.
-fn view(status: StatusCode, headers: HeaderMap) -> http::response::Parts {
-    let mut r = http::Response::new(());
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r.into_parts().0
 }
 
 #[cfg(test)]
