@@ -250,12 +250,7 @@ impl EdgeService {
                     parts.headers.remove(header::IF_RANGE);
                     let (mut rp, incoming, took) = self.ask(parts, body).await?;
                     return match cache.filled_whole(filling, &client, &mut rp) {
-                        Whole::Store(keep) => {
-                            use http_body_util::BodyExt;
-                            let limited = http_body_util::Limited::new(incoming, keep.limit() as usize);
-                            let whole = limited.collect().await.map_err(ProxyError::Upstream)?.to_bytes();
-                            Ok(Answer::main(keep.store_and_answer(whole, &client, false).map(EdgeBody::from), took))
-                        }
+                        Whole::Store(keep) => store_and_answer(keep, incoming, &client, false, took).await,
                         Whole::Reask(forwarding) => {
                             drop(incoming);
                             self.forward_past(cache, forwarding, client, UpstreamBody::empty()).await
@@ -283,12 +278,8 @@ impl EdgeService {
                                     && rp.status == StatusCode::OK
                                     && headers::content_length(&rp.headers).is_some_and(|l| l <= keep.limit()) =>
                             {
-                                // Asked for the whole object on the client's range request: stored,
-                                // and the range answered from it.
-                                use http_body_util::BodyExt;
-                                let limited = http_body_util::Limited::new(incoming, keep.limit() as usize);
-                                let whole = limited.collect().await.map_err(ProxyError::Upstream)?.to_bytes();
-                                Ok(Answer::main(keep.store_and_answer(whole, &parts, true).map(EdgeBody::from), took))
+                                // Asked for the whole object on the client's range request.
+                                store_and_answer(keep, incoming, &parts, true, took).await
                             }
                             Revalidated::New(keep) => {
                                 rp.version = parts.version;
@@ -400,6 +391,21 @@ impl EdgeService {
 }
 
 /// Main's body to the client, through the store when the cache keeps it.
+/// Main's whole object, fetched for a client's range request (within `maxObjectBytes`): read,
+/// stored, and the client's request answered from the store.
+async fn store_and_answer(
+    keep: Keep,
+    incoming: MainBody,
+    client: &http::request::Parts,
+    stale: bool,
+    took: Duration,
+) -> Result<Answer, ProxyError> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(incoming, keep.limit() as usize);
+    let whole = limited.collect().await.map_err(ProxyError::Upstream)?.to_bytes();
+    Ok(Answer::main(keep.store_and_answer(whole, client, stale).map(EdgeBody::from), took))
+}
+
 fn stream(body: MainBody, keep: Option<Keep>) -> EdgeBody {
     match keep {
         Some(keep) => EdgeBody::Fill(Box::new(Fill::new(body, keep))),

@@ -138,7 +138,7 @@ impl Origin {
     /// One try, within the request timeout.
     async fn try_send(&self, mut request: Request<UpstreamBody>) -> Result<(Response<MainBody>, Duration), SendError> {
         let asked = Instant::now();
-        if self.upstream.http2_for(request.version(), request.headers()) {
+        if let Some(h2) = self.upstream.http2_for(request.version(), request.headers()) {
             // HTTP/2 to main (`http20ProxyFlag`): `:authority` from the client's Host.
             let host = request.headers_mut().remove(http::header::HOST);
             *request.uri_mut() = self.upstream.http2_uri(host.as_ref(), request.uri().path_and_query());
@@ -146,7 +146,7 @@ impl Origin {
             // This hop carries trailers to a client that takes them (an HTTP/2 one always does),
             // and gRPC servers refuse a request that does not say so.
             request.headers_mut().insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-            return match tokio::time::timeout(self.request_timeout, self.upstream.send_http2(request)).await {
+            return match tokio::time::timeout(self.request_timeout, h2.send(request)).await {
                 Err(_) => Err(SendError::TimedOut(self.request_timeout)),
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(r)) => Ok((r, asked.elapsed())),

@@ -64,7 +64,7 @@ impl Http2Main {
 
 /// One multiplexed HTTP/2 connection to main, made when first needed and again once closed.
 #[derive(Debug)]
-struct Http2Pool {
+pub(crate) struct Http2Pool {
     main: Http2Main,
     connect_timeout: Duration,
     conn: tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<UpstreamBody>>>,
@@ -129,11 +129,12 @@ impl Upstream {
     /// Whether a client's request goes to main over HTTP/2: an HTTP/2 client's, and with
     /// `grpc_only` a gRPC one (App Service sends gRPC on as HTTP/2 only from HTTP/2 clients).
     #[inline]
-    pub(crate) fn http2_for(&self, version: http::Version, headers: &http::HeaderMap) -> bool {
-        let Some(h2) = &self.h2 else { return false };
-        version == http::Version::HTTP_2
+    pub(crate) fn http2_for(&self, version: http::Version, headers: &http::HeaderMap) -> Option<&Http2Pool> {
+        let h2 = self.h2.as_deref()?;
+        let wanted = version == http::Version::HTTP_2
             && (!h2.main.grpc_only
-                || headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")))
+                || headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")));
+        wanted.then_some(h2)
     }
 
     /// The absolute URI of an HTTP/2 request to main: `:authority` is the client's host (main's
@@ -144,30 +145,6 @@ impl Upstream {
         host.and_then(|h| build(h.as_bytes()).ok())
             .or_else(|| build(self.pool.addr.to_string().as_bytes()).ok())
             .unwrap_or_else(|| Uri::from(pq.clone()))
-    }
-
-    /// Main's response head to `req` over HTTP/2 (its URI absolute: scheme and `:authority`).
-    pub(crate) async fn send_http2(&self, req: Request<UpstreamBody>) -> Result<Response<MainBody>, SendError> {
-        let Some(h2) = &self.h2 else { return Err(SendError::ConnectTimeout) };
-        let connected = |c: Result<_, Connect>, req| match c {
-            Ok(tx) => Ok((tx, req)),
-            Err(Connect::Failed(e)) => Err(SendError::Connect(e, Box::new(req))),
-            Err(Connect::TimedOut) => Err(SendError::ConnectTimeout),
-            Err(Connect::Handshake(e)) => Err(SendError::Http(e)),
-        };
-        let (mut tx, req) = connected(h2.sender().await, req)?;
-        if tx.ready().await.is_err() {
-            // The connection closed under us (main restarted): one new connection.
-            h2.forget().await;
-            let req = req;
-            let (fresh, req) = connected(h2.sender().await, req)?;
-            tx = fresh;
-            tx.ready().await.map_err(SendError::Http)?;
-            let resp = tx.send_request(req).await.map_err(SendError::Http)?;
-            return Ok(resp.map(|inner| MainBody { inner, home: None }));
-        }
-        let resp = tx.send_request(req).await.map_err(SendError::Http)?;
-        Ok(resp.map(|inner| MainBody { inner, home: None }))
     }
 
     /// The request target main gets: origin form (`/path?query`).
@@ -257,7 +234,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Conn, Connect> {
-        let stream = self.tcp().await?;
+        let stream = tcp(self.addr, self.connect_timeout).await?;
         let broken = Arc::new(AtomicBool::new(false));
         let stream = crate::io::MainIo::new(stream, broken.clone());
         // A bounded read buffer: a response the client cannot take yet waits in main's socket,
@@ -269,32 +246,55 @@ impl Pool {
         });
         Ok(Conn { tx, broken })
     }
+}
 
-    async fn tcp(&self) -> Result<TcpStream, Connect> {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-            Err(_) => Err(Connect::TimedOut),
-            Ok(Err(e)) => Err(Connect::Failed(e)),
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                Ok(s)
-            }
+/// A TCP connection to main within the connect timeout.
+async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Connect> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(Connect::TimedOut),
+        Ok(Err(e)) => Err(Connect::Failed(e)),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
         }
     }
 }
 
 impl Http2Pool {
+    /// Main's response head to `req` over HTTP/2 (its URI absolute: scheme and `:authority`).
+    pub(crate) async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<MainBody>, SendError> {
+        let connected = |c: Result<_, Connect>, req| match c {
+            Ok(tx) => Ok((tx, req)),
+            Err(Connect::Failed(e)) => Err(SendError::Connect(e, Box::new(req))),
+            Err(Connect::TimedOut) => Err(SendError::ConnectTimeout),
+            Err(Connect::Handshake(e)) => Err(SendError::Http(e)),
+        };
+        let (mut tx, req) = connected(self.sender().await, req)?;
+        if tx.ready().await.is_err() {
+            // The connection closed under us (main restarted): one new connection.
+            self.forget().await;
+            let (fresh, again) = connected(self.sender().await, req)?;
+            return Self::send_on(fresh, again).await;
+        }
+        Self::send_on(tx, req).await
+    }
+
+    async fn send_on(
+        mut tx: hyper::client::conn::http2::SendRequest<UpstreamBody>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<MainBody>, SendError> {
+        tx.ready().await.map_err(SendError::Http)?;
+        let resp = tx.send_request(req).await.map_err(SendError::Http)?;
+        Ok(resp.map(|inner| MainBody { inner, home: None }))
+    }
+
     /// The open connection, or a new one.
     async fn sender(&self) -> Result<hyper::client::conn::http2::SendRequest<UpstreamBody>, Connect> {
         let mut conn = self.conn.lock().await;
         if let Some(tx) = conn.as_ref().filter(|tx| !tx.is_closed()) {
             return Ok(tx.clone());
         }
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.main.addr)).await {
-            Err(_) => return Err(Connect::TimedOut),
-            Ok(Err(e)) => return Err(Connect::Failed(e)),
-            Ok(Ok(s)) => s,
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = tcp(self.main.addr, self.connect_timeout).await?;
         let (tx, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .handshake(TokioIo::new(stream))
             .await
