@@ -2,7 +2,8 @@
 //! accept, the same method, target, version, header fields and body. Inputs: requests as
 //! clients and attackers write them (the smuggling shapes of hostile.rs among them) and a few
 //! thousand deterministic mutations of those (bytes flipped, inserted, dropped, cut short).
-//! `H1_SHOW=1` lists the inputs hyper accepts and the codec refuses, with its reason.
+//! `H1_SHOW=1` lists the inputs hyper accepts and the codec refuses, with its reason. Main's
+//! responses likewise against hyper's client (status, fields, body; HEAD and 1xx included).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use sitecar_proxy::h1::{parse_request, BodyKind, ChunkedDecoder, Limits};
+use sitecar_proxy::h1::{parse_request, parse_response, BodyKind, ChunkedDecoder, Limits, ResponseBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMITS: Limits = Limits { max_head_bytes: 64 * 1024, max_headers: 100 };
@@ -34,33 +35,32 @@ fn sorted(mut fields: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
     fields
 }
 
+/// A whole chunked body decoded from `rest`, or `None` when it breaks off or breaks the coding.
+fn dechunk(rest: &[u8]) -> Option<Vec<u8>> {
+    let mut d = ChunkedDecoder::new(LIMITS.max_head_bytes);
+    let (mut at, mut body) = (0, Vec::new());
+    loop {
+        let step = d.step(&rest[at..]).ok()?;
+        if let Some(r) = &step.data {
+            body.extend_from_slice(&rest[at..][r.clone()]);
+        }
+        at += step.consumed;
+        if d.is_done() {
+            return Some(body);
+        }
+        if step.consumed == 0 && step.data.is_none() {
+            return None;
+        }
+    }
+}
+
 fn ours(input: &[u8]) -> Option<Seen> {
     let head = parse_request(input, &LIMITS).ok()??;
     let rest = &input[head.len..];
     let body = match head.body {
         BodyKind::None => Some(Vec::new()),
         BodyKind::Length(n) => rest.get(..n as usize).map(<[u8]>::to_vec),
-        BodyKind::Chunked => {
-            let mut d = ChunkedDecoder::new(LIMITS.max_head_bytes);
-            let (mut at, mut body) = (0, Vec::new());
-            loop {
-                match d.step(&rest[at..]) {
-                    Err(_) => break None,
-                    Ok(step) => {
-                        if let Some(r) = &step.data {
-                            body.extend_from_slice(&rest[at..][r.clone()]);
-                        }
-                        at += step.consumed;
-                        if d.is_done() {
-                            break Some(body);
-                        }
-                        if step.consumed == 0 && step.data.is_none() {
-                            break None;
-                        }
-                    }
-                }
-            }
-        }
+        BodyKind::Chunked => dechunk(rest),
     };
     let fields = head
         .fields
@@ -243,4 +243,132 @@ fn a_head_arriving_in_pieces_is_the_head_found_whole() {
             _ => assert_eq!(found.as_ref(), Some(&whole), "{:?}", String::from_utf8_lossy(input)),
         }
     }
+}
+
+/// What a client made of main's response: status, HTTP/1.0 or not, fields, whole body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    http10: bool,
+    fields: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+}
+
+/// The codec on main's bytes: interim (1xx) heads skipped, then the final one and its body.
+fn our_answer(input: &[u8], head_request: bool) -> Option<Answer> {
+    let mut at = 0;
+    loop {
+        let head = parse_response(&input[at..], head_request, LIMITS.max_head_bytes, LIMITS.max_headers).ok()??;
+        let buf = &input[at..];
+        if head.is_informational() {
+            if head.status == 101 {
+                return None;
+            }
+            at += head.len;
+            continue;
+        }
+        let rest = &buf[head.len..];
+        let body = match head.body {
+            ResponseBody::Empty => Some(Vec::new()),
+            ResponseBody::Length(n) => rest.get(..n as usize).map(<[u8]>::to_vec),
+            ResponseBody::Chunked => dechunk(rest),
+            ResponseBody::UntilClose => Some(rest.to_vec()),
+        };
+        let fields = head
+            .fields
+            .iter()
+            .map(|(n, v)| (String::from_utf8_lossy(&buf[n.clone()]).to_ascii_lowercase(), buf[v.clone()].to_vec()))
+            .collect();
+        return Some(Answer { status: head.status, http10: head.minor == 0, fields: sorted(fields), body });
+    }
+}
+
+/// hyper's client on an in-memory connection to a main that answers with `input` and closes.
+async fn hypers_answer(input: &[u8], head_request: bool) -> Option<Answer> {
+    let (client, mut main) = tokio::io::duplex(256 * 1024);
+    let input = input.to_vec();
+    let main_side = tokio::spawn(async move {
+        let mut request = vec![0u8; 4096];
+        let _ = main.read(&mut request).await;
+        let _ = main.write_all(&input).await;
+        let _ = main.shutdown().await;
+        // Hold the connection until the client is done reading.
+        let mut rest = Vec::new();
+        let _ = main.read_to_end(&mut rest).await;
+    });
+    let (mut tx, conn) =
+        hyper::client::conn::http1::Builder::new().handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(client)).await.ok()?;
+    let driving = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let method = if head_request { http::Method::HEAD } else { http::Method::GET };
+    let request = http::Request::builder().method(method).uri("/").header("host", "main").body(http_body_util::Empty::new()).ok()?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let resp = tx.send_request(request).await.ok()?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.ok().map(|b| b.to_bytes().to_vec());
+        let fields = parts.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+        Some(Answer { status: parts.status.as_u16(), http10: parts.version == http::Version::HTTP_10, fields: sorted(fields), body })
+    })
+    .await
+    .ok()
+    .flatten();
+    driving.abort();
+    main_side.abort();
+    answer
+}
+
+fn responses() -> Vec<Vec<u8>> {
+    let texts: &[&str] = &[
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\r\nuntil the end",
+        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nnot found",
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+        "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 1\r\n\r\nx",
+    ];
+    texts.iter().map(|t| t.as_bytes().to_vec()).collect()
+}
+
+#[tokio::test]
+async fn mains_responses_are_read_as_hypers_client_reads_them() {
+    let base = responses();
+    let mut inputs = base.clone();
+    inputs.extend(mutations(&base, 120));
+    let (mut both, mut only_ours) = (0, Vec::new());
+    for input in &inputs {
+        for head_request in [false, true] {
+            let (a, b) = (our_answer(input, head_request), hypers_answer(input, head_request).await);
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    both += 1;
+                    let text = String::from_utf8_lossy(input);
+                    assert_eq!((a.status, a.http10, &a.fields), (b.status, b.http10, &b.fields), "head of {text:?} (HEAD: {head_request})");
+                    if let (Some(x), Some(y)) = (&a.body, &b.body) {
+                        assert_eq!(x, y, "body of {text:?} (HEAD: {head_request})");
+                    }
+                }
+                (Some(_), None) => only_ours.push((String::from_utf8_lossy(input).into_owned(), head_request)),
+                (None, Some(b)) if std::env::var("H1_SHOW").is_ok() => {
+                    let why = parse_response(input, head_request, LIMITS.max_head_bytes, LIMITS.max_headers);
+                    eprintln!("HYPER-ONLY {} {:?} -> {:?}", b.status, String::from_utf8_lossy(input), why.map(|h| h.map(|h| h.body)));
+                }
+                _ => {}
+            }
+        }
+    }
+    eprintln!("compared {both} responses both read, of {}", inputs.len() * 2);
+    assert!(only_ours.is_empty(), "read by the codec only: {only_ours:#?}");
+    assert!(both > 800, "too few responses both read to compare: {both}");
 }

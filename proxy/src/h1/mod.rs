@@ -5,10 +5,28 @@
 //!
 //! This is the codec layer the engine is built on; the connection loop that serves clients with
 //! it, and the client side to main, come next. Until then the front door serves through hyper,
-//! and `tests/h1_codec.rs` holds the codec to hyper's server on every input both accept.
+//! and `tests/h1_codec.rs` holds the codec to hyper on every input both accept: requests to
+//! hyper's server, main's responses to hyper's client.
 
 pub mod chunked;
 pub mod request;
+pub mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use request::{parse_request, BodyKind, Limits, Reject, RequestHead};
+pub use response::{parse_response, BadResponse, ResponseBody, ResponseHead};
+
+/// A field value without the optional whitespace around it (SP and HTAB, RFC 9110 §5.6.3).
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(s.len());
+    let end = s.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+/// `1*DIGIT` as a u64 (no sign, no overflow).
+fn decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use http::{Method, StatusCode};
 
+use super::{decimal, trim};
 use crate::headers::checks::valid_host;
 
 /// Bounds of a request head.
@@ -223,20 +224,6 @@ fn target_form(method: &Method, target: &[u8]) -> Result<Option<Range<usize>>, R
 
 fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(s.len());
-    let end = s.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |e| e + 1);
-    &s[start..end.max(start)]
-}
-
-/// `1*DIGIT` as a u64 (no sign, no overflow).
-fn decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 #[cfg(test)]
