@@ -159,6 +159,14 @@ pub struct ProxyArgs {
     /// Export a span per request to this OTLP/HTTP collector (e.g. http://localhost:4318).
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Send gRPC requests from HTTP/2 clients to the app over HTTP/2 (h2c) on this port of the
+    /// --to host (App Service's http20ProxyFlag 2 with HTTP20_ONLY_PORT).
+    #[arg(long, value_name = "PORT", conflicts_with = "http2_port")]
+    pub grpc_port: Option<u16>,
+    /// Send every HTTP/2 client's request to the app over HTTP/2 (h2c) on this port
+    /// (http20ProxyFlag 1).
+    #[arg(long, value_name = "PORT")]
+    pub http2_port: Option<u16>,
 }
 
 impl ProxyArgs {
@@ -179,6 +187,11 @@ impl ProxyArgs {
             offload_only: self.offload_only.clone(),
             no_compression: self.no_compression,
             otlp_endpoint: self.otlp_endpoint.clone(),
+            http2_to_main: match (self.grpc_port, self.http2_port) {
+                (Some(p), _) => Some((sitecar_config::Http2ToMain::GrpcOnly, p)),
+                (None, Some(p)) => Some((sitecar_config::Http2ToMain::All, p)),
+                (None, None) => None,
+            },
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Flags {
     pub offload_only: Vec<(String, PathBuf)>,
     pub no_compression: bool,
     pub otlp_endpoint: Option<String>,
+    /// `--grpc-port` / `--http2-port`: which requests reach the app over HTTP/2, and its port.
+    pub http2_to_main: Option<(crate::Http2ToMain, u16)>,
 }
 
 /// What the front door runs with in `sitecar proxy`.
@@ -91,6 +93,12 @@ impl Standalone {
             Some(other) => return Err(format!("--access-log {other}: one of common, json, off")),
         };
         s.proxy.threads = flags.threads.or(s.proxy.threads);
+        if let Some((which, port)) = flags.http2_to_main {
+            if port == 0 {
+                return Err("--grpc-port/--http2-port: 0 is not a port".into());
+            }
+            (s.proxy.http2_to_main, s.proxy.http2_port) = (which, Some(port));
+        }
         if let Some((listen, cert, key)) = &flags.tls {
             let listen = parse_listen(listen, any).ok_or_else(|| format!("--tls-listen {listen}: not an address like 0.0.0.0:8443"))?;
             s.proxy.tls = Some(TlsSettings { listen, certificates: vec![CertificatePair { cert: cert.clone(), key: key.clone() }] });
@@ -112,6 +120,7 @@ mod tests {
             offload_only: vec![("/static".into(), "public".into())],
             no_compression: true,
             access_log: Some("json".into()),
+            http2_to_main: Some((crate::Http2ToMain::GrpcOnly, 50051)),
             ..Default::default()
         };
         let s = Standalone::new(None, &flags).map_err(|e| e.to_string());
@@ -123,6 +132,7 @@ mod tests {
         assert_eq!(s.cache.max_object_bytes, 4096);
         assert_eq!(s.offload.len(), 1);
         assert!(!s.offload[0].fallthrough);
+        assert_eq!((s.proxy.http2_to_main, s.proxy.http2_port), (crate::Http2ToMain::GrpcOnly, Some(50051)));
     }
 
     #[test]
