@@ -503,3 +503,18 @@ async fn rfc9111_s4_3_1_a_range_request_on_a_stale_entry_revalidates_the_whole_o
     assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
     assert_eq!(reached(&origin, changing).await, 2);
 }
+
+#[tokio::test]
+async fn rfc9110_s15_2_an_interim_response_is_never_stored_and_does_not_stop_the_final_one() {
+    let (origin, front) = stack().await;
+    let path = "/hints?cc=max-age%3D60&hints=1";
+    let (code, head, body) = get(front.addr, path, "").await;
+    assert_eq!((code, body.as_str()), (200, format!("{path} #1").as_str()), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().contains("stored"), "{head}");
+    // The stored response is the final one, without the interim response's fields.
+    let (code, head, body) = get(front.addr, path, "").await;
+    assert_eq!((code, body.as_str()), (200, format!("{path} #1").as_str()), "{head}");
+    assert!(response_header(&head, "cache-status").unwrap().starts_with("sitecar; hit"), "{head}");
+    assert_eq!(response_header(&head, "link"), None, "{head}");
+    assert_eq!(reached(&origin, path).await, 1);
+}

@@ -13,6 +13,7 @@ that path and query; query parameters choose the response:
   pattern=1     the size=N body is "0123456789" repeated
   ranges=1      a single-range Range (bytes=a-b, a-, -n) gets a 206 of the body
   nolen=1       a 200 without Content-Length (the body ends with the connection)
+  hints=1       a 103 Early Hints (Link: </hint.css>; rel=preload) before the answer
 Every answer carries X-Count: n.
 A request whose If-None-Match holds the response's ETag, or whose If-Modified-Since is set while
 lm=1, gets 304 (with the X-Version and Cache-Control of this request). The headers main saw are
@@ -123,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
         if ("etag" in q and inm and ('"%s"' % q["etag"]) in inm) or (inm is None and q.get("lm") == "1" and ims):
             drop = ("Content-Type", "ETag", "Last-Modified") if q.get("bare304") == "1" else ("Content-Type",)
             return self.answer(304, [x for x in h if x[0] not in drop], b"")
+        if q.get("hints") == "1":
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </hint.css>; rel=preload\r\n\r\n")
+            self.wfile.flush()
         if "size" in q and q.get("pattern") == "1":
             body = (b"0123456789" * (int(q["size"]) // 10 + 1))[: int(q["size"])]
         elif "size" in q:
