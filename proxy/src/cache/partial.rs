@@ -136,12 +136,17 @@ impl Cache {
     }
 
     /// A 206 from main that may be stored as a piece: a strong `ETag`, a `Content-Range` with
-    /// the complete length, and what a 200 with its fields could be stored for.
+    /// the complete length that its `Content-Length` agrees with, and what a 200 with its fields
+    /// could be stored for.
     pub(super) fn piece_candidate(&self, req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> Option<Candidate> {
         if resp.status != StatusCode::PARTIAL_CONTENT || strong_etag(&resp.headers).is_none() {
             return None;
         }
-        let (first, _, total) = content_range(&resp.headers)?;
+        let (first, last, total) = content_range(&resp.headers)?;
+        // The body main frames (its Content-Length) must be the range it names.
+        if crate::headers::content_length(&resp.headers) != Some(last - first + 1) {
+            return None;
+        }
         let mut whole = resp.clone();
         whole.status = StatusCode::OK;
         let mut c = self.candidate(req, &whole, now)?;
