@@ -372,3 +372,31 @@ async fn mains_responses_are_read_as_hypers_client_reads_them() {
     assert!(only_ours.is_empty(), "read by the codec only: {only_ours:#?}");
     assert!(both > 800, "too few responses both read to compare: {both}");
 }
+
+#[tokio::test]
+async fn what_the_codec_writes_hypers_client_reads() {
+    use http::{HeaderMap, HeaderValue, StatusCode};
+    use sitecar_proxy::h1::write::{chunk, last_chunk, response_head, Framing};
+    let mut fields = HeaderMap::new();
+    fields.insert("content-type", HeaderValue::from_static("application/grpc"));
+    fields.append("x-multi", HeaderValue::from_static("1"));
+    fields.append("x-multi", HeaderValue::from_static("2"));
+    for (framing, body) in [(Framing::Chunked, vec![b'a'; 70_000]), (Framing::Length(5), b"hello".to_vec()), (Framing::Chunked, Vec::new())]
+    {
+        let mut out = Vec::new();
+        response_head(&mut out, StatusCode::CREATED, &fields, framing, b"Sat, 05 Dec 2026 08:00:00 GMT", false);
+        match framing {
+            Framing::Chunked => {
+                for piece in body.chunks(16_384) {
+                    chunk(&mut out, piece);
+                }
+                last_chunk(&mut out, None);
+            }
+            _ => out.extend_from_slice(&body),
+        }
+        let got = hypers_answer(&out, false).await.expect("hyper read it");
+        assert_eq!((got.status, got.body.as_deref()), (201, Some(body.as_slice())));
+        assert_eq!(got.fields.iter().filter(|(n, _)| n == "x-multi").count(), 2);
+        assert_eq!(our_answer(&out, false), Some(got), "the codec reads it as hyper does");
+    }
+}
