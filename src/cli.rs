@@ -167,6 +167,9 @@ pub struct ProxyArgs {
     /// (http20ProxyFlag 1).
     #[arg(long, value_name = "PORT")]
     pub http2_port: Option<u16>,
+    /// What serves plain HTTP/1.x clients: hyper (the default) or sitecar's own codec.
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
 }
 
 impl ProxyArgs {
@@ -187,6 +190,7 @@ impl ProxyArgs {
             offload_only: self.offload_only.clone(),
             no_compression: self.no_compression,
             otlp_endpoint: self.otlp_endpoint.clone(),
+            engine: self.engine.clone(),
             http2_to_main: match (self.grpc_port, self.http2_port) {
                 (Some(p), _) => Some((sitecar_config::Http2ToMain::GrpcOnly, p)),
                 (None, Some(p)) => Some((sitecar_config::Http2ToMain::All, p)),

@@ -159,6 +159,13 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
     if let Some(b) = o.boolean(p, "compression") {
         s.compression = b;
     }
+    if let Some((v, path)) = o.get("engine") {
+        match v.as_str() {
+            Some("hyper") => s.own_http1 = false,
+            Some("sitecar") => s.own_http1 = true,
+            _ => p.push(Problem::new(path, format!("unknown engine {v}")).hint("\"hyper\" (the default) or \"sitecar\"")),
+        }
+    }
     // App Service's name for it (`siteConfig.http20ProxyFlag`): 0 off, 1 all HTTP/2, 2 gRPC only.
     if let Some(n) = o.integer(p, "http20ProxyFlag", 0, 2) {
         s.http2_to_main = crate::model::Http2ToMain::from_flag(n as i64).unwrap_or_default();

@@ -30,6 +30,8 @@ pub struct Flags {
     pub otlp_endpoint: Option<String>,
     /// `--grpc-port` / `--http2-port`: which requests reach the app over HTTP/2, and its port.
     pub http2_to_main: Option<(crate::Http2ToMain, u16)>,
+    /// `--engine hyper|sitecar`.
+    pub engine: Option<String>,
 }
 
 /// What the front door runs with in `sitecar proxy`.
@@ -93,6 +95,12 @@ impl Standalone {
             Some(other) => return Err(format!("--access-log {other}: one of common, json, off")),
         };
         s.proxy.threads = flags.threads.or(s.proxy.threads);
+        s.proxy.own_http1 = match flags.engine.as_deref() {
+            None => s.proxy.own_http1,
+            Some("hyper") => false,
+            Some("sitecar") => true,
+            Some(other) => return Err(format!("--engine {other}: hyper or sitecar")),
+        };
         if let Some((which, port)) = flags.http2_to_main {
             if port == 0 {
                 return Err("--grpc-port/--http2-port: 0 is not a port".into());
@@ -143,6 +151,7 @@ mod tests {
             (Flags { cache: true, cache_max_bytes: Some(10), ..Default::default() }, "--cache-max-bytes"),
             (Flags { tls: Some(("x".into(), "c".into(), "k".into())), ..Default::default() }, "--tls-listen x"),
             (Flags { otlp_endpoint: Some("ftp://x".into()), ..Default::default() }, "--otlp-endpoint"),
+            (Flags { engine: Some("nginx".into()), ..Default::default() }, "--engine nginx"),
         ] {
             match Standalone::new(None, &flags) {
                 Err(e) => assert!(e.contains(named), "{e}"),

@@ -48,6 +48,9 @@ pub enum ProxyError {
     NotImplemented(String),
 }
 
+/// What `Allow` says when a method is refused: the methods the front door forwards.
+pub(crate) const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+
 /// Who a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
@@ -176,7 +179,7 @@ impl ProxyError {
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ProxyError::MethodNotAllowed(_) => {
-                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"));
+                h.insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

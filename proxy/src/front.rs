@@ -347,6 +347,7 @@ impl Serving {
             max_connections: settings.max_connections,
             drain: Duration::from_secs(10),
             write_timeout: t.write_progress,
+            own_http1: settings.own_http1,
         };
         let listeners = self.plain.iter().map(|(_, l)| (l.clone(), None)).chain(self.tls.iter().map(|(l, a)| (l.clone(), Some(a.clone()))));
         for (listener, tls) in listeners {

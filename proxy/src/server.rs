@@ -36,6 +36,9 @@ pub struct ServerLimits {
     pub drain: Duration,
     /// Longest a response write may stay blocked on a client that does not read.
     pub write_timeout: Duration,
+    /// Serve plain HTTP/1.x connections with sitecar's own codec (`crate::h1::conn`) instead of
+    /// hyper's server (`proxy.engine: "sitecar"`; off by default while it is new).
+    pub own_http1: bool,
 }
 
 /// The HTTP/1.1 and HTTP/2 connection settings. The protocol of a connection is chosen before
@@ -202,6 +205,10 @@ pub async fn serve_swappable(
         let _ = stream.set_nodelay(true);
         let peer = Arc::new(Peer::new(client, stream.local_addr().unwrap_or(local), tls.is_some()));
         let edge = edge.borrow().clone();
+        let own = limits.own_http1.then(|| {
+            let head = crate::h1::Limits { max_head_bytes: limits.max_header_bytes, max_headers: limits.max_headers };
+            (edge.clone(), peer.clone(), crate::h1::conn::ConnLimits { head, header_timeout: limits.header_timeout })
+        });
         // The request's future is boxed: hyper keeps a slot of the service future's size for
         // every connection, in use or idle (kilobytes that an idle keep-alive connection would
         // hold for nothing); one allocation per request instead, and none for a fresh cache hit,
@@ -222,6 +229,16 @@ pub async fn serve_swappable(
                         let mut stream = stream;
                         let _ = tokio::time::timeout(write_timeout, stream.write_all(&GOAWAY_PROTOCOL_ERROR)).await;
                         let _ = stream.shutdown().await;
+                    }
+                    Some(Opening::Http1) if own.is_some() => {
+                        let Some((edge, peer, limits)) = own else { return };
+                        let io = ProgressIo::new(stream, write_timeout);
+                        if let crate::h1::conn::Ended::Upgrade(io, read) =
+                            crate::h1::conn::serve(io, edge, peer, limits, shutdown.clone()).await
+                        {
+                            // A WebSocket upgrade: hyper takes the connection with what was read.
+                            protocols.serve(TokioIo::new(crate::io::Rewind::new(read, io)), false, service, &shutdown).await;
+                        }
                     }
                     Some(opening) => {
                         let io = TokioIo::new(ProgressIo::new(stream, write_timeout));

@@ -4,12 +4,13 @@
 //! a parsed head is the offsets of its parts. Heads are written in one pass (`write.rs`), bodies
 //! in the chunked coding with their trailers.
 //!
-//! This is the codec layer the engine is built on; the connection loop that serves clients with
-//! it, and the client side to main, come next. Until then the front door serves through hyper,
-//! and `tests/h1_codec.rs` holds the codec to hyper on every input both accept: requests to
-//! hyper's server, main's responses to hyper's client.
+//! `conn.rs` serves plain HTTP/1.x clients with it when `proxy.engine` is `sitecar` (hyper's
+//! server otherwise); the client side to main on the same codec comes next. `tests/h1_codec.rs`
+//! holds the codec to hyper on every input both accept: requests to hyper's server, main's
+//! responses to hyper's client.
 
 pub mod chunked;
+pub mod conn;
 pub mod request;
 pub mod response;
 pub mod write;

@@ -98,9 +98,16 @@ pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
+    chunk_size(out, data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `len` bytes (its data and CRLF written by the caller).
+pub fn chunk_size(out: &mut Vec<u8>, len: usize) {
     let mut hex = [0u8; 16];
     let mut at = hex.len();
-    let mut n = data.len();
+    let mut n = len;
     loop {
         at -= 1;
         hex[at] = b"0123456789abcdef"[n % 16];
@@ -110,8 +117,6 @@ pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
         }
     }
     out.extend_from_slice(&hex[at..]);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 

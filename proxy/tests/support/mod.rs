@@ -90,6 +90,8 @@ pub fn limits() -> ServerLimits {
         max_connections: 1000,
         drain: Duration::from_secs(5),
         write_timeout: Duration::from_secs(10),
+        // SITECAR_TEST_ENGINE=sitecar runs these tests on sitecar's own HTTP/1.1 codec.
+        own_http1: std::env::var("SITECAR_TEST_ENGINE").is_ok_and(|e| e == "sitecar"),
     }
 }
 

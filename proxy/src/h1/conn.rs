@@ -1,0 +1,368 @@
+//! A client's HTTP/1.x connection served by sitecar's codec (opt-in: `proxy.engine: "sitecar"`):
+//! one task reads each request head into the connection's buffer, hands the request to the edge,
+//! feeds the request body to it from the same task while the answer is prepared, and writes the
+//! answer's head in one pass and its body (by length, chunked, or until close for HTTP/1.0).
+//! A WebSocket upgrade is handed to hyper with the bytes read so far, as is nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::write::{chunk_size, last_chunk, response_head, Framing};
+use super::{parse_request, BodyKind, ChunkedDecoder, Limits, Reject, RequestHead};
+use crate::body::{BoxError, RequestBody};
+use crate::edge::{EdgeService, Step};
+use crate::headers::Peer;
+
+/// What the connection loop needs of the server's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    pub head: Limits,
+    /// For a request head, and for the next one on an idle keep-alive connection.
+    pub header_timeout: Duration,
+}
+
+/// How a connection ended: closed here, or to be served by hyper from the bytes read so far (a
+/// WebSocket upgrade).
+pub enum Ended<IO> {
+    Closed,
+    Upgrade(IO, Bytes),
+}
+
+/// Serves requests on `io` until the client or the server ends the connection.
+pub async fn serve<IO>(mut io: IO, edge: Arc<EdgeService>, peer: Arc<Peer>, limits: ConnLimits, shutdown: CancellationToken) -> Ended<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut buf = BytesMut::new();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        // The head: parsed from what has arrived, read for until complete, all of it within the
+        // head's bound (a client sending a byte at a time gets no more time than one at once).
+        let deadline = tokio::time::Instant::now() + limits.header_timeout;
+        let head = loop {
+            if !buf.is_empty() {
+                match parse_request(&buf, &limits.head) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(reject) => {
+                        refuse(&mut io, &reject).await;
+                        return Ended::Closed;
+                    }
+                }
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            let read = tokio::select! {
+                _ = shutdown.cancelled(), if buf.is_empty() => return Ended::Closed,
+                r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Ended::Closed,
+            }
+        };
+        if is_websocket(&buf, &head) {
+            return Ended::Upgrade(io, buf.freeze());
+        }
+        let head_bytes = buf.split_to(head.len).freeze();
+        let Some(parts) = request_parts(&head, &head_bytes) else {
+            refuse(&mut io, &Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }).await;
+            return Ended::Closed;
+        };
+        let is_head = parts.method == Method::HEAD;
+        let http10 = head.minor == 0;
+        let mut pump = Pump::new(head.body, &limits);
+        let body = match pump.receiver.take() {
+            Some(rx) => RequestBody::other(Channel(rx)),
+            None => RequestBody::other(http_body_util::Empty::<Bytes>::new()),
+        };
+        if head.expects_continue && head.body != BodyKind::None && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            return Ended::Closed;
+        }
+        let request = Request::from_parts(parts, body);
+        let answer = match edge.begin(request, &peer) {
+            Step::Answered(r) => futures_util::future::Either::Left(std::future::ready(r)),
+            // Boxed: held inline, the request path's future would make every connection's task,
+            // idle ones too, as large as itself.
+            Step::Route(pending) => futures_util::future::Either::Right(Box::pin(edge.clone().complete(pending, peer.clone()))),
+        };
+        tokio::pin!(answer);
+        // The request body goes in while the answer is prepared (main may answer early).
+        let response = loop {
+            tokio::select! {
+                biased;
+                r = &mut answer => break r,
+                more = pump.step(&mut io, &mut buf), if !pump.done() => if !more { pump.stop() },
+            }
+        };
+        let (mut parts, mut body) = response.into_parts();
+        let said_close = parts.headers.remove(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let bodiless = is_head
+            || parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let announced = crate::headers::content_length(&parts.headers);
+        let framing = if bodiless {
+            Framing::None
+        } else if let Some(n) = announced.or(body.size_hint().exact()) {
+            Framing::Length(n)
+        } else if http10 {
+            Framing::None
+        } else {
+            Framing::Chunked
+        };
+        let until_close = !bodiless && http10 && framing == Framing::None;
+        if bodiless && !is_head {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let close = !head.keep_alive || http10 || said_close || until_close || shutdown.is_cancelled();
+        out.clear();
+        response_head(
+            &mut out,
+            parts.status,
+            &parts.headers,
+            framing,
+            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+            close,
+        );
+        let mut trailers: Option<HeaderMap> = None;
+        if !bodiless {
+            loop {
+                let frame = tokio::select! {
+                    biased;
+                    f = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)) => f,
+                    more = pump.step(&mut io, &mut buf), if !pump.done() => { if !more { pump.stop() } continue }
+                };
+                match frame {
+                    None => break,
+                    Some(Err(_)) => return Ended::Closed,
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) if data.is_empty() => {}
+                        Ok(data) => {
+                            let chunked = framing == Framing::Chunked;
+                            if chunked {
+                                chunk_size(&mut out, data.len());
+                            }
+                            let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
+                            if data.len() >= 4096 {
+                                // Large data goes out as it is, behind what is pending (one
+                                // vectored write, no copy).
+                                let mut pieces = Buf::chain(Buf::chain(out.as_slice(), &data[..]), tail);
+                                if io.write_all_buf(&mut pieces).await.is_err() {
+                                    return Ended::Closed;
+                                }
+                                out.clear();
+                            } else {
+                                out.extend_from_slice(&data);
+                                out.extend_from_slice(tail);
+                                if out.len() >= 16 * 1024 {
+                                    if io.write_all(&out).await.is_err() {
+                                        return Ended::Closed;
+                                    }
+                                    out.clear();
+                                }
+                            }
+                        }
+                        Err(frame) => trailers = frame.into_trailers().ok(),
+                    },
+                }
+            }
+            if framing == Framing::Chunked {
+                last_chunk(&mut out, trailers.as_ref());
+            }
+        }
+        if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+            return Ended::Closed;
+        }
+        out.clear();
+        if close || !pump.finished {
+            let _ = io.shutdown().await;
+            return Ended::Closed;
+        }
+        if buf.is_empty() {
+            // An idle connection keeps no buffer.
+            buf = BytesMut::new();
+            out = Vec::new();
+        }
+    }
+}
+
+/// A refused head: its status, the reason, and the connection closed.
+async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO, reject: &Reject) {
+    let body = format!("{} {}: {}\n", reject.status.as_u16(), reject.status.canonical_reason().unwrap_or(""), reject.reason);
+    let mut out = Vec::with_capacity(128 + body.len());
+    let mut fields = HeaderMap::new();
+    fields.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if reject.status == StatusCode::METHOD_NOT_ALLOWED {
+        fields.insert(header::ALLOW, HeaderValue::from_static(crate::error::FORWARDED_METHODS));
+    }
+    response_head(
+        &mut out,
+        reject.status,
+        &fields,
+        Framing::Length(body.len() as u64),
+        httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+        true,
+    );
+    out.extend_from_slice(body.as_bytes());
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
+}
+
+fn is_websocket(buf: &[u8], head: &RequestHead) -> bool {
+    head.minor == 1
+        && head
+            .fields
+            .iter()
+            .any(|(n, v)| head.at(buf, n).eq_ignore_ascii_case(b"upgrade") && head.at(buf, v).eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The request as the edge takes it, its fields sharing the head's bytes.
+fn request_parts(head: &RequestHead, bytes: &Bytes) -> Option<http::request::Parts> {
+    let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone())).ok()?;
+    let mut request = Request::new(());
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    let fields = request.headers_mut();
+    fields.reserve(head.fields.len() + 12);
+    for (n, v) in &head.fields {
+        let name = HeaderName::from_bytes(bytes.get(n.clone())?).ok()?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(v.clone())).ok()?;
+        fields.append(name, value);
+    }
+    Some(request.into_parts().0)
+}
+
+type Chunk = Result<Frame<Bytes>, BoxError>;
+
+/// The request body as it arrives, framed by length or chunked, into the edge's body.
+struct Pump {
+    kind: BodyKind,
+    left: u64,
+    chunked: ChunkedDecoder,
+    tx: Option<mpsc::Sender<Chunk>>,
+    receiver: Option<mpsc::Receiver<Chunk>>,
+    /// Read to its end: the connection may carry another request.
+    finished: bool,
+}
+
+impl Pump {
+    fn new(kind: BodyKind, limits: &ConnLimits) -> Self {
+        let (tx, rx) = match kind {
+            BodyKind::None => (None, None),
+            _ => {
+                let (tx, rx) = mpsc::channel(2);
+                (Some(tx), Some(rx))
+            }
+        };
+        let left = if let BodyKind::Length(n) = kind { n } else { 0 };
+        Self { kind, left, chunked: ChunkedDecoder::new(limits.head.max_head_bytes), tx, receiver: rx, finished: kind == BodyKind::None }
+    }
+
+    /// Nothing more to move: read to its end, or given up.
+    fn done(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    /// Gives up on the rest of the body (the edge has the error, or did not want it).
+    fn stop(&mut self) {
+        self.tx = None;
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.tx = None;
+    }
+
+    /// Moves one piece of the body to the edge, reading when none has arrived. `false` when the
+    /// body cannot be finished. Cancel-safe: bytes leave the buffer only once the edge has room
+    /// for them.
+    async fn step<IO: AsyncRead + Unpin>(&mut self, io: &mut IO, buf: &mut BytesMut) -> bool {
+        let Some(tx) = self.tx.clone() else { return false };
+        let Ok(permit) = tx.reserve_owned().await else {
+            // The edge dropped the body (it answered without it): the rest is not read.
+            return false;
+        };
+        loop {
+            match self.kind {
+                BodyKind::None => {
+                    self.finish();
+                    return true;
+                }
+                BodyKind::Length(_) => {
+                    if self.left == 0 {
+                        self.finish();
+                        return true;
+                    }
+                    if buf.is_empty() {
+                        if !read_more(io, buf).await {
+                            permit.send(Err("the client closed the connection inside the body".into()));
+                            return false;
+                        }
+                        continue;
+                    }
+                    let take = (buf.len() as u64).min(self.left) as usize;
+                    self.left -= take as u64;
+                    permit.send(Ok(Frame::data(buf.split_to(take).freeze())));
+                    if self.left == 0 {
+                        self.finish();
+                    }
+                    return true;
+                }
+                BodyKind::Chunked => {
+                    let step = match self.chunked.step(buf) {
+                        Ok(step) => step,
+                        Err(e) => {
+                            permit.send(Err(Box::new(e)));
+                            return false;
+                        }
+                    };
+                    let taken = buf.split_to(step.consumed).freeze();
+                    if let Some(r) = step.data.filter(|r| !r.is_empty()) {
+                        permit.send(Ok(Frame::data(taken.slice(r))));
+                        if self.chunked.is_done() {
+                            self.finish();
+                        }
+                        return true;
+                    }
+                    if self.chunked.is_done() {
+                        self.finish();
+                        return true;
+                    }
+                    if step.consumed == 0 && !read_more(io, buf).await {
+                        permit.send(Err("the client closed the connection inside the body".into()));
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut) -> bool {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(16 * 1024);
+    }
+    matches!(io.read_buf(buf).await, Ok(n) if n > 0)
+}
+
+/// The edge's view of the body: frames as the connection loop sends them.
+struct Channel(mpsc::Receiver<Chunk>);
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Chunk>> {
+        self.get_mut().0.poll_recv(cx)
+    }
+}
