@@ -70,11 +70,23 @@ impl RequestHead {
     }
 }
 
+/// Field slots kept on the stack when parsing (the default bound is 100).
+const STACK_FIELDS: usize = 128;
+
 /// Parses the request head at the start of `buf`: `Ok(None)` while it is incomplete (and within
 /// the limits), the head once the empty line has arrived, or why it is refused.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Reject> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut slots);
+    // The field slots on the stack for the usual bound (no allocation per parse); a larger bound
+    // gets them on the heap.
+    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    let mut heap = Vec::new();
+    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_FIELDS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
@@ -294,6 +306,10 @@ mod tests {
     fn limits_and_connection_tokens() {
         let many: String = (0..65).map(|i| format!("X-{i}: v\r\n")).collect();
         assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")), 431);
+        let more: String = (0..150).map(|i| format!("X-{i}: v\r\n")).collect();
+        let wide = Limits { max_head_bytes: 8192, max_headers: 200 };
+        let text = format!("GET / HTTP/1.1\r\nHost: a\r\n{more}\r\n");
+        assert_eq!(parse_request(text.as_bytes(), &wide).unwrap().unwrap().fields.len(), 151, "a bound past the stack slots");
         assert_eq!(status(&format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000))), 431, "a partial head past the bound");
         assert!(!parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n").unwrap().unwrap().keep_alive);
         assert!(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().keep_alive);
