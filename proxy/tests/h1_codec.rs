@@ -55,7 +55,8 @@ fn dechunk(rest: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn ours(input: &[u8]) -> Option<Seen> {
-    let head = parse_request(input, &LIMITS).ok()??;
+    // A head the edge is to refuse (Host, CONNECT, codings) counts as refused here.
+    let head = parse_request(input, &LIMITS).ok()?.filter(|h| h.refused.is_none())?;
     let rest = &input[head.len..];
     let body = match head.body {
         BodyKind::None => Some(Vec::new()),

@@ -38,6 +38,7 @@ async fn rfc9112_s3_2_host_missing_doubled_or_invalid_gets_400_and_never_reaches
         let (code, text) = refused(&front, request).await;
         assert_eq!(code, 400, "{what}: {text}");
         assert!(text.to_ascii_lowercase().contains("connection: close"), "{what}: {text}");
+        assert!(text.contains("request id: "), "refused by the edge (answered, logged, counted): {what}: {text}");
     }
     assert!(paths(&origin).await.is_empty(), "main saw: {:?}", paths(&origin).await);
     // Good hosts pass: a name with a port, an IPv6 literal, and HTTP/1.0 without Host (supplied).

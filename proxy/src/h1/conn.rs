@@ -74,7 +74,8 @@ where
         }
         let head_bytes = buf.split_to(head.len).freeze();
         let Some(parts) = request_parts(&head, &head_bytes) else {
-            refuse(&mut io, &Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }).await;
+            refuse(&mut io, head.refused.as_ref().unwrap_or(&Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }))
+                .await;
             return Ended::Closed;
         };
         let is_head = parts.method == Method::HEAD;
@@ -90,6 +91,14 @@ where
         let request = Request::from_parts(parts, body);
         let answer = match edge.begin(request, &peer) {
             Step::Answered(r) => futures_util::future::Either::Left(std::future::ready(r)),
+            // The edge refuses what the codec marked (answered, logged and counted there); were it
+            // ever to take such a request on, it is refused here and goes no further.
+            Step::Route(_) if head.refused.is_some() => {
+                if let Some(reject) = &head.refused {
+                    refuse(&mut io, reject).await;
+                }
+                return Ended::Closed;
+            }
             // Boxed: held inline, the request path's future would make every connection's task,
             // idle ones too, as large as itself.
             Step::Route(pending) => futures_util::future::Either::Right(Box::pin(edge.clone().complete(pending, peer.clone()))),

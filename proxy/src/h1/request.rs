@@ -61,6 +61,10 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue`.
     pub expects_continue: bool,
+    /// A rule the edge enforces as well is broken (CONNECT, Host, a transfer coding other than one
+    /// chunked): the head is handed to the edge, which refuses it as it refuses any such request
+    /// (answered, logged, counted); nothing of it reaches main, and the connection closes after.
+    pub refused: Option<Reject>,
 }
 
 impl RequestHead {
@@ -110,11 +114,14 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
         start..start + s.len()
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| Reject::bad("malformed method"))?;
-    if method == Method::CONNECT {
-        return Err(Reject { status: StatusCode::METHOD_NOT_ALLOWED, reason: "CONNECT is not forwarded by the front door" });
-    }
+    let mut refused = None;
     let target_bytes = target.as_bytes();
-    let absolute_authority = target_form(&method, target_bytes)?;
+    let absolute_authority = if method == Method::CONNECT {
+        refused = Some(Reject { status: StatusCode::METHOD_NOT_ALLOWED, reason: "CONNECT is not forwarded by the front door" });
+        None
+    } else {
+        target_form(&method, target_bytes)?
+    };
     let mut head = RequestHead {
         len,
         method,
@@ -125,11 +132,14 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
         body: BodyKind::None,
         keep_alive: minor == 1,
         expects_continue: false,
+        refused: None,
     };
     let mut length: Option<u64> = None;
     let mut chunked = 0u8;
     let mut transfer_encoding = false;
     let mut hosts = 0u8;
+    // A transfer coding the edge refuses: no body is read, and the connection ends after.
+    let mut unframed = false;
     for h in req.headers.iter() {
         let (name, value) = (h.name.as_bytes(), h.value);
         head.fields.push((span(name), span(value)));
@@ -137,10 +147,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
             4 if name.eq_ignore_ascii_case(b"host") => {
                 hosts += 1;
                 if hosts > 1 {
-                    return Err(Reject::bad("more than one Host field"));
-                }
-                if !valid_host(value) {
-                    return Err(Reject::bad("Host is not a host"));
+                    refused.get_or_insert(Reject::bad("more than one Host field"));
+                } else if !valid_host(value) {
+                    refused.get_or_insert(Reject::bad("Host is not a host"));
                 }
                 head.host = Some(span(value));
             }
@@ -157,12 +166,13 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
                 transfer_encoding = true;
                 for coding in value.split(|&c| c == b',').map(trim).filter(|c| !c.is_empty()) {
                     if !coding.eq_ignore_ascii_case(b"chunked") {
-                        return Err(Reject { status: StatusCode::NOT_IMPLEMENTED, reason: "transfer coding not implemented" });
+                        refused.get_or_insert(Reject { status: StatusCode::NOT_IMPLEMENTED, reason: "transfer coding not implemented" });
+                        unframed = true;
+                    } else if chunked > 0 {
+                        refused.get_or_insert(Reject::bad("chunked applied more than once"));
+                        unframed = true;
                     }
-                    if chunked > 0 {
-                        return Err(Reject::bad("chunked applied more than once"));
-                    }
-                    chunked += 1;
+                    chunked = chunked.saturating_add(1);
                 }
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -180,7 +190,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
             _ => {}
         }
     }
-    if transfer_encoding {
+    if unframed {
+        head.body = BodyKind::None;
+        head.keep_alive = false;
+    } else if transfer_encoding {
         // RFC 9112 §6.1: chunked must be the final coding (only chunked is implemented, so it is
         // the only one); HTTP/1.0 has no transfer codings; beside Content-Length it is a request
         // that two parsers could frame two ways (§6.3, request smuggling): refused.
@@ -197,12 +210,18 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     } else if let Some(n) = length {
         head.body = if n == 0 { BodyKind::None } else { BodyKind::Length(n) };
     }
-    match absolute_authority {
-        // RFC 9112 §3.2.2: the target's authority is the host, whatever Host says.
-        Some(a) => head.host = Some(a.start + head.target.start..a.end + head.target.start),
-        None if minor == 1 && hosts == 0 => return Err(Reject::bad("an HTTP/1.1 request without Host")),
-        None => {}
+    if minor == 1 && hosts == 0 {
+        // RFC 9112 §3.2: every HTTP/1.1 request has one, absolute form too.
+        refused.get_or_insert(Reject::bad("an HTTP/1.1 request without Host"));
     }
+    if let Some(a) = absolute_authority {
+        // RFC 9112 §3.2.2: the target's authority is the host, whatever Host says.
+        head.host = Some(a.start + head.target.start..a.end + head.target.start);
+    }
+    if refused.is_some() {
+        head.keep_alive = false;
+    }
+    head.refused = refused;
     Ok(Some(head))
 }
 
@@ -250,6 +269,7 @@ mod tests {
 
     fn status(text: &str) -> u16 {
         match parse(text) {
+            Ok(Some(head)) if head.refused.is_some() => head.refused.map_or(0, |r| r.status.as_u16()),
             Ok(Some(_)) => 200,
             Ok(None) => 0,
             Err(r) => r.status.as_u16(),
@@ -282,6 +302,7 @@ mod tests {
         assert_eq!(status("GET http://user@evil/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status("GET a/b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(status("GET http://a.example/ HTTP/1.1\r\n\r\n"), 400, "absolute form needs Host too");
     }
 
     #[test]
