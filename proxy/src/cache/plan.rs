@@ -288,7 +288,12 @@ impl Cache {
         };
         response.headers.insert(cache_status_name(), cache_status(outcome, None, false));
         let Filling { key, guard, .. } = filling;
-        candidate.map(|candidate| Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: guard })
+        candidate.map(|candidate| self.keep(candidate, key, guard))
+    }
+
+    /// A candidate to store under `key` once its body has arrived (releasing `guard`'s waiters).
+    fn keep(self: &Arc<Self>, candidate: Candidate, key: Arc<str>, guard: Option<FillGuard>) -> Keep {
+        Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: guard }
     }
 
     /// Main's answer to the whole-object fetch of a range request (`client`: the request as the
@@ -362,7 +367,7 @@ impl Cache {
         self.count(outcome);
         rp.headers.insert(cache_status_name(), cache_status(outcome, None, false));
         let keep = candidate.filter(|_| rp.status != StatusCode::NOT_MODIFIED);
-        Revalidated::New(keep.map(|candidate| Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: None }))
+        Revalidated::New(keep.map(|candidate| self.keep(candidate, key, None)))
     }
 
     /// Main could not be asked to revalidate (`disconnected`: refused, reset, closed before
@@ -391,7 +396,7 @@ impl Cache {
             return None;
         }
         let candidate = self.candidate(&request, response, now)?;
-        Some(Keep { candidate, cache: self.clone(), key, whole_key: None, _guard: Some(guard) })
+        Some(self.keep(candidate, key, Some(guard)))
     }
 
     /// Main's answer to a request forwarded past the store: tagged; a success of an unsafe method
@@ -403,13 +408,9 @@ impl Cache {
         let mut keep = None;
         if let Some((key, get)) = forwarding.pieces.take() {
             let parts_key = Cache::parts_key(&key);
-            keep = self.piece_candidate(&get, response, SystemTime::now()).map(|candidate| Keep {
-                candidate,
-                cache: self.clone(),
-                key: parts_key,
-                whole_key: Some(key),
-                _guard: None,
-            });
+            keep = self
+                .piece_candidate(&get, response, SystemTime::now())
+                .map(|candidate| Keep { whole_key: Some(key), ..self.keep(candidate, parts_key, None) });
         }
         if let Some((key, host)) = &forwarding.invalidate {
             if response.status.is_success() || response.status.is_redirection() {
@@ -425,13 +426,7 @@ impl Cache {
             if let Some(get) = forwarding.post.take() {
                 let own = response.headers.get(header::CONTENT_LOCATION).and_then(|v| v.to_str().ok()).and_then(|t| same_host_key(host, t));
                 if response.status.is_success() && own.as_deref() == Some(&**key) && super::fields::explicit_freshness(&response.headers) {
-                    keep = self.candidate(&get, response, SystemTime::now()).map(|candidate| Keep {
-                        candidate,
-                        cache: self.clone(),
-                        key: key.clone(),
-                        whole_key: None,
-                        _guard: None,
-                    });
+                    keep = self.candidate(&get, response, SystemTime::now()).map(|candidate| self.keep(candidate, key.clone(), None));
                 }
             }
         }

@@ -128,20 +128,13 @@ where
         } else {
             Framing::Chunked
         };
-        let until_close = !bodiless && http10 && framing == Framing::None;
         if bodiless && !is_head {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
-        let close = !head.keep_alive || http10 || said_close || until_close || shutdown.is_cancelled();
+        // HTTP/1.0 closes after each answer (its body, without a length, ends with the connection).
+        let close = !head.keep_alive || http10 || said_close || shutdown.is_cancelled();
         out.clear();
-        response_head(
-            &mut out,
-            parts.status,
-            &parts.headers,
-            framing,
-            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
-            close,
-        );
+        response_head(&mut out, parts.status, &parts.headers, framing, now().as_bytes(), close);
         let mut trailers: Option<HeaderMap> = None;
         if !bodiless {
             loop {
@@ -204,6 +197,11 @@ where
     }
 }
 
+/// `Date` now.
+fn now() -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now())
+}
+
 /// A refused head: its status, the reason, and the connection closed.
 async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO, reject: &Reject) {
     let body = format!("{} {}: {}\n", reject.status.as_u16(), reject.status.canonical_reason().unwrap_or(""), reject.reason);
@@ -213,14 +211,7 @@ async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO, reject: &Reject) {
     if reject.status == StatusCode::METHOD_NOT_ALLOWED {
         fields.insert(header::ALLOW, HeaderValue::from_static(crate::error::FORWARDED_METHODS));
     }
-    response_head(
-        &mut out,
-        reject.status,
-        &fields,
-        Framing::Length(body.len() as u64),
-        httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
-        true,
-    );
+    response_head(&mut out, reject.status, &fields, Framing::Length(body.len() as u64), now().as_bytes(), true);
     out.extend_from_slice(body.as_bytes());
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
