@@ -26,6 +26,7 @@ use crate::offload::Offload;
 use crate::origin::{Origin, OriginLimits};
 use crate::record::{Books, Recorder};
 use crate::response::{EdgeBody, Fill};
+use crate::h1::client::Tunnel;
 use crate::upstream::{MainBody, Upstream};
 
 /// Settings of the request path.
@@ -373,10 +374,12 @@ impl EdgeService {
                     // Main tried to switch protocols on a request that did not ask for WebSocket.
                     return Err(ProxyError::Upstream("unexpected 101 Switching Protocols".into()));
                 };
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                let Some(upstream) = resp.extensions_mut().remove::<Tunnel>().and_then(|t| t.take()) else {
+                    return Err(ProxyError::Upstream("101 Switching Protocols without a connection to tunnel".into()));
+                };
                 tokio::spawn(async move {
-                    if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
+                    if let Ok(client) = client_upgrade.await {
+                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut upstream.into_tunnel()).await;
                     }
                 });
             }

@@ -226,6 +226,11 @@ fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
     }
 }
 
+/// Whether a field name as written (any case) is hop-by-hop.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    std::str::from_utf8(name).ok().and_then(|n| HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok()).is_some_and(|n| hop_by_hop(&n).is_some())
+}
+
 /// The name if it is one of [`HOP_BY_HOP`] (told by length first).
 fn hop_by_hop(n: &HeaderName) -> Option<&'static str> {
     const NAMES: [&str; 9] = [

@@ -122,6 +122,11 @@ impl MainIo {
         Self { inner, broken, wrote: false }
     }
 
+    /// The socket, for a look without reading through.
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        &self.inner
+    }
+
     fn is_broken(&self) -> bool {
         self.broken.load(std::sync::atomic::Ordering::Relaxed)
     }

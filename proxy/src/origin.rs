@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::body::{BodyError, UpstreamBody};
 use crate::error::ProxyError;
 use crate::metrics::HttpMetrics;
+use crate::h1::client::Failure;
 use crate::upstream::{MainBody, SendError, Upstream};
 
 /// The pooled client to main behind its readiness gate, with its timeouts.
@@ -91,6 +92,13 @@ impl Origin {
                 Err(SendError::Connect(e, request)) if unreachable(&e) => {
                     tracing::debug!(error = %e, "main refused the connection; trying once more when main is ready");
                     Again::Unreachable(request, e)
+                }
+                Err(SendError::Main(f)) if copy.is_some() && !matches!(f, Failure::Body(_)) => {
+                    tracing::debug!(error = %f, "main dropped the connection; sending the request once more when main is ready");
+                    match copy {
+                        Some(c) => Again::Dropped(c),
+                        None => return Err(self.classify(SendError::Main(f))),
+                    }
                 }
                 Err(SendError::Http(e)) if copy.is_some() && body_error(&e).is_none() => {
                     tracing::debug!(error = %e, "main dropped the connection; sending the request once more when main is ready");
@@ -186,16 +194,25 @@ impl Origin {
             SendError::TimedOut(d) => return ProxyError::Timeout(d),
             SendError::Connect(e, _) if exhausted(&e) => return ProxyError::Exhausted(e),
             SendError::Connect(e, _) => return ProxyError::Refused(e),
+            SendError::Main(Failure::Body(b)) => return body_failed(&b),
+            SendError::Main(f) => return ProxyError::Upstream(Box::new(f)),
             SendError::Http(e) => e,
         };
         match body_error(&e) {
-            Some(BodyError::TooLarge(l)) => ProxyError::BodyTooLarge(*l),
-            Some(BodyError::Stalled(d)) => ProxyError::BodyStalled(*d),
-            Some(BodyError::TooSlow(r)) => ProxyError::BodyTooSlow(*r),
-            // A broken body (bad chunked framing, a reset) is the client's doing, not main's.
-            Some(BodyError::Client(c)) => ProxyError::BadRequest(format!("the request body: {c}")),
+            Some(b) => body_failed(b),
             None => ProxyError::Upstream(Box::new(e)),
         }
+    }
+}
+
+/// The client's request body failed on its way to main.
+fn body_failed(b: &BodyError) -> ProxyError {
+    match b {
+        BodyError::TooLarge(l) => ProxyError::BodyTooLarge(*l),
+        BodyError::Stalled(d) => ProxyError::BodyStalled(*d),
+        BodyError::TooSlow(r) => ProxyError::BodyTooSlow(*r),
+        // A broken body (bad chunked framing, a reset) is the client's doing, not main's.
+        BodyError::Client(c) => ProxyError::BadRequest(format!("the request body: {c}")),
     }
 }
 

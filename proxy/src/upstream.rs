@@ -1,35 +1,28 @@
-//! The pooled HTTP/1.1 client to main on loopback: hyper's connection API under a pool of our
-//! own, one address, newest connection first. hyper-util's general-purpose client spent about a
-//! sixth of the front door's instructions per request here (a hashed pool key per request, a task
-//! per response to hand the connection back); this pool takes a connection back when main's
-//! response body has been read to its end, in the body itself.
+//! The pooled HTTP/1.1 client to main on loopback: sitecar's codec (`h1/client.rs`) under a pool
+//! of its own, one address, newest connection first. A connection is driven by the task that
+//! reads the response (no task per connection, no channel between tasks) and taken back when
+//! main's response body has been read to its end, in the body itself. HTTP/2 to main (for gRPC,
+//! `http20ProxyFlag`) goes through hyper's HTTP/2 client.
 //!
-//! A pooled connection found closed before the request was written gets the request back from
-//! hyper, which goes out on another; a connection that cannot be made hands the request back to
+//! A pooled connection found closed before any of the request was written gets the request
+//! back, which goes out on another; a connection that cannot be made hands the request back to
 //! the caller (`origin.rs`: readiness, the one retry, timeouts and who failed).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use http::{Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::UpstreamBody;
-
-/// Largest read buffer of a connection to main.
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+pub use crate::h1::client::MainBody;
+use crate::h1::client::{exchange, Failed, Failure, Home, MainConn};
 /// Idle connections kept at most; the oldest goes first.
 const MAX_IDLE: usize = 1024;
 
@@ -79,26 +72,14 @@ struct Pool {
     /// Oldest at the front, newest (the next one used) at the back.
     idle: Mutex<VecDeque<Idle>>,
     reaping: AtomicBool,
+    /// Itself, for the reaper.
+    me: Weak<Pool>,
 }
 
 #[derive(Debug)]
 struct Idle {
-    tx: Conn,
+    conn: MainConn,
     since: Instant,
-}
-
-/// A connection to main: hyper's sender, and whether its socket failed under a request body
-/// (`io::MainIo`), which keeps it out of the pool.
-#[derive(Debug)]
-struct Conn {
-    tx: SendRequest<UpstreamBody>,
-    broken: Arc<AtomicBool>,
-}
-
-impl Conn {
-    fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.broken.load(Ordering::Relaxed)
-    }
 }
 
 /// Why main's response did not come.
@@ -109,14 +90,24 @@ pub(crate) enum SendError {
     ConnectTimeout,
     /// No response head within the request timeout (set by the caller).
     TimedOut(Duration),
+    /// Over HTTP/1.1.
+    Main(Failure),
+    /// Over HTTP/2.
     Http(hyper::Error),
 }
 
 impl Upstream {
     /// `idle` closes pooled connections before the app does.
     pub fn new(addr: SocketAddr, connect_timeout: Duration, idle: Duration) -> Self {
-        let pool = Pool { addr, connect_timeout, idle_timeout: idle, idle: Mutex::new(VecDeque::new()), reaping: AtomicBool::new(false) };
-        Self { pool: Arc::new(pool), h2: None }
+        let pool = Arc::new_cyclic(|me| Pool {
+            addr,
+            connect_timeout,
+            idle_timeout: idle,
+            idle: Mutex::new(VecDeque::new()),
+            reaping: AtomicBool::new(false),
+            me: me.clone(),
+        });
+        Self { pool, h2: None }
     }
 
     /// Sends the requests `h2` is for to main over HTTP/2.
@@ -162,90 +153,68 @@ impl Upstream {
     pub(crate) fn send(&self, mut req: Request<UpstreamBody>) -> impl Future<Output = Result<Response<MainBody>, SendError>> + '_ {
         async move {
             loop {
-                let (mut conn, pooled) = match self.pool.checkout() {
-                    Some(tx) => (tx, true),
-                    None => match self.pool.connect().await {
-                        Ok(tx) => (tx, false),
+                let (conn, pooled) = match self.pool.checkout() {
+                    Some(conn) => (conn, true),
+                    None => match tcp(self.pool.addr, self.pool.connect_timeout).await {
+                        Ok(stream) => (MainConn::new(stream), false),
                         Err(Connect::Failed(e)) => return Err(SendError::Connect(e, Box::new(req))),
                         Err(Connect::TimedOut) => return Err(SendError::ConnectTimeout),
                         Err(Connect::Handshake(e)) => return Err(SendError::Http(e)),
                     },
                 };
-                if let Err(e) = conn.tx.ready().await {
-                    if pooled {
-                        continue;
-                    }
-                    return Err(SendError::Http(e));
-                }
-                match conn.tx.try_send_request(req).await {
-                    Ok(resp) => {
-                        // An upgraded connection is the tunnel's now.
-                        let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (conn, self.pool.clone()));
-                        return Ok(resp.map(|inner| MainBody { inner, home }));
-                    }
-                    Err(mut e) => match e.take_message() {
-                        // Not written: the pooled connection was closing. Another one, or a new one.
-                        Some(back) if pooled => req = back,
-                        _ => return Err(SendError::Http(e.into_error())),
-                    },
+                match exchange(conn, req, self.pool.clone()).await {
+                    Ok(resp) => return Ok(resp),
+                    // Not written: the pooled connection was closing. Another one, or a new one.
+                    Err(Failed { request: Some(back), .. }) if pooled => req = *back,
+                    Err(Failed { failure, .. }) => return Err(SendError::Main(failure)),
                 }
             }
         }
     }
 }
 
+impl Home for Pool {
+    fn checkin(&self, conn: MainConn) {
+        Pool::checkin(self, conn);
+    }
+}
+
 impl Pool {
     /// The newest idle connection still open and not past the idle timeout.
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self) -> Option<MainConn> {
         let mut idle = self.idle.lock().ok()?;
         let mut now = None;
         while let Some(i) = idle.pop_back() {
             let now = *now.get_or_insert_with(Instant::now);
-            if !i.tx.is_closed() && now.saturating_duration_since(i.since) < self.idle_timeout {
-                return Some(i.tx);
+            if !i.conn.is_closed() && now.saturating_duration_since(i.since) < self.idle_timeout {
+                return Some(i.conn);
             }
         }
         None
     }
 
     /// Takes a connection back once its response has been read to its end.
-    fn checkin(self: &Arc<Self>, tx: Conn) {
-        if tx.is_closed() {
-            return;
-        }
+    fn checkin(&self, conn: MainConn) {
         let now = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
             self.trim(&mut idle, now);
             if idle.len() >= MAX_IDLE {
                 idle.pop_front();
             }
-            idle.push_back(Idle { tx, since: now });
+            idle.push_back(Idle { conn, since: now });
         }
         if !self.reaping.swap(true, Ordering::Relaxed) {
-            tokio::spawn(reap(Arc::downgrade(self), self.idle_timeout));
+            tokio::spawn(reap(self.me.clone(), self.idle_timeout));
         }
     }
 
     /// Closes the connections idle past the timeout (the oldest are at the front).
     fn trim(&self, idle: &mut VecDeque<Idle>, now: Instant) {
-        while idle.front().is_some_and(|i| i.tx.is_closed() || now.saturating_duration_since(i.since) >= self.idle_timeout) {
+        while idle.front().is_some_and(|i| i.conn.is_closed() || now.saturating_duration_since(i.since) >= self.idle_timeout) {
             idle.pop_front();
         }
     }
 
-    async fn connect(&self) -> Result<Conn, Connect> {
-        let stream = tcp(self.addr, self.connect_timeout).await?;
-        let broken = Arc::new(AtomicBool::new(false));
-        let stream = crate::io::MainIo::new(stream, broken.clone());
-        // A bounded read buffer: a response the client cannot take yet waits in main's socket,
-        // not in ours (hyper's default lets each connection's buffer grow to ~400 KiB).
-        let (tx, conn) =
-            http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(TokioIo::new(stream)).await.map_err(Connect::Handshake)?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        Ok(Conn { tx, broken })
-    }
 }
 
 /// A TCP connection to main within the connect timeout.
@@ -285,7 +254,7 @@ impl Http2Pool {
     ) -> Result<Response<MainBody>, SendError> {
         tx.ready().await.map_err(SendError::Http)?;
         let resp = tx.send_request(req).await.map_err(SendError::Http)?;
-        Ok(resp.map(|inner| MainBody { inner, home: None }))
+        Ok(resp.map(MainBody::h2))
     }
 
     /// The open connection, or a new one.
@@ -328,52 +297,4 @@ enum Connect {
     Failed(std::io::Error),
     TimedOut,
     Handshake(hyper::Error),
-}
-
-/// Main's response body; its connection goes back to the pool when the body has been read to
-/// its end (hyper stops at the announced length without asking for more, so the end is also
-/// recognised when the body is dropped).
-#[derive(Debug)]
-pub struct MainBody {
-    inner: Incoming,
-    home: Option<(Conn, Arc<Pool>)>,
-}
-
-impl MainBody {
-    fn release(&mut self) {
-        if let Some((tx, pool)) = self.home.take() {
-            pool.checkin(tx);
-        }
-    }
-}
-
-impl Drop for MainBody {
-    fn drop(&mut self) {
-        // Cut short: the connection is dropped with it (hyper closes it).
-        if self.inner.is_end_stream() {
-            self.release();
-        }
-    }
-}
-
-impl Body for MainBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.release();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -10,12 +10,14 @@
 //! responses to hyper's client.
 
 pub mod chunked;
+pub(crate) mod client;
 pub mod conn;
 pub mod request;
 pub mod response;
 pub mod write;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
+pub use client::Interim;
 pub use request::{parse_request, BodyKind, Limits, Reject, RequestHead};
 pub use response::{parse_response, BadResponse, ResponseBody, ResponseHead};
 
