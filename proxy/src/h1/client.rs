@@ -39,9 +39,44 @@ const MAX_INTERIM: usize = 32;
 const VECTORED: usize = 4096;
 
 /// Where a client connection takes main's interim responses (`103 Early Hints`, `102`), each a
-/// whole head ready to write. Bounded: a main sending many loses the excess, never memory.
-#[derive(Debug, Clone)]
-pub struct Interim(pub tokio::sync::mpsc::Sender<Bytes>);
+/// whole head ready to write. Bounded: a main sending many loses the excess, never memory. (A
+/// slot and a waker: a few dozen bytes that an idle connection keeps.)
+#[derive(Debug, Clone, Default)]
+pub struct Interim(Arc<InterimSlot>);
+
+#[derive(Debug, Default)]
+struct InterimSlot {
+    heads: std::sync::Mutex<Vec<Bytes>>,
+    waker: futures_util::task::AtomicWaker,
+}
+
+/// Interim responses held for the client at most.
+const INTERIM_HELD: usize = 8;
+
+impl Interim {
+    fn put(&self, head: Bytes) {
+        if let Ok(mut heads) = self.0.heads.lock() {
+            if heads.len() < INTERIM_HELD {
+                heads.push(head);
+            }
+        }
+        self.0.waker.wake();
+    }
+
+    /// The interim responses that have arrived, in order (none: waits).
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Vec<Bytes>> {
+        self.0.waker.register(cx.waker());
+        match self.take() {
+            heads if heads.is_empty() => Poll::Pending,
+            heads => Poll::Ready(heads),
+        }
+    }
+
+    /// The interim responses that have arrived, without waiting.
+    pub fn take(&self) -> Vec<Bytes> {
+        self.0.heads.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default()
+    }
+}
 
 /// A connection to main: its socket and its read buffer.
 #[derive(Debug)]
@@ -145,7 +180,7 @@ pub(crate) async fn exchange(mut conn: MainConn, req: Request<UpstreamBody>, hom
                         return Poll::Ready(Err(Failure::Bad(BadResponse::Malformed)));
                     }
                     if let (Some(sink), false) = (&interim, head.status == 100) {
-                        let _ = sink.0.try_send(interim_head(&conn.buf, &head));
+                        sink.put(interim_head(&conn.buf, &head));
                     }
                     conn.buf.advance(head.len);
                     continue;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::write::{chunk_size, last_chunk, response_head, Framing};
-use super::{parse_request, BodyKind, ChunkedDecoder, Limits, Reject, RequestHead};
+use super::{parse_request, BodyKind, ChunkedDecoder, Interim, Limits, Reject, RequestHead};
 use crate::body::{BoxError, RequestBody};
 use crate::edge::{EdgeService, Step};
 use crate::headers::Peer;
@@ -42,6 +42,9 @@ where
 {
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
+    // Main's interim responses (103, 102) for this connection's HTTP/1.1 requests; made with the
+    // first of them.
+    let mut interim: Option<Interim> = None;
     loop {
         // The head: parsed from what has arrived, read for until complete, all of it within the
         // head's bound (a client sending a byte at a time gets no more time than one at once).
@@ -73,7 +76,7 @@ where
             return Ended::Upgrade(io, buf.freeze());
         }
         let head_bytes = buf.split_to(head.len).freeze();
-        let Some(parts) = request_parts(&head, &head_bytes) else {
+        let Some(mut parts) = request_parts(&head, &head_bytes) else {
             refuse(&mut io, head.refused.as_ref().unwrap_or(&Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }))
                 .await;
             return Ended::Closed;
@@ -87,6 +90,10 @@ where
         };
         if head.expects_continue && head.body != BodyKind::None && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
             return Ended::Closed;
+        }
+        if head.minor == 1 {
+            // RFC 9110 §15.2: a proxy forwards 1xx responses, except to an HTTP/1.0 client.
+            parts.extensions.insert(interim.get_or_insert_with(Interim::default).clone());
         }
         let request = Request::from_parts(parts, body);
         let answer = match edge.begin(request, &peer) {
@@ -109,6 +116,11 @@ where
             tokio::select! {
                 biased;
                 r = &mut answer => break r,
+                hints = next_interim(&interim) => for hint in hints {
+                    if io.write_all(&hint).await.is_err() {
+                        return Ended::Closed;
+                    }
+                },
                 more = pump.step(&mut io, &mut buf), if !pump.done() => if !more { pump.stop() },
             }
         };
@@ -134,6 +146,10 @@ where
         // HTTP/1.0 closes after each answer (its body, without a length, ends with the connection).
         let close = !head.keep_alive || http10 || said_close || shutdown.is_cancelled();
         out.clear();
+        // Interim responses that came with the final one go before it.
+        for hint in interim.as_ref().map(Interim::take).unwrap_or_default() {
+            out.extend_from_slice(&hint);
+        }
         response_head(&mut out, parts.status, &parts.headers, framing, now().as_bytes(), close);
         let mut trailers: Option<HeaderMap> = None;
         if !bodiless {
@@ -194,6 +210,14 @@ where
             buf = BytesMut::new();
             out = Vec::new();
         }
+    }
+}
+
+/// Main's next interim response for this connection, when it has a sink for them.
+async fn next_interim(interim: &Option<Interim>) -> Vec<Bytes> {
+    match interim {
+        Some(sink) => std::future::poll_fn(|cx| sink.poll_take(cx)).await,
+        None => std::future::pending().await,
     }
 }
 
