@@ -59,7 +59,7 @@ impl Body for EdgeBody {
     #[inline]
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            EdgeBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            EdgeBody::Upstream(b) => Pin::new(b).poll_frame(cx),
             EdgeBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             EdgeBody::File(b) => Pin::new(b.as_mut()).poll_frame(cx).map_err(Into::into),
             EdgeBody::Fill(b) => Pin::new(b.as_mut()).poll_frame(cx),
@@ -161,7 +161,7 @@ impl Body for Fill {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.pending = None;
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.finish();
