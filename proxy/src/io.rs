@@ -33,6 +33,24 @@ impl Abort for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
     }
 }
 
+/// A connection that can tell when it has something to read without being read (so that an idle
+/// connection waits for its next request without a buffer).
+pub trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl<T: ReadReady> ReadReady for ProgressIo<T> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_read_ready(cx)
+    }
+}
+
 #[derive(Debug)]
 pub struct ProgressIo<T> {
     inner: T,

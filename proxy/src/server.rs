@@ -236,13 +236,14 @@ pub async fn serve_swappable(
                         if let crate::h1::conn::Ended::Upgrade(io, read) =
                             crate::h1::conn::serve(io, edge, peer, limits, shutdown.clone()).await
                         {
-                            // A WebSocket upgrade: hyper takes the connection with what was read.
-                            protocols.serve(TokioIo::new(crate::io::Rewind::new(read, io)), false, service, &shutdown).await;
+                            // A WebSocket upgrade: hyper takes the connection with what was read
+                            // (boxed: this task's size is an idle connection's memory).
+                            Box::pin(protocols.serve(TokioIo::new(crate::io::Rewind::new(read, io)), false, service, &shutdown)).await;
                         }
                     }
                     Some(opening) => {
                         let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
-                        protocols.serve(io, opening == Opening::Http2, service, &shutdown).await;
+                        Box::pin(protocols.serve(io, opening == Opening::Http2, service, &shutdown)).await;
                     }
                     None => {}
                 }

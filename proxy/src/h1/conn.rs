@@ -19,6 +19,7 @@ use super::{parse_request, BodyKind, ChunkedDecoder, Interim, Limits, Reject, Re
 use crate::body::{BoxError, RequestBody};
 use crate::edge::{EdgeService, Step};
 use crate::headers::Peer;
+use crate::io::ReadReady;
 
 /// What the connection loop needs of the server's limits.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +39,7 @@ pub enum Ended<IO> {
 /// Serves requests on `io` until the client or the server ends the connection.
 pub async fn serve<IO>(mut io: IO, edge: Arc<EdgeService>, peer: Arc<Peer>, limits: ConnLimits, shutdown: CancellationToken) -> Ended<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
@@ -60,13 +61,20 @@ where
                     }
                 }
             }
+            if buf.is_empty() {
+                // Idle: the buffer is taken once the client sends something.
+                let ready = tokio::select! {
+                    _ = shutdown.cancelled() => return Ended::Closed,
+                    r = tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| io.poll_read_ready(cx))) => r,
+                };
+                if !matches!(ready, Ok(Ok(()))) {
+                    return Ended::Closed;
+                }
+            }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(4096);
             }
-            let read = tokio::select! {
-                _ = shutdown.cancelled(), if buf.is_empty() => return Ended::Closed,
-                r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
-            };
+            let read = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await;
             match read {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return Ended::Closed,
@@ -75,134 +83,10 @@ where
         if is_websocket(&buf, &head) {
             return Ended::Upgrade(io, buf.freeze());
         }
-        let head_bytes = buf.split_to(head.len).freeze();
-        let Some(mut parts) = request_parts(&head, &head_bytes) else {
-            refuse(&mut io, head.refused.as_ref().unwrap_or(&Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }))
-                .await;
-            return Ended::Closed;
-        };
-        let is_head = parts.method == Method::HEAD;
-        let http10 = head.minor == 0;
-        let mut pump = Pump::new(head.body, &limits);
-        let body = match pump.receiver.take() {
-            Some(rx) => RequestBody::other(Channel(rx)),
-            None => RequestBody::other(http_body_util::Empty::<Bytes>::new()),
-        };
-        if head.expects_continue && head.body != BodyKind::None && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-            return Ended::Closed;
-        }
-        if head.minor == 1 {
-            // RFC 9110 §15.2: a proxy forwards 1xx responses, except to an HTTP/1.0 client.
-            parts.extensions.insert(interim.get_or_insert_with(Interim::default).clone());
-        }
-        let request = Request::from_parts(parts, body);
-        let answer = match edge.begin(request, &peer) {
-            Step::Answered(r) => futures_util::future::Either::Left(std::future::ready(r)),
-            // The edge refuses what the codec marked (answered, logged and counted there); were it
-            // ever to take such a request on, it is refused here and goes no further.
-            Step::Route(_) if head.refused.is_some() => {
-                if let Some(reject) = &head.refused {
-                    refuse(&mut io, reject).await;
-                }
-                return Ended::Closed;
-            }
-            // Boxed: held inline, the request path's future would make every connection's task,
-            // idle ones too, as large as itself.
-            Step::Route(pending) => futures_util::future::Either::Right(Box::pin(edge.clone().complete(pending, peer.clone()))),
-        };
-        tokio::pin!(answer);
-        // The request body goes in while the answer is prepared (main may answer early).
-        let response = loop {
-            tokio::select! {
-                biased;
-                r = &mut answer => break r,
-                hints = next_interim(&interim) => for hint in hints {
-                    if io.write_all(&hint).await.is_err() {
-                        return Ended::Closed;
-                    }
-                },
-                more = pump.step(&mut io, &mut buf), if !pump.done() => if !more { pump.stop() },
-            }
-        };
-        let (mut parts, mut body) = response.into_parts();
-        let said_close = parts.headers.remove(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let bodiless = is_head
-            || parts.status.is_informational()
-            || parts.status == StatusCode::NO_CONTENT
-            || parts.status == StatusCode::NOT_MODIFIED;
-        let announced = crate::headers::content_length(&parts.headers);
-        let framing = if bodiless {
-            Framing::None
-        } else if let Some(n) = announced.or(body.size_hint().exact()) {
-            Framing::Length(n)
-        } else if http10 {
-            Framing::None
-        } else {
-            Framing::Chunked
-        };
-        if bodiless && !is_head {
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
-        // HTTP/1.0 closes after each answer (its body, without a length, ends with the connection).
-        let close = !head.keep_alive || http10 || said_close || shutdown.is_cancelled();
-        out.clear();
-        // Interim responses that came with the final one go before it.
-        for hint in interim.as_ref().map(Interim::take).unwrap_or_default() {
-            out.extend_from_slice(&hint);
-        }
-        response_head(&mut out, parts.status, &parts.headers, framing, now().as_bytes(), close);
-        let mut trailers: Option<HeaderMap> = None;
-        if !bodiless {
-            loop {
-                let frame = tokio::select! {
-                    biased;
-                    f = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)) => f,
-                    more = pump.step(&mut io, &mut buf), if !pump.done() => { if !more { pump.stop() } continue }
-                };
-                match frame {
-                    None => break,
-                    Some(Err(_)) => return Ended::Closed,
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) if data.is_empty() => {}
-                        Ok(data) => {
-                            let chunked = framing == Framing::Chunked;
-                            if chunked {
-                                chunk_size(&mut out, data.len());
-                            }
-                            let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
-                            if data.len() >= 4096 {
-                                // Large data goes out as it is, behind what is pending (one
-                                // vectored write, no copy).
-                                let mut pieces = Buf::chain(Buf::chain(out.as_slice(), &data[..]), tail);
-                                if io.write_all_buf(&mut pieces).await.is_err() {
-                                    return Ended::Closed;
-                                }
-                                out.clear();
-                            } else {
-                                out.extend_from_slice(&data);
-                                out.extend_from_slice(tail);
-                                if out.len() >= 16 * 1024 {
-                                    if io.write_all(&out).await.is_err() {
-                                        return Ended::Closed;
-                                    }
-                                    out.clear();
-                                }
-                            }
-                        }
-                        Err(frame) => trailers = frame.into_trailers().ok(),
-                    },
-                }
-            }
-            if framing == Framing::Chunked {
-                last_chunk(&mut out, trailers.as_ref());
-            }
-        }
-        if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
-            return Ended::Closed;
-        }
-        out.clear();
-        if close || !pump.finished {
-            let _ = io.shutdown().await;
+        // The exchange's state is boxed: an idle connection's task keeps only what waiting for
+        // the next head takes.
+        let next = Box::pin(respond(&mut io, &mut buf, &mut out, &mut interim, head, &edge, &peer, &limits, &shutdown)).await;
+        if next == Next::Closed {
             return Ended::Closed;
         }
         if buf.is_empty() {
@@ -211,6 +95,163 @@ where
             out = Vec::new();
         }
     }
+}
+
+/// What comes after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Closed,
+}
+
+/// One exchange on the connection: the request whose head was read handed to the edge, its body
+/// fed in, the answer written.
+#[allow(clippy::too_many_arguments)]
+async fn respond<IO>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    interim: &mut Option<Interim>,
+    head: RequestHead,
+    edge: &Arc<EdgeService>,
+    peer: &Arc<Peer>,
+    limits: &ConnLimits,
+    shutdown: &CancellationToken,
+) -> Next
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let head_bytes = buf.split_to(head.len).freeze();
+    let Some(mut parts) = request_parts(&head, &head_bytes) else {
+        refuse(io, head.refused.as_ref().unwrap_or(&Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }))
+            .await;
+        return Next::Closed;
+    };
+    let is_head = parts.method == Method::HEAD;
+    let http10 = head.minor == 0;
+    let mut pump = Pump::new(head.body, &limits);
+    let body = match pump.receiver.take() {
+        Some(rx) => RequestBody::other(Channel(rx)),
+        None => RequestBody::other(http_body_util::Empty::<Bytes>::new()),
+    };
+    if head.expects_continue && head.body != BodyKind::None && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        return Next::Closed;
+    }
+    if head.minor == 1 {
+        // RFC 9110 §15.2: a proxy forwards 1xx responses, except to an HTTP/1.0 client.
+        parts.extensions.insert(interim.get_or_insert_with(Interim::default).clone());
+    }
+    let request = Request::from_parts(parts, body);
+    let answer = match edge.begin(request, &peer) {
+        Step::Answered(r) => futures_util::future::Either::Left(std::future::ready(r)),
+        // The edge refuses what the codec marked (answered, logged and counted there); were it
+        // ever to take such a request on, it is refused here and goes no further.
+        Step::Route(_) if head.refused.is_some() => {
+            if let Some(reject) = &head.refused {
+                refuse(io, reject).await;
+            }
+            return Next::Closed;
+        }
+        // Boxed: held inline, the request path's future would make every connection's task,
+        // idle ones too, as large as itself.
+        Step::Route(pending) => futures_util::future::Either::Right(Box::pin(edge.clone().complete(pending, peer.clone()))),
+    };
+    tokio::pin!(answer);
+    // The request body goes in while the answer is prepared (main may answer early).
+    let response = loop {
+        tokio::select! {
+            biased;
+            r = &mut answer => break r,
+            hints = next_interim(&interim) => for hint in hints {
+                if io.write_all(&hint).await.is_err() {
+                    return Next::Closed;
+                }
+            },
+            more = pump.step(io, buf), if !pump.done() => if !more { pump.stop() },
+        }
+    };
+    let (mut parts, mut body) = response.into_parts();
+    let said_close = parts.headers.remove(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let bodiless = is_head
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let announced = crate::headers::content_length(&parts.headers);
+    let framing = if bodiless {
+        Framing::None
+    } else if let Some(n) = announced.or(body.size_hint().exact()) {
+        Framing::Length(n)
+    } else if http10 {
+        Framing::None
+    } else {
+        Framing::Chunked
+    };
+    if bodiless && !is_head {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    // HTTP/1.0 closes after each answer (its body, without a length, ends with the connection).
+    let close = !head.keep_alive || http10 || said_close || shutdown.is_cancelled();
+    out.clear();
+    // Interim responses that came with the final one go before it.
+    for hint in interim.as_ref().map(Interim::take).unwrap_or_default() {
+        out.extend_from_slice(&hint);
+    }
+    response_head(out, parts.status, &parts.headers, framing, now().as_bytes(), close);
+    let mut trailers: Option<HeaderMap> = None;
+    if !bodiless {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                f = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)) => f,
+                more = pump.step(io, buf), if !pump.done() => { if !more { pump.stop() } continue }
+            };
+            match frame {
+                None => break,
+                Some(Err(_)) => return Next::Closed,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => {
+                        let chunked = framing == Framing::Chunked;
+                        if chunked {
+                            chunk_size(out, data.len());
+                        }
+                        let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
+                        if data.len() >= 4096 {
+                            // Large data goes out as it is, behind what is pending (one
+                            // vectored write, no copy).
+                            let mut pieces = Buf::chain(Buf::chain(out.as_slice(), &data[..]), tail);
+                            if io.write_all_buf(&mut pieces).await.is_err() {
+                                return Next::Closed;
+                            }
+                            out.clear();
+                        } else {
+                            out.extend_from_slice(&data);
+                            out.extend_from_slice(tail);
+                            if out.len() >= 16 * 1024 {
+                                if io.write_all(&out).await.is_err() {
+                                    return Next::Closed;
+                                }
+                                out.clear();
+                            }
+                        }
+                    }
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
+            }
+        }
+        if framing == Framing::Chunked {
+            last_chunk(out, trailers.as_ref());
+        }
+    }
+    if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+        return Next::Closed;
+    }
+    out.clear();
+    if close || !pump.finished {
+        let _ = io.shutdown().await;
+        return Next::Closed;
+    }
+    Next::KeepAlive
 }
 
 /// Main's next interim response for this connection, when it has a sink for them.

@@ -175,9 +175,17 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) ->
         Duration::from_secs(15),
     )
     .await;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, head.to_string(), body.to_string())
+    // Interim responses (1xx) before the final one are skipped, as clients do.
+    let mut rest = text.as_str();
+    loop {
+        let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+        let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if (100..200).contains(&code) && code != 101 {
+            rest = body;
+            continue;
+        }
+        return (code, head.to_string(), body.to_string());
+    }
 }
 
 /// The request head the origin saw, from its /headers answer (case-insensitive lookups).
