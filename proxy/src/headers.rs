@@ -226,9 +226,19 @@ fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
     }
 }
 
-/// Whether a field name as written (any case) is hop-by-hop.
+/// Whether a field name as written (any case) is hop-by-hop (told by length first).
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    std::str::from_utf8(name).ok().and_then(|n| HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok()).is_some_and(|n| hop_by_hop(&n).is_some())
+    let candidates: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"upgrade", b"trailer"],
+        10 => &[b"connection", b"keep-alive"],
+        14 => &[b"http2-settings"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        19 => &[b"proxy-authorization"],
+        _ => return false,
+    };
+    candidates.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
 /// The name if it is one of [`HOP_BY_HOP`] (told by length first).
@@ -422,6 +432,7 @@ mod tests {
     #[test]
     fn hop_by_hop_names_are_told_apart_from_their_neighbours() {
         for n in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(n.as_str().as_bytes()) && is_hop_by_hop(n.as_str().to_ascii_uppercase().as_bytes()), "{n}");
             assert_eq!(hop_by_hop(n), Some(n.as_str()), "{n}");
         }
         for near in ["t", "tes", "upgrades", "trailers", "connectio", "keep-alives", "x-http2-settings", "content-length", "host", "via"] {

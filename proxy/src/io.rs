@@ -45,6 +45,13 @@ impl ReadReady for tokio::net::TcpStream {
     }
 }
 
+/// TLS may hold decrypted bytes that the socket no longer shows: always worth a read.
+impl ReadReady for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<T: ReadReady> ReadReady for ProgressIo<T> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.inner.poll_read_ready(cx)

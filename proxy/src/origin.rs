@@ -84,7 +84,10 @@ impl Origin {
                     return Err(ProxyError::BodyTooLarge(limit));
                 }
             }
-            let copy = (repeatable && parts.method.is_idempotent() && body.is_end_stream())
+            // A copy of the head for a second try: the HTTP/1.1 client hands back a request
+            // whose body it did not read; HTTP/2's keeps nothing, so its head is copied first.
+            let may_repeat = repeatable && parts.method.is_idempotent() && body.is_end_stream();
+            let copy = (may_repeat && self.upstream.http2_for(parts.version, &parts.headers).is_some())
                 .then(|| crate::headers::head_with(&parts, parts.headers.clone()));
             self.admit().await?;
             let again = match self.try_send(Request::from_parts(parts, body)).await {
@@ -93,12 +96,9 @@ impl Origin {
                     tracing::debug!(error = %e, "main refused the connection; trying once more when main is ready");
                     Again::Unreachable(request, e)
                 }
-                Err(SendError::Main(f)) if copy.is_some() && !matches!(f, Failure::Body(_)) => {
+                Err(SendError::Main(f, Some(request))) if may_repeat && !matches!(f, Failure::Body(_)) => {
                     tracing::debug!(error = %f, "main dropped the connection; sending the request once more when main is ready");
-                    match copy {
-                        Some(c) => Again::Dropped(c),
-                        None => return Err(self.classify(SendError::Main(f))),
-                    }
+                    Again::Dropped(request.into_parts().0)
                 }
                 Err(SendError::Http(e)) if copy.is_some() && body_error(&e).is_none() => {
                     tracing::debug!(error = %e, "main dropped the connection; sending the request once more when main is ready");
@@ -194,8 +194,8 @@ impl Origin {
             SendError::TimedOut(d) => return ProxyError::Timeout(d),
             SendError::Connect(e, _) if exhausted(&e) => return ProxyError::Exhausted(e),
             SendError::Connect(e, _) => return ProxyError::Refused(e),
-            SendError::Main(Failure::Body(b)) => return body_failed(&b),
-            SendError::Main(f) => return ProxyError::Upstream(Box::new(f)),
+            SendError::Main(Failure::Body(b), _) => return body_failed(&b),
+            SendError::Main(f, _) => return ProxyError::Upstream(Box::new(f)),
             SendError::Http(e) => e,
         };
         match body_error(&e) {

@@ -253,8 +253,17 @@ pub async fn serve_swappable(
                 // A handshake gets the same bound as a request head.
                 if let Ok(Ok(stream)) = tokio::time::timeout(protocols.sniff, acceptor.accept(stream)).await {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = TokioIo::new(ProgressIo::new(stream, write_timeout));
-                    protocols.serve(io, h2, service, &shutdown).await;
+                    let io = ProgressIo::new(stream, write_timeout);
+                    match own {
+                        Some((edge, peer, limits)) if !h2 => {
+                            if let crate::h1::conn::Ended::Upgrade(io, read) =
+                                crate::h1::conn::serve(io, edge, peer, limits, shutdown.clone()).await
+                            {
+                                Box::pin(protocols.serve(TokioIo::new(crate::io::Rewind::new(read, io)), false, service, &shutdown)).await;
+                            }
+                        }
+                        _ => Box::pin(protocols.serve(TokioIo::new(io), h2, service, &shutdown)).await,
+                    }
                 }
                 drop(permit);
             }),

@@ -90,8 +90,8 @@ pub(crate) enum SendError {
     ConnectTimeout,
     /// No response head within the request timeout (set by the caller).
     TimedOut(Duration),
-    /// Over HTTP/1.1.
-    Main(Failure),
+    /// Over HTTP/1.1; the request back when its body was not read.
+    Main(Failure, Option<Box<Request<UpstreamBody>>>),
     /// Over HTTP/2.
     Http(hyper::Error),
 }
@@ -165,8 +165,10 @@ impl Upstream {
                 match exchange(conn, req, self.pool.clone()).await {
                     Ok(resp) => return Ok(resp),
                     // Not written: the pooled connection was closing. Another one, or a new one.
-                    Err(Failed { request: Some(back), .. }) if pooled => req = *back,
-                    Err(Failed { failure, .. }) => return Err(SendError::Main(failure)),
+                    Err(Failed { failure: Failure::Closed(_) | Failure::Io(_), request: Some(back), written: false }) if pooled => {
+                        req = *back
+                    }
+                    Err(Failed { failure, request, .. }) => return Err(SendError::Main(failure, request)),
                 }
             }
         }

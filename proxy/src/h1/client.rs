@@ -119,11 +119,13 @@ impl std::error::Error for Failure {
     }
 }
 
-/// A failed exchange, with the request when nothing of it can have reached main (it may go
-/// out again on another connection).
+/// A failed exchange, with the request back when its body was not read: it may go out again on
+/// another connection when nothing of it was `written`, or be retried by the caller when it had
+/// no body (idempotent methods, RFC 9110 §9.2.2).
 pub(crate) struct Failed {
     pub failure: Failure,
     pub request: Option<Box<Request<UpstreamBody>>>,
+    pub written: bool,
 }
 
 impl MainConn {
@@ -200,20 +202,14 @@ pub(crate) async fn exchange(mut conn: MainConn, req: Request<UpstreamBody>, hom
     let head = match head {
         Ok(head) => head,
         Err(failure) => {
-            // Nothing went out (a pooled connection main had closed): the request may go out
-            // again.
-            let request = match &failure {
-                Failure::Closed(_) | Failure::Io(_) if !sending.wrote_any => sending.request.take(),
-                _ => None,
-            };
-            return Err(Failed { failure, request });
+            return Err(Failed { failure, request: sending.request.take(), written: sending.wrote_any });
         }
     };
     let bytes = conn.buf.split_to(head.len).freeze();
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| bad(BadResponse::Malformed))?;
     *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    *response.headers_mut() = fields(&bytes, &head.fields).ok_or_else(|| bad(BadResponse::Malformed))?;
+    *response.headers_mut() = fields(&bytes, &head.fields, head.status != 101).ok_or_else(|| bad(BadResponse::Malformed))?;
     if head.status == 101 {
         // The connection is the tunnel's now; no body, and nothing more of the request.
         let (parts, ()) = response.into_parts();
@@ -236,7 +232,7 @@ pub(crate) async fn exchange(mut conn: MainConn, req: Request<UpstreamBody>, hom
 }
 
 fn bad(b: BadResponse) -> Failed {
-    Failed { failure: Failure::Bad(b), request: None }
+    Failed { failure: Failure::Bad(b), request: None, written: true }
 }
 
 /// A socket error that means main is gone rather than something failing here.
@@ -244,10 +240,20 @@ fn closed(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
 }
 
-/// Fields of a head, their values sharing its bytes.
-fn fields(bytes: &Bytes, ranges: &[(std::ops::Range<usize>, std::ops::Range<usize>)]) -> Option<HeaderMap> {
+/// Fields of a head, their values sharing its bytes. With `hop`, the hop-by-hop fields are left
+/// out as they are read (they are the connection's, not the client's), unless `Connection` names
+/// others, which the edge removes with them.
+fn fields(bytes: &Bytes, ranges: &[(std::ops::Range<usize>, std::ops::Range<usize>)], hop: bool) -> Option<HeaderMap> {
+    let at = |r: &std::ops::Range<usize>| bytes.get(r.clone()).unwrap_or_default();
+    let plain_connection = |v: &[u8]| {
+        v.split(|c| *c == b',').map(<[u8]>::trim_ascii).all(|t| t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive"))
+    };
+    let drop_hop = hop && ranges.iter().all(|(n, v)| !at(n).eq_ignore_ascii_case(b"connection") || plain_connection(at(v)));
     let mut map = HeaderMap::with_capacity(ranges.len() + 4);
     for (n, v) in ranges {
+        if drop_hop && crate::headers::is_hop_by_hop(at(n)) {
+            continue;
+        }
         let name = HeaderName::from_bytes(bytes.get(n.clone())?).ok()?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(v.clone())).ok()?;
         map.append(name, value);
@@ -314,7 +320,7 @@ impl Sending {
             }
         };
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::new();
         request_head(&mut out, req.method(), target.as_bytes(), fields, framing);
         let bodiless = req.body().is_end_stream();
         Self {

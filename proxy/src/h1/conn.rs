@@ -196,7 +196,7 @@ where
     for hint in interim.as_ref().map(Interim::take).unwrap_or_default() {
         out.extend_from_slice(&hint);
     }
-    response_head(out, parts.status, &parts.headers, framing, now().as_bytes(), close);
+    response_head(out, parts.status, &parts.headers, framing, &super::write::date(), close);
     let mut trailers: Option<HeaderMap> = None;
     if !bodiless {
         loop {
@@ -262,11 +262,6 @@ async fn next_interim(interim: &Option<Interim>) -> Vec<Bytes> {
     }
 }
 
-/// `Date` now.
-fn now() -> String {
-    httpdate::fmt_http_date(std::time::SystemTime::now())
-}
-
 /// A refused head: its status, the reason, and the connection closed.
 async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO, reject: &Reject) {
     let body = format!("{} {}: {}\n", reject.status.as_u16(), reject.status.canonical_reason().unwrap_or(""), reject.reason);
@@ -276,7 +271,7 @@ async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO, reject: &Reject) {
     if reject.status == StatusCode::METHOD_NOT_ALLOWED {
         fields.insert(header::ALLOW, HeaderValue::from_static(crate::error::FORWARDED_METHODS));
     }
-    response_head(&mut out, reject.status, &fields, Framing::Length(body.len() as u64), now().as_bytes(), true);
+    response_head(&mut out, reject.status, &fields, Framing::Length(body.len() as u64), &super::write::date(), true);
     out.extend_from_slice(body.as_bytes());
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;

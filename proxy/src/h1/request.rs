@@ -75,23 +75,24 @@ impl RequestHead {
 }
 
 /// Field slots kept on the stack when parsing (the default bound is 100).
-const STACK_FIELDS: usize = 128;
+pub(crate) const STACK_FIELDS: usize = 128;
 
 /// Parses the request head at the start of `buf`: `Ok(None)` while it is incomplete (and within
 /// the limits), the head once the empty line has arrived, or why it is refused.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Reject> {
     // The field slots on the stack for the usual bound (no allocation per parse); a larger bound
     // gets them on the heap.
-    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    // Left uninitialised: httparse writes a slot before it reads it.
+    let mut stack = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
     let mut heap = Vec::new();
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_FIELDS {
+    let slots: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_FIELDS {
         &mut stack[..limits.max_headers]
     } else {
-        heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        heap.resize_with(limits.max_headers, std::mem::MaybeUninit::uninit);
         &mut heap
     };
-    let mut req = httparse::Request::new(slots);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
             return Err(Reject { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, reason: "request head too large" })

@@ -66,9 +66,17 @@ pub fn parse_response(
     max_head_bytes: usize,
     max_fields: usize,
 ) -> Result<Option<ResponseHead>, BadResponse> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // On the stack and uninitialised for the usual bound (no allocation, no clearing per parse).
+    let mut stack = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; super::request::STACK_FIELDS];
+    let mut heap = Vec::new();
+    let slots: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if max_fields <= super::request::STACK_FIELDS {
+        &mut stack[..max_fields]
+    } else {
+        heap.resize_with(max_fields, std::mem::MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, slots) {
         Ok(httparse::Status::Complete(n)) if n <= max_head_bytes => n,
         Ok(httparse::Status::Complete(_)) => return Err(BadResponse::TooLarge),
         Ok(httparse::Status::Partial) if buf.len() > max_head_bytes => return Err(BadResponse::TooLarge),

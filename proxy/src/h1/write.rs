@@ -20,6 +20,7 @@ pub enum Framing {
 /// `framing` needs written instead; `Content-Length` kept for `Framing::None` as a HEAD's answer
 /// carries it), `Date` unless present, `Connection: close` when the connection ends after it.
 pub fn response_head(out: &mut Vec<u8>, status: StatusCode, fields: &HeaderMap, framing: Framing, date: &[u8], close: bool) {
+    out.reserve(64 + date.len() + fields_len(fields));
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -38,12 +39,41 @@ pub fn response_head(out: &mut Vec<u8>, status: StatusCode, fields: &HeaderMap, 
 /// Appends a request head for main: the request line in origin form (or `*`), then `fields`
 /// with the framing field `framing` needs.
 pub fn request_head(out: &mut Vec<u8>, method: &Method, target: &[u8], fields: &HeaderMap, framing: Framing) {
+    out.reserve(64 + target.len() + fields_len(fields));
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     fields_and_framing(out, fields, framing);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Bytes the field lines of `fields` take (so that a head is written into one allocation).
+fn fields_len(fields: &HeaderMap) -> usize {
+    fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+}
+
+/// `Date` as an IMF-fixdate, formatted once a second per thread.
+pub fn date() -> [u8; 29] {
+    use std::cell::Cell;
+    thread_local! {
+        static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [b' '; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let (at, text) = d.get();
+        if at == second {
+            return text;
+        }
+        let mut fresh = [b' '; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        if formatted.len() == fresh.len() {
+            fresh.copy_from_slice(formatted.as_bytes());
+        }
+        d.set((second, fresh));
+        fresh
+    })
 }
 
 fn fields_and_framing(out: &mut Vec<u8>, fields: &HeaderMap, framing: Framing) {
