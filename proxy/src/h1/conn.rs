@@ -129,7 +129,7 @@ where
     };
     let is_head = parts.method == Method::HEAD;
     let http10 = head.minor == 0;
-    let mut pump = Pump::new(head.body, &limits);
+    let mut pump = Pump::new(head.body, limits);
     let body = match pump.receiver.take() {
         Some(rx) => RequestBody::other(Channel(rx)),
         None => RequestBody::other(http_body_util::Empty::<Bytes>::new()),
@@ -142,7 +142,7 @@ where
         parts.extensions.insert(interim.get_or_insert_with(Interim::default).clone());
     }
     let request = Request::from_parts(parts, body);
-    let answer = match edge.begin(request, &peer) {
+    let answer = match edge.begin(request, peer) {
         Step::Answered(r) => futures_util::future::Either::Left(std::future::ready(r)),
         // The edge refuses what the codec marked (answered, logged and counted there); were it
         // ever to take such a request on, it is refused here and goes no further.
@@ -162,7 +162,7 @@ where
         tokio::select! {
             biased;
             r = &mut answer => break r,
-            hints = next_interim(&interim) => for hint in hints {
+            hints = next_interim(interim) => for hint in hints {
                 if io.write_all(&hint).await.is_err() {
                     return Next::Closed;
                 }
@@ -228,7 +228,7 @@ where
                             out.extend_from_slice(&data);
                             out.extend_from_slice(tail);
                             if out.len() >= 16 * 1024 {
-                                if io.write_all(&out).await.is_err() {
+                                if io.write_all(out).await.is_err() {
                                     return Next::Closed;
                                 }
                                 out.clear();
@@ -243,7 +243,7 @@ where
             last_chunk(out, trailers.as_ref());
         }
     }
-    if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+    if io.write_all(out).await.is_err() || io.flush().await.is_err() {
         return Next::Closed;
     }
     out.clear();
