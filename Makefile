@@ -21,11 +21,11 @@ export SITECAR_TEST_PYTHON = $(abspath $(TEST_VENV))/bin/python
 test: prereqs test-prereqs lint
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast && \
-		echo "make: the front door's tests again on sitecar's own HTTP/1.1 engine (proxy.engine: sitecar)" && \
-		SITECAR_TEST_ENGINE=sitecar $(CARGO) nextest run -p sitecar-proxy --no-fail-fast; \
+		echo "make: the front door's tests again on hyper's HTTP/1.1 server (proxy.engine: hyper)" && \
+		SITECAR_TEST_ENGINE=hyper $(CARGO) nextest run -p sitecar-proxy --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast && \
-		SITECAR_TEST_ENGINE=sitecar $(CARGO) test -p sitecar-proxy --no-fail-fast; \
+		SITECAR_TEST_ENGINE=hyper $(CARGO) test -p sitecar-proxy --no-fail-fast; \
 	fi
 
 lint:

@@ -97,7 +97,7 @@ fn round_trip(c: &mut Criterion) {
             max_connections: 100,
             drain: Duration::from_secs(1),
             write_timeout: Duration::from_secs(10),
-            own_http1: false,
+            own_http1: true,
         };
         let stop = CancellationToken::new();
         tokio::spawn(sitecar_proxy::serve(listener, edge, limits, Arc::new(Semaphore::new(100)), None, stop.clone()));

@@ -167,7 +167,7 @@ pub struct ProxyArgs {
     /// (http20ProxyFlag 1).
     #[arg(long, value_name = "PORT")]
     pub http2_port: Option<u16>,
-    /// What serves plain HTTP/1.x clients: hyper (the default) or sitecar's own codec.
+    /// What serves HTTP/1.x clients: sitecar (its own codec, the default) or hyper.
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
 }

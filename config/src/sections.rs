@@ -163,7 +163,7 @@ pub(crate) fn proxy(p: &mut Problems, doc: &mut Obj<'_>) -> ProxySettings {
         match v.as_str() {
             Some("hyper") => s.own_http1 = false,
             Some("sitecar") => s.own_http1 = true,
-            _ => p.push(Problem::new(path, format!("unknown engine {v}")).hint("\"hyper\" (the default) or \"sitecar\"")),
+            _ => p.push(Problem::new(path, format!("unknown engine {v}")).hint("\"sitecar\" (the default) or \"hyper\"")),
         }
     }
     // App Service's name for it (`siteConfig.http20ProxyFlag`): 0 off, 1 all HTTP/2, 2 gRPC only.

@@ -38,8 +38,8 @@ struct Args {
     /// with and without metrics and scraping).
     #[arg(long, value_delimiter = ',', default_value = "small64,small256,body64k,newconn,h2c,tlsh2,cachehit,static64k")]
     scenarios: Vec<String>,
-    /// Proxies to compare (direct is always measured): sitecar, sitecar-own (plain HTTP/1.1 on
-    /// sitecar's own codec, `--engine sitecar`), sitecar-metrics (admin API and metrics on),
+    /// Proxies to compare (direct is always measured): sitecar, sitecar-hyper (HTTP/1.1 clients
+    /// served by hyper's server, `--engine hyper`), sitecar-metrics (admin API and metrics on),
     /// sitecar-scraped (metrics scraped every second), nginx, haproxy, caddy.
     #[arg(long, value_delimiter = ',', default_value = "sitecar,nginx,haproxy,caddy")]
     proxies: Vec<String>,
@@ -149,7 +149,7 @@ fn proxies(args: &Args, sitecar: &str, dir: &std::path::Path, origin: &Server) -
     for p in &args.proxies {
         targets.push(started(|| match p.as_str() {
             "sitecar" => Target::sitecar(sitecar, dir, origin, args.workers, false, false),
-            "sitecar-own" => Target::sitecar_own_http1(sitecar, origin, args.workers),
+            "sitecar-hyper" => Target::sitecar_hyper_http1(sitecar, origin, args.workers),
             "sitecar-metrics" => Target::sitecar(sitecar, dir, origin, args.workers, true, false),
             "sitecar-scraped" => Target::sitecar(sitecar, dir, origin, args.workers, true, true),
             "nginx" => Target::nginx(dir, origin, args.workers),

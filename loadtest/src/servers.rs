@@ -197,13 +197,13 @@ impl Target {
         Ok(t)
     }
 
-    /// sitecar with plain HTTP/1.x served by its own codec (`--engine sitecar`).
-    pub fn sitecar_own_http1(bin: &str, origin: &Server, workers: usize) -> Result<Target> {
+    /// sitecar with HTTP/1.x clients served by hyper's server (`--engine hyper`), to compare.
+    pub fn sitecar_hyper_http1(bin: &str, origin: &Server, workers: usize) -> Result<Target> {
         let port = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.args(["proxy", "--to", &format!("127.0.0.1:{}", origin.port), "--listen", &format!("127.0.0.1:{port}")]);
-        cmd.args(["--threads", &workers.to_string(), "--access-log", "off", "--engine", "sitecar"]);
-        Ok(Target::from("sitecar-own", Server { port, h2c_port: port, tls_port: None, child: spawn(&mut cmd)? }))
+        cmd.args(["--threads", &workers.to_string(), "--access-log", "off", "--engine", "hyper"]);
+        Ok(Target::from("sitecar-hyper", Server { port, h2c_port: port, tls_port: None, child: spawn(&mut cmd)? }))
     }
 
     /// sitecar with its edge features: the cache on, and `/static/` served from the directory.

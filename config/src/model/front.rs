@@ -45,8 +45,8 @@ pub struct ProxySettings {
     pub http2_to_main: Http2ToMain,
     /// Where main speaks HTTP/2 then: the `HTTP20_ONLY_PORT` app setting, else main's own port.
     pub http2_port: Option<u16>,
-    /// `"engine": "sitecar"`: plain HTTP/1.x clients served by sitecar's own codec instead of
-    /// hyper's server (new; off by default).
+    /// HTTP/1.x clients (plain and TLS) served by sitecar's own codec (`"engine": "sitecar"`, the
+    /// default) or by hyper's server (`"hyper"`).
     pub own_http1: bool,
 }
 
@@ -102,7 +102,7 @@ impl Default for ProxySettings {
             compression: true,
             http2_to_main: Http2ToMain::Off,
             http2_port: None,
-            own_http1: false,
+            own_http1: true,
         }
     }
 }

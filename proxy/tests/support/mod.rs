@@ -90,8 +90,9 @@ pub fn limits() -> ServerLimits {
         max_connections: 1000,
         drain: Duration::from_secs(5),
         write_timeout: Duration::from_secs(10),
-        // SITECAR_TEST_ENGINE=sitecar runs these tests on sitecar's own HTTP/1.1 codec.
-        own_http1: std::env::var("SITECAR_TEST_ENGINE").is_ok_and(|e| e == "sitecar"),
+        // sitecar's own HTTP/1.1 engine, as by default; SITECAR_TEST_ENGINE=hyper runs these
+        // tests on hyper's server.
+        own_http1: std::env::var("SITECAR_TEST_ENGINE").is_ok_and(|e| e != "hyper") || std::env::var("SITECAR_TEST_ENGINE").is_err(),
     }
 }
 
