@@ -118,6 +118,11 @@ impl EdgeService {
         Arc::new(Self { config, origin, recorder: Recorder { access, metrics } })
     }
 
+    /// What the direct path (`h1/direct.rs`) reads: the settings, main, the recorders.
+    pub(crate) fn direct_view(&self) -> (&EdgeConfig, &Origin, &Recorder) {
+        (&self.config, &self.origin, &self.recorder)
+    }
+
     /// The whole request path for one request, for callers without a connection of their own
     /// (in-process tests, embedders): [`EdgeService::begin`] then [`EdgeService::complete`].
     pub async fn handle<B: Into<RequestBody>>(self: &Arc<Self>, req: Request<B>, peer: &Arc<Peer>) -> Response<EdgeBody> {

@@ -137,7 +137,7 @@ pub struct EdgeSpan {
 /// Ids given to one request, for logs and error bodies.
 #[derive(Debug, Clone)]
 pub struct RequestIds {
-    request_id: HeaderValue,
+    pub(crate) request_id: HeaderValue,
     trace_id: [u8; 32],
     span: Option<EdgeSpan>,
 }
@@ -160,7 +160,12 @@ impl RequestIds {
 /// The trace a request belongs to and the edge's span in it: the client's trace continued (its
 /// sampling decision kept), or a new one; `None` span when the edge records none.
 fn trace_of(headers: &HeaderMap, trace: Trace) -> (ids::TraceParent, bool, Option<EdgeSpan>) {
-    match headers.get(&TRACEPARENT).and_then(|v| ids::parse_traceparent(v.as_bytes())) {
+    trace_of_value(headers.get(&TRACEPARENT).map(HeaderValue::as_bytes), trace)
+}
+
+/// As [`trace_of`], from the first `traceparent` value as sent.
+pub(crate) fn trace_of_value(traceparent: Option<&[u8]>, trace: Trace) -> (ids::TraceParent, bool, Option<EdgeSpan>) {
+    match traceparent.and_then(ids::parse_traceparent) {
         Some(client) => {
             let span = (trace.own_span && client.sampled()).then(|| EdgeSpan { span_id: ids::span_id(), parent: Some(client.span_id) });
             (client, false, span)

@@ -56,7 +56,24 @@ enum Again {
     Dropped(http::request::Parts),
 }
 
+/// In a request's extensions: its first try was on the direct path (`h1/direct.rs`) and failed
+/// as a second try may fix (main refused the connection, or dropped it before answering); this
+/// is the second (after the gate, as any second try), and the last.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SecondTry {
+    Refused,
+    Dropped,
+}
+
 impl Origin {
+    pub(crate) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     pub fn new(upstream: Upstream, ready: watch::Receiver<bool>, limits: OriginLimits, metrics: Option<Arc<HttpMetrics>>) -> Self {
         let OriginLimits { hold, request_timeout, connect_timeout, max_body } = limits;
         Self { upstream, ready, hold, request_timeout, connect_timeout, max_body, metrics }
@@ -86,6 +103,31 @@ impl Origin {
             }
             // A copy of the head for a second try: the HTTP/1.1 client hands back a request
             // whose body it did not read; HTTP/2's keeps nothing, so its head is copied first.
+            if let Some(second) = parts.extensions.get::<SecondTry>().copied() {
+                match second {
+                    SecondTry::Refused => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let mut ready = self.ready.clone();
+                        let back = tokio::time::timeout(self.hold, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok());
+                        if !back {
+                            return Err(ProxyError::Refused(std::io::ErrorKind::ConnectionRefused.into()));
+                        }
+                        if let Some(m) = &self.metrics {
+                            m.retried_refused();
+                        }
+                    }
+                    SecondTry::Dropped => {
+                        if let Some(m) = &self.metrics {
+                            m.retried_dropped();
+                        }
+                        let mut gate = self.ready.clone();
+                        gate.borrow_and_update();
+                        let _ = tokio::time::timeout(Duration::from_millis(500), gate.changed()).await;
+                        self.admit().await?;
+                    }
+                }
+                return self.try_send(Request::from_parts(parts, body)).await.map_err(|e| self.classify(e));
+            }
             let may_repeat = repeatable && parts.method.is_idempotent() && body.is_end_stream();
             let copy = (may_repeat && self.upstream.http2_for(parts.version, &parts.headers).is_some())
                 .then(|| crate::headers::head_with(&parts, parts.headers.clone()));
@@ -229,13 +271,13 @@ fn body_error(e: &hyper::Error) -> Option<&BodyError> {
 }
 
 /// sitecar ran out of what a connection takes: descriptors, local ports, buffers, memory.
-fn exhausted(e: &std::io::Error) -> bool {
+pub(crate) fn exhausted(e: &std::io::Error) -> bool {
     use rustix::io::Errno;
     Errno::from_io_error(e).is_some_and(|n| [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM, Errno::ADDRNOTAVAIL].contains(&n))
 }
 
 /// Main is not there (any more): refused, or reset while connecting.
-fn unreachable(e: &std::io::Error) -> bool {
+pub(crate) fn unreachable(e: &std::io::Error) -> bool {
     // A connection still in a dying main's accept queue is reset rather than refused.
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted)

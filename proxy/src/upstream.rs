@@ -148,6 +148,33 @@ impl Upstream {
         self.pool.idle.lock().map_or(0, |i| i.len())
     }
 
+    /// A connection to main: a pooled one (`true`) or a new one.
+    pub(crate) async fn connection(&self) -> Result<(MainConn, bool), SendError> {
+        if let Some(conn) = self.pool.checkout() {
+            return Ok((conn, true));
+        }
+        match tcp(self.pool.addr, self.pool.connect_timeout).await {
+            Ok(stream) => Ok((MainConn::new(stream), false)),
+            Err(Connect::TimedOut) => Err(SendError::ConnectTimeout),
+            Err(Connect::Failed(e)) => Err(SendError::Main(Failure::Io(e), None)),
+            Err(Connect::Handshake(e)) => Err(SendError::Http(e)),
+        }
+    }
+
+    /// Where a connection goes back when its exchange ended cleanly.
+    pub(crate) fn home(&self) -> Arc<dyn Home> {
+        self.pool.clone()
+    }
+
+    /// Takes a connection back.
+    pub(crate) fn checkin(&self, conn: MainConn) {
+        self.pool.checkin(conn);
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.pool.connect_timeout
+    }
+
     /// Main's response head to `req` (whose URI is in origin form).
     #[allow(clippy::manual_async_fn)] // not `async fn`: that keeps a second copy of the arguments in the future
     pub(crate) fn send(&self, mut req: Request<UpstreamBody>) -> impl Future<Output = Result<Response<MainBody>, SendError>> + '_ {

@@ -83,7 +83,9 @@ impl Interim {
 pub(crate) struct MainConn {
     io: MainIo,
     broken: Arc<AtomicBool>,
-    buf: BytesMut,
+    pub(super) buf: BytesMut,
+    /// Bytes of the current request went out on it.
+    wrote: bool,
 }
 
 /// Why an exchange failed.
@@ -131,7 +133,38 @@ pub(crate) struct Failed {
 impl MainConn {
     pub fn new(stream: TcpStream) -> Self {
         let broken = Arc::new(AtomicBool::new(false));
-        Self { io: MainIo::new(stream, broken.clone()), broken, buf: BytesMut::new() }
+        Self { io: MainIo::new(stream, broken.clone()), broken, buf: BytesMut::new(), wrote: false }
+    }
+
+    /// Writes all of `w`, noting whether any of it went out.
+    pub(super) async fn write_all(&mut self, mut w: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.wrote = false;
+        while !w.is_empty() {
+            match self.io.write(w).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => {
+                    self.wrote = true;
+                    w = &w[n..];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Some of the request went out.
+    pub(super) fn wrote_any(&self) -> bool {
+        self.wrote
+    }
+
+    /// Reads more of main's bytes into the buffer.
+    pub(super) async fn read_more(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_more(cx)).await
+    }
+
+    /// Nothing unread on it and nothing failed: it may carry another request.
+    pub(super) fn reusable(&self) -> bool {
+        self.buf.is_empty() && !self.broken.load(Ordering::Relaxed)
     }
 
     /// Main closed it, sent something unasked, or it failed under a request body: not to be
@@ -231,6 +264,45 @@ pub(crate) async fn exchange(mut conn: MainConn, req: Request<UpstreamBody>, hom
     Ok(Response::from_parts(parts, MainBody(Inner::H1(Box::new(body)))))
 }
 
+/// Reads until main's next response head is whole: `Err(None)` when main closed or the
+/// connection failed first.
+pub(super) async fn read_head(conn: &mut MainConn, head_request: bool) -> Result<ResponseHead, Option<BadResponse>> {
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_response(&conn.buf, head_request, MAX_HEAD_BYTES, MAX_FIELDS) {
+                Err(bad) => return Err(Some(bad)),
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+            }
+        }
+        match conn.read_more().await {
+            Ok(n) if n > 0 => {}
+            _ => return Err(None),
+        }
+    }
+}
+
+/// Main's final response from its head (whose ranges index `bytes`) and its connection, which
+/// the body reads on; `None` when a field cannot be held.
+pub(super) fn into_response(conn: MainConn, head: &ResponseHead, bytes: Bytes, home: Arc<dyn Home>) -> Option<Response<MainBody>> {
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
+    *response.version_mut() = if head.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    *response.headers_mut() = fields(&bytes, &head.fields, head.status != 101)?;
+    let left = if let ResponseBody::Length(n) = head.body { n } else { 0 };
+    let body = OwnBody {
+        conn: Some(conn),
+        sending: None,
+        kind: head.body,
+        left,
+        chunked: ChunkedDecoder::new(MAX_HEAD_BYTES),
+        keep_alive: head.keep_alive,
+        home: Some(home),
+    };
+    let (parts, ()) = response.into_parts();
+    Some(Response::from_parts(parts, MainBody(Inner::H1(Box::new(body)))))
+}
+
 fn bad(b: BadResponse) -> Failed {
     Failed { failure: Failure::Bad(b), request: None, written: true }
 }
@@ -263,7 +335,7 @@ fn fields(bytes: &Bytes, ranges: &[(std::ops::Range<usize>, std::ops::Range<usiz
 
 /// An interim response as the client gets it: the status line and main's fields without the
 /// hop-by-hop ones.
-fn interim_head(buf: &[u8], head: &ResponseHead) -> Bytes {
+pub(super) fn interim_head(buf: &[u8], head: &ResponseHead) -> Bytes {
     let mut out = Vec::with_capacity(head.len + 16);
     out.extend_from_slice(b"HTTP/1.1 ");
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::CONTINUE);

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::direct::Outcome;
 use super::write::{chunk_size, last_chunk, response_head, Framing};
 use super::{parse_request, BodyKind, ChunkedDecoder, Interim, Limits, Reject, RequestHead};
 use crate::body::{BoxError, RequestBody};
@@ -122,6 +123,24 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let head_bytes = buf.split_to(head.len).freeze();
+    let mut second_try = None;
+    if super::direct::eligible(edge, &head, &head_bytes) {
+        let close = !head.keep_alive || shutdown.is_cancelled();
+        match super::direct::forward(io, out, &head, &head_bytes, edge, peer, close).await {
+            Outcome::Done(true) => return Next::KeepAlive,
+            Outcome::Done(false) => {
+                let _ = io.shutdown().await;
+                return Next::Closed;
+            }
+            Outcome::Answer(response) => {
+                let mut pump = Pump::new(BodyKind::None, limits);
+                let is_head = head.method == Method::HEAD;
+                return write_answer(io, buf, out, interim, response, &mut pump, is_head, false, head.keep_alive, shutdown).await;
+            }
+            // Main dropped it on the direct path: the general path's second try.
+            Outcome::Again(second) => second_try = Some(second),
+        }
+    }
     let Some(mut parts) = request_parts(&head, &head_bytes) else {
         refuse(io, head.refused.as_ref().unwrap_or(&Reject { status: StatusCode::BAD_REQUEST, reason: "malformed request head" }))
             .await;
@@ -136,6 +155,9 @@ where
     };
     if head.expects_continue && head.body != BodyKind::None && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
         return Next::Closed;
+    }
+    if let Some(second) = second_try {
+        parts.extensions.insert(second);
     }
     if head.minor == 1 {
         // RFC 9110 §15.2: a proxy forwards 1xx responses, except to an HTTP/1.0 client.
@@ -170,6 +192,27 @@ where
             more = pump.step(io, buf), if !pump.done() => if !more { pump.stop() },
         }
     };
+    write_answer(io, buf, out, interim, response, &mut pump, is_head, http10, head.keep_alive, shutdown).await
+}
+
+/// Writes an answer: its head in one pass, then its body by length, in chunks (with trailers)
+/// or until close for HTTP/1.0, the request body still fed to the edge meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn write_answer<IO>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    interim: &Option<Interim>,
+    response: Response<crate::response::EdgeBody>,
+    pump: &mut Pump,
+    is_head: bool,
+    http10: bool,
+    keep_alive: bool,
+    shutdown: &CancellationToken,
+) -> Next
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let (mut parts, mut body) = response.into_parts();
     let said_close = parts.headers.remove(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let bodiless = is_head
@@ -190,7 +233,7 @@ where
         parts.headers.remove(header::CONTENT_LENGTH);
     }
     // HTTP/1.0 closes after each answer (its body, without a length, ends with the connection).
-    let close = !head.keep_alive || http10 || said_close || shutdown.is_cancelled();
+    let close = !keep_alive || http10 || said_close || shutdown.is_cancelled();
     out.clear();
     // Interim responses that came with the final one go before it.
     for hint in interim.as_ref().map(Interim::take).unwrap_or_default() {

@@ -12,6 +12,7 @@
 pub mod chunked;
 pub(crate) mod client;
 pub mod conn;
+mod direct;
 pub mod request;
 pub mod response;
 pub mod write;
