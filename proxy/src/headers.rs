@@ -67,8 +67,8 @@ pub struct Peer {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub https: bool,
-    client_ip: HeaderValue,
-    client_port: HeaderValue,
+    pub(crate) client_ip: HeaderValue,
+    pub(crate) client_port: HeaderValue,
 }
 
 impl Peer {

@@ -123,23 +123,23 @@ fn rewrite(w: &mut Vec<u8>, head: &RequestHead, bytes: &[u8], peer: &Peer, rules
         }
         field(w, name, value);
     }
-    let client_ip = peer.client.ip().to_string();
+    let client_ip = peer.client_ip.as_bytes();
     match forwarded_for.filter(|v| v.iter().all(|c| *c == b'\t' || (b' '..=b'~').contains(c)) && !v.trim_ascii().is_empty()) {
         Some(prev) => {
             let mut v = prev.to_vec();
             v.extend_from_slice(b", ");
-            v.extend_from_slice(client_ip.as_bytes());
+            v.extend_from_slice(client_ip);
             field(w, b"x-forwarded-for", &v);
         }
-        None => field(w, b"x-forwarded-for", client_ip.as_bytes()),
+        None => field(w, b"x-forwarded-for", client_ip),
     }
     let proto: &[u8] = if peer.https { b"https" } else { b"http" };
     field(w, b"x-forwarded-proto", proto);
     field(w, b"x-appservice-proto", proto);
     field(w, b"x-forwarded-host", host);
     field(w, b"disguised-host", host);
-    field(w, b"x-client-ip", client_ip.as_bytes());
-    field(w, b"x-client-port", peer.client.port().to_string().as_bytes());
+    field(w, b"x-client-ip", client_ip);
+    field(w, b"x-client-port", peer.client_port.as_bytes());
     field(w, b"x-original-url", target);
     let request_id = match client_id {
         Some(id) => id.to_vec(),
@@ -242,11 +242,9 @@ where
         _ => None,
     };
     out.clear();
+    // Room for the head and the body that came with it: one allocation.
+    out.reserve(rh.len + 128 + conn.buf.len().min(announced.unwrap_or(0) as usize).min(64 * 1024));
     let answer_len = answer_head(out, &rh, &head_bytes, status, bodiless_status, config.compression, close);
-    let Some(answer_len) = answer_len else {
-        let e = ProxyError::Upstream("main's response head cannot be read".into());
-        return Outcome::Answer(failed(edge, head, bytes, peer, &ids, e, start));
-    };
     record(edge, head, bytes, peer, &ids, status, answer_len.or(announced), start, Some(took));
     // The body: what came with the head, then the rest as it arrives.
     let mut left = announced.unwrap_or(0);
@@ -355,8 +353,7 @@ where
 /// Writes the client's head from main's: its status line, its fields without the hop-by-hop
 /// ones (and those its `Connection` names), `Content-Length` as main sent it (not for 204 and
 /// 304), `Vary: Accept-Encoding` where the edge compresses for other clients, `Date` when main
-/// sent none, and `Connection: close` when the connection ends. `None`: a field cannot be
-/// passed on; else the announced length.
+/// sent none, and `Connection: close` when the connection ends. The announced length.
 fn answer_head(
     out: &mut Vec<u8>,
     rh: &ResponseHead,
@@ -365,7 +362,7 @@ fn answer_head(
     bodiless_status: bool,
     compression: bool,
     close: bool,
-) -> Option<Option<u64>> {
+) -> Option<u64> {
     let at = |r: &std::ops::Range<usize>| &bytes[r.clone()];
     out.reserve(rh.len + 96);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -388,10 +385,7 @@ fn answer_head(
         if is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
             continue;
         }
-        // What a header map would refuse to hold is not passed on (as on the general path).
-        if http::HeaderName::from_bytes(name).is_err() || http::HeaderValue::from_bytes(value).is_err() {
-            return None;
-        }
+        // (httparse has held names to tokens and values to what a header map holds.)
         if name.eq_ignore_ascii_case(b"content-length") {
             if bodiless_status {
                 continue;
@@ -422,7 +416,7 @@ fn answer_head(
         field(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    Some(length)
+    length
 }
 
 /// The edge's error answer for a request on the direct path, recorded.
@@ -455,11 +449,11 @@ fn record(
 ) {
     let (_, _, recorder) = edge.direct_view();
     let at = |r: &std::ops::Range<usize>| &bytes[r.clone()];
+    // As `HeaderValue::to_str`: visible ASCII only.
     let text = |name: &[u8]| {
-        head.fields
-            .iter()
-            .find(|(n, _)| at(n).eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| http::HeaderValue::from_bytes(at(v)).ok()?.to_str().ok().map(str::to_owned))
+        let (_, v) = head.fields.iter().find(|(n, _)| at(n).eq_ignore_ascii_case(name))?;
+        let v = at(v);
+        v.iter().all(|c| *c == b'\t' || (b' '..=b'~').contains(c)).then(|| String::from_utf8_lossy(v).into_owned())
     };
     if let Some(m) = &recorder.metrics {
         m.active.dec();
