@@ -76,14 +76,7 @@ fn rewrite(w: &mut Vec<u8>, head: &RequestHead, bytes: &[u8], peer: &Peer, rules
     w.push(b' ');
     w.extend_from_slice(target);
     w.extend_from_slice(b" HTTP/1.1\r\n");
-    let listed: Vec<&[u8]> = head
-        .fields
-        .iter()
-        .filter(|(n, _)| at(n).eq_ignore_ascii_case(b"connection"))
-        .flat_map(|(_, v)| at(v).split(|c| *c == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
-        .collect();
+    let listed = connection_listed(&head.fields, bytes);
     let first = |name: &[u8]| head.fields.iter().find(|(n, _)| at(n).eq_ignore_ascii_case(name)).map(|(_, v)| at(v));
     let client_id = first(b"x-request-id").filter(|v| ids::valid_request_id(v));
     let (mut tp, new_trace, span) = trace_of_value(first(b"traceparent"), rules.trace);
@@ -163,9 +156,28 @@ fn rewrite(w: &mut Vec<u8>, head: &RequestHead, bytes: &[u8], peer: &Peer, rules
 
 fn field(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     w.extend_from_slice(name);
-    w.extend_from_slice(b": ");
+    w.push(b':');
+    w.push(b' ');
     w.extend_from_slice(value);
-    w.extend_from_slice(b"\r\n");
+    w.push(b'\r');
+    w.push(b'\n');
+}
+
+/// The field names a head's `Connection` fields list besides `close` and `keep-alive` (RFC 9110
+/// §7.6.1): hop-by-hop too. Usually none, and nothing allocated.
+fn connection_listed<'a>(fields: &[(std::ops::Range<usize>, std::ops::Range<usize>)], bytes: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut listed = Vec::new();
+    for (n, v) in fields {
+        if !bytes[n.clone()].eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        for token in bytes[v.clone()].split(|c| *c == b',').map(<[u8]>::trim_ascii) {
+            if !token.is_empty() && !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive") {
+                listed.push(token);
+            }
+        }
+    }
+    listed
 }
 
 /// Why the exchange with main ended before an answer.
@@ -244,7 +256,7 @@ where
     out.clear();
     // Room for the head and the body that came with it: one allocation.
     out.reserve(rh.len + 128 + conn.buf.len().min(announced.unwrap_or(0) as usize).min(64 * 1024));
-    let answer_len = answer_head(out, &rh, &head_bytes, status, bodiless_status, config.compression, close);
+    let answer_len = answer_head(out, &rh, &head_bytes, status, bodiless_status, config.compression, close, head_request);
     record(edge, head, bytes, peer, &ids, status, answer_len.or(announced), start, Some(took));
     // The body: what came with the head, then the rest as it arrives.
     let mut left = announced.unwrap_or(0);
@@ -354,6 +366,7 @@ where
 /// ones (and those its `Connection` names), `Content-Length` as main sent it (not for 204 and
 /// 304), `Vary: Accept-Encoding` where the edge compresses for other clients, `Date` when main
 /// sent none, and `Connection: close` when the connection ends. The announced length.
+#[allow(clippy::too_many_arguments)]
 fn answer_head(
     out: &mut Vec<u8>,
     rh: &ResponseHead,
@@ -362,6 +375,7 @@ fn answer_head(
     bodiless_status: bool,
     compression: bool,
     close: bool,
+    head_request: bool,
 ) -> Option<u64> {
     let at = |r: &std::ops::Range<usize>| &bytes[r.clone()];
     out.reserve(rh.len + 96);
@@ -370,14 +384,7 @@ fn answer_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let listed: Vec<&[u8]> = rh
-        .fields
-        .iter()
-        .filter(|(n, _)| at(n).eq_ignore_ascii_case(b"connection"))
-        .flat_map(|(_, v)| at(v).split(|c| *c == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
-        .collect();
+    let listed = connection_listed(&rh.fields, bytes);
     let (mut has_date, mut length, mut varies) = (false, None, false);
     let (mut content_type, mut coded): (&[u8], bool) = (b"", false);
     for (n, v) in &rh.fields {
@@ -402,7 +409,9 @@ fn answer_head(
         }
         field(out, name, value);
     }
-    if compression && !varies && !coded && !bodiless_status && rh.status != 101 && length.is_none_or(|n| n >= 256) {
+    // As `compress::vary_by_encoding` decides: by the body's size (none after HEAD).
+    let size = if head_request { Some(0) } else { length };
+    if compression && !varies && !coded && !bodiless_status && rh.status != 101 && size.is_none_or(|n| n >= 256) {
         let starts = |prefix: &[u8]| content_type.len() >= prefix.len() && content_type[..prefix.len()].eq_ignore_ascii_case(prefix);
         let image = starts(b"image/") && !starts(b"image/svg+xml");
         if !(image || starts(b"application/grpc") || starts(b"text/event-stream") || starts(b"application/octet-stream")) {
