@@ -414,3 +414,35 @@ async fn main_answering_before_reading_a_large_body_is_what_the_client_gets() {
         assert_eq!(seen.get(code), Some(&30), "every client gets main's {code} and its body: {seen:?}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_takes_its_request_to_main_with_it() {
+    // As nginx (proxy_ignore_client_abort off) and hyper do: main's connection is closed, so
+    // main can stop working on an answer nobody will read, and nothing is held for it here.
+    for request in [&b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let main = listener.local_addr().unwrap();
+        let front = Front::start(main, config(), limits(), true).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            // Main reads the request and never answers; it reports when its connection ends.
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(3).any(|w| w == b"abc") && !got.windows(4).any(|w| w == b"\r\n\r\n" ) {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "main's connection closed before the request arrived");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let ended = s.read(&mut buf).await;
+            let _ = tx.send(ended.map_or(true, |n| n == 0));
+        });
+        let mut client = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+        client.write_all(request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(client);
+        let ended = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        assert!(matches!(ended, Ok(Ok(true))), "main's connection stayed open after the client left: {:?}", String::from_utf8_lossy(request));
+        front.stop.cancel();
+    }
+}

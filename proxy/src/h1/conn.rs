@@ -120,13 +120,13 @@ async fn respond<IO>(
     shutdown: &CancellationToken,
 ) -> Next
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     let head_bytes = buf.split_to(head.len).freeze();
     let mut second_try = None;
     if super::direct::eligible(edge, &head, &head_bytes) {
         let close = !head.keep_alive || shutdown.is_cancelled();
-        match super::direct::forward(io, out, &head, &head_bytes, edge, peer, close).await {
+        match super::direct::forward(io, buf, out, &head, &head_bytes, edge, peer, close, limits.head.max_head_bytes).await {
             Outcome::Done(true) => return Next::KeepAlive,
             Outcome::Done(false) => {
                 let _ = io.shutdown().await;
@@ -181,15 +181,31 @@ where
     tokio::pin!(answer);
     // The request body goes in while the answer is prepared (main may answer early).
     let response = loop {
-        tokio::select! {
-            biased;
-            r = &mut answer => break r,
-            hints = next_interim(interim) => for hint in hints {
-                if io.write_all(&hint).await.is_err() {
-                    return Next::Closed;
-                }
-            },
-            more = pump.step(io, buf), if !pump.done() => if !more { pump.stop() },
+        if pump.done() {
+            // Nothing more to read of the request: the client is watched instead, and one that
+            // leaves takes the request with it (main's connection is closed), as nginx and hyper
+            // do.
+            tokio::select! {
+                biased;
+                r = &mut answer => break r,
+                hints = next_interim(interim) => for hint in hints {
+                    if io.write_all(&hint).await.is_err() {
+                        return Next::Closed;
+                    }
+                },
+                () = client_gone(io, buf, limits.head.max_head_bytes) => return Next::Closed,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = &mut answer => break r,
+                hints = next_interim(interim) => for hint in hints {
+                    if io.write_all(&hint).await.is_err() {
+                        return Next::Closed;
+                    }
+                },
+                more = pump.step(io, buf), if !pump.done() => if !more { pump.stop() },
+            }
         }
     };
     write_answer(io, buf, out, interim, response, &mut pump, is_head, http10, head.keep_alive, shutdown).await
@@ -295,6 +311,23 @@ where
         return Next::Closed;
     }
     Next::KeepAlive
+}
+
+/// Completes when the client has closed the connection (or it failed) while a request waits for
+/// its answer. What it sends meanwhile (a pipelined request) is kept in `buf`, up to `limit`
+/// bytes; past that the client is no longer watched. Cancel-safe.
+pub(super) async fn client_gone<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, limit: usize) {
+    // Read into the stack: no buffer is taken unless the client sends something.
+    let mut probe = [0u8; 256];
+    loop {
+        if buf.len() >= limit {
+            return std::future::pending().await;
+        }
+        match io.read(&mut probe).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&probe[..n]),
+        }
+    }
 }
 
 /// Main's next interim response for this connection, when it has a sink for them.

@@ -186,21 +186,25 @@ enum Failed {
     Again(crate::origin::SecondTry),
     /// The edge answers with this error.
     Answer(ProxyError),
+    /// The client left before main answered.
+    Gone,
 }
 
 /// Forwards the request whose head is `bytes` to main and relays main's answer.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward<IO>(
     io: &mut IO,
+    buf: &mut bytes::BytesMut,
     out: &mut Vec<u8>,
     head: &RequestHead,
     bytes: &Bytes,
     edge: &EdgeService,
     peer: &Peer,
     close: bool,
+    watch: usize,
 ) -> Outcome
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + crate::io::ReadReady + Unpin + Send,
 {
     let start = Instant::now();
     let (config, origin, recorder) = edge.direct_view();
@@ -212,17 +216,28 @@ where
     let head_request = head.method == Method::HEAD;
     let asked = Instant::now();
     let timeout = origin.request_timeout();
-    let exchanged = tokio::time::timeout(timeout, exchange(origin.upstream(), &w, head_request, io)).await;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let exchanged = match tokio::time::timeout_at(deadline, send(origin.upstream(), &w)).await {
+        Ok(Ok(conn)) => answer(conn, head_request, io, buf, (deadline, timeout), watch).await,
+        Ok(Err(failed)) => Err(failed),
+        Err(_) => Err(Failed::Answer(ProxyError::Timeout(timeout))),
+    };
     let (mut conn, rh, head_bytes) = match exchanged {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(Failed::Again(second))) => {
+        Ok(answer) => answer,
+        Err(Failed::Again(second)) => {
             if let Some(m) = &recorder.metrics {
                 m.active.dec();
             }
             return Outcome::Again(second);
         }
-        Ok(Err(Failed::Answer(e))) => return Outcome::Answer(failed(edge, head, bytes, peer, &ids, e, start)),
-        Err(_) => return Outcome::Answer(failed(edge, head, bytes, peer, &ids, ProxyError::Timeout(timeout), start)),
+        Err(Failed::Gone) => {
+            // nginx's 499: the client closed the connection before the answer; main's
+            // connection is closed with it.
+            let status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+            record(edge, head, bytes, peer, &ids, status, None, start, None);
+            return Outcome::Done(false);
+        }
+        Err(Failed::Answer(e)) => return Outcome::Answer(failed(edge, head, bytes, peer, &ids, e, start)),
     };
     let took = asked.elapsed();
     let status = StatusCode::from_u16(rh.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -301,19 +316,11 @@ where
     Outcome::Done(!close)
 }
 
-/// Sends the rewritten head and reads main's answer head (interim responses relayed to the
-/// client as they come, `100` dropped): the connection, the head, and its bytes.
-async fn exchange<IO>(
-    upstream: &crate::upstream::Upstream,
-    w: &[u8],
-    head_request: bool,
-    io: &mut IO,
-) -> Result<(MainConn, ResponseHead, Bytes), Failed>
-where
-    IO: AsyncWrite + Unpin,
-{
+/// A connection to main with the rewritten head written on it (a pooled connection main had
+/// closed is replaced by another).
+async fn send(upstream: &crate::upstream::Upstream, w: &[u8]) -> Result<MainConn, Failed> {
+    use crate::origin::{exhausted, unreachable, SecondTry};
     loop {
-        use crate::origin::{exhausted, unreachable, SecondTry};
         let (mut conn, pooled) = match upstream.connection().await {
             Ok(c) => c,
             Err(crate::upstream::SendError::Main(super::client::Failure::Io(e), _)) if unreachable(&e) => {
@@ -326,39 +333,58 @@ where
             Err(crate::upstream::SendError::Main(super::client::Failure::Io(e), _)) => return Err(Failed::Answer(ProxyError::Refused(e))),
             Err(_) => return Err(Failed::Answer(ProxyError::ConnectTimeout(upstream.connect_timeout()))),
         };
-        if conn.write_all(w).await.is_err() {
-            if pooled && !conn.wrote_any() {
-                // A pooled connection main had closed: another one.
-                continue;
-            }
-            return Err(Failed::Again(SecondTry::Dropped));
+        match conn.write_all(w).await {
+            Ok(()) => return Ok(conn),
+            // A pooled connection main had closed: another one.
+            Err(_) if pooled && !conn.wrote_any() => continue,
+            Err(_) => return Err(Failed::Again(SecondTry::Dropped)),
         }
-        let mut interims = 0;
-        return loop {
-            match read_head(&mut conn, head_request).await {
-                Ok(rh) if rh.is_informational() && rh.status != 101 => {
-                    interims += 1;
-                    if interims > 32 {
-                        break Err(Failed::Answer(ProxyError::Upstream("too many interim responses".into())));
-                    }
-                    let hint = super::client::interim_head(&conn.buf, &rh);
-                    bytes::Buf::advance(&mut conn.buf, rh.len);
-                    // RFC 9110 §15.2: relayed (the client speaks HTTP/1.1 here).
-                    if rh.status != 100 && io.write_all(&hint).await.is_err() {
-                        break Err(Failed::Answer(ProxyError::Upstream("the client left".into())));
-                    }
+    }
+}
+
+/// Main's answer head by `deadline` (interim responses relayed to the client as they come,
+/// `100` dropped), while the client is watched: one that leaves ends the exchange.
+async fn answer<IO>(
+    mut conn: MainConn,
+    head_request: bool,
+    io: &mut IO,
+    buf: &mut bytes::BytesMut,
+    (deadline, timeout): (tokio::time::Instant, Duration),
+    watch: usize,
+) -> Result<(MainConn, ResponseHead, Bytes), Failed>
+where
+    IO: AsyncRead + AsyncWrite + crate::io::ReadReady + Unpin,
+{
+    let mut interims = 0;
+    loop {
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, read_head(&mut conn, head_request)) => r,
+            () = super::conn::client_gone(io, buf, watch) => return Err(Failed::Gone),
+        };
+        match read {
+            Err(_) => return Err(Failed::Answer(ProxyError::Timeout(timeout))),
+            Ok(Ok(rh)) if rh.is_informational() && rh.status != 101 => {
+                interims += 1;
+                if interims > 32 {
+                    return Err(Failed::Answer(ProxyError::Upstream("too many interim responses".into())));
                 }
-                Ok(rh) => {
-                    let head_bytes = conn.buf.split_to(rh.len).freeze();
-                    break Ok((conn, rh, head_bytes));
-                }
-                Err(Some(bad)) => break Err(Failed::Answer(ProxyError::Upstream(Box::new(bad)))),
-                Err(None) => {
-                    tracing::debug!("main dropped the connection; sending the request once more when main is ready");
-                    break Err(Failed::Again(SecondTry::Dropped));
+                let hint = super::client::interim_head(&conn.buf, &rh);
+                bytes::Buf::advance(&mut conn.buf, rh.len);
+                // RFC 9110 §15.2: relayed (the client speaks HTTP/1.1 here).
+                if rh.status != 100 && io.write_all(&hint).await.is_err() {
+                    return Err(Failed::Gone);
                 }
             }
-        };
+            Ok(Ok(rh)) => {
+                let head_bytes = conn.buf.split_to(rh.len).freeze();
+                return Ok((conn, rh, head_bytes));
+            }
+            Ok(Err(Some(bad))) => return Err(Failed::Answer(ProxyError::Upstream(Box::new(bad)))),
+            Ok(Err(None)) => {
+                tracing::debug!("main dropped the connection; sending the request once more when main is ready");
+                return Err(Failed::Again(crate::origin::SecondTry::Dropped));
+            }
+        }
     }
 }
 
