@@ -81,6 +81,13 @@ pub struct Pending {
     books: Books,
 }
 
+impl Pending {
+    /// Adds to the request's extensions (what its connection offers the way to main).
+    pub fn insert_extension<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
+        self.parts.extensions.insert(value);
+    }
+}
+
 /// How a request was answered, besides its response.
 struct Answer {
     response: Response<EdgeBody>,
@@ -135,9 +142,25 @@ impl EdgeService {
     /// Reads what the request path needs from the head, refuses a bad one, answers a fresh cache
     /// hit on the spot, and rewrites the head for main.
     pub fn begin<B: Into<RequestBody>>(&self, req: Request<B>, peer: &Peer) -> Step {
+        self.begin_with(req, peer, false)
+    }
+
+    /// As [`EdgeService::begin`], for a head sitecar's codec has checked already (it refuses
+    /// what `check_request` would, before the edge sees it).
+    pub(crate) fn begin_checked<B: Into<RequestBody>>(&self, req: Request<B>, peer: &Peer) -> Step {
+        self.begin_with(req, peer, true)
+    }
+
+    fn begin_with<B: Into<RequestBody>>(&self, req: Request<B>, peer: &Peer, checked: bool) -> Step {
         let (mut parts, body) = req.into_parts();
         let mut books = self.recorder.begin(&parts);
-        if let Err(e) = headers::check_request(&mut parts) {
+        let check = if checked {
+            headers::checks::absolute_target_host(&mut parts);
+            Ok(())
+        } else {
+            headers::check_request(&mut parts)
+        };
+        if let Err(e) = check {
             // Refused before anything reaches main; the connection is closed after the answer.
             let ids = headers::request_ids(&parts.headers, self.config.forwarding.trace);
             let response = e.response(ids.request_id());

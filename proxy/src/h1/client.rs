@@ -33,6 +33,8 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_FIELDS: usize = 100;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most of main's body read ahead of the client.
+const WINDOW: usize = 64 * 1024;
 /// Interim responses main may send before its final one.
 const MAX_INTERIM: usize = 32;
 /// Request body data this large goes out as it is, behind its chunk size (no copy).
@@ -157,8 +159,13 @@ impl MainConn {
         self.wrote
     }
 
-    /// Reads more of main's bytes into the buffer.
-    pub(super) async fn read_more(&mut self) -> io::Result<usize> {
+    /// Reads more of main's bytes into the buffer, with room for up to `want` of them (at most
+    /// the 64 KiB window): a large body goes in a few large reads.
+    pub(super) async fn read_more(&mut self, want: u64) -> io::Result<usize> {
+        let room = want.clamp(READ_CHUNK as u64, WINDOW as u64) as usize;
+        if self.buf.capacity() - self.buf.len() < room.min(READ_CHUNK) {
+            self.buf.reserve(room);
+        }
         std::future::poll_fn(|cx| self.poll_read_more(cx)).await
     }
 
@@ -275,7 +282,7 @@ pub(super) async fn read_head(conn: &mut MainConn, head_request: bool) -> Result
                 Ok(None) => {}
             }
         }
-        match conn.read_more().await {
+        match conn.read_more(0).await {
             Ok(n) if n > 0 => {}
             _ => return Err(None),
         }

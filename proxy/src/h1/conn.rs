@@ -1,8 +1,11 @@
-//! A client's HTTP/1.x connection served by sitecar's codec (opt-in: `proxy.engine: "sitecar"`):
-//! one task reads each request head into the connection's buffer, hands the request to the edge,
-//! feeds the request body to it from the same task while the answer is prepared, and writes the
-//! answer's head in one pass and its body (by length, chunked, or until close for HTTP/1.0).
-//! A WebSocket upgrade is handed to hyper with the bytes read so far, as is nothing else.
+//! A client's HTTP/1.x connection (plain or TLS) served by sitecar's codec, the default engine:
+//! one task reads each request head into the connection's buffer and sends a plain request by
+//! the direct path (`direct.rs`); any other it hands to the edge, feeding the request body to it
+//! from the same task while the answer is prepared, and writes the answer's head in one pass and
+//! its body (by length, chunked, or until close for HTTP/1.0). Main's 103/102 are relayed to
+//! HTTP/1.1 clients; a client that leaves before its answer takes the request with it. An idle
+//! connection holds no buffer and its task only what waiting for the next head takes. A
+//! WebSocket upgrade is handed to hyper with the bytes read so far, as is nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,12 +162,11 @@ where
     if let Some(second) = second_try {
         parts.extensions.insert(second);
     }
-    if head.minor == 1 {
-        // RFC 9110 §15.2: a proxy forwards 1xx responses, except to an HTTP/1.0 client.
-        parts.extensions.insert(interim.get_or_insert_with(Interim::default).clone());
-    }
     let request = Request::from_parts(parts, body);
-    let answer = match edge.begin(request, peer) {
+    // A head the codec refused goes through the edge's own checks, which answer, log and count
+    // it; any other passed the same rules in the codec.
+    let begun = if head.refused.is_some() { edge.begin(request, peer) } else { edge.begin_checked(request, peer) };
+    let answer = match begun {
         Step::Answered(r) => futures_util::future::Either::Left(std::future::ready(r)),
         // The edge refuses what the codec marked (answered, logged and counted there); were it
         // ever to take such a request on, it is refused here and goes no further.
@@ -176,7 +178,14 @@ where
         }
         // Boxed: held inline, the request path's future would make every connection's task,
         // idle ones too, as large as itself.
-        Step::Route(pending) => futures_util::future::Either::Right(Box::pin(edge.clone().complete(pending, peer.clone()))),
+        Step::Route(mut pending) => {
+            if head.minor == 1 {
+                // RFC 9110 §15.2: a proxy forwards 1xx responses, except to an HTTP/1.0 client
+                // (only to requests going on: a fresh cache hit has none).
+                pending.insert_extension(interim.get_or_insert_with(Interim::default).clone());
+            }
+            futures_util::future::Either::Right(Box::pin(edge.clone().complete(pending, peer.clone())))
+        }
     };
     tokio::pin!(answer);
     // The request body goes in while the answer is prepared (main may answer early).

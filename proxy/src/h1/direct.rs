@@ -300,7 +300,7 @@ where
             }
             out.clear();
         }
-        match conn.read_more().await {
+        match conn.read_more(left).await {
             Ok(n) if n > 0 => {}
             // Cut short by main: the client's connection ends too, without the rest.
             _ => return Outcome::Done(false),

@@ -4,10 +4,13 @@
 //! a parsed head is the offsets of its parts. Heads are written in one pass (`write.rs`), bodies
 //! in the chunked coding with their trailers.
 //!
-//! `conn.rs` serves plain HTTP/1.x clients with it when `proxy.engine` is `sitecar` (hyper's
-//! server otherwise); the client side to main on the same codec comes next. `tests/h1_codec.rs`
-//! holds the codec to hyper on every input both accept: requests to hyper's server, main's
-//! responses to hyper's client.
+//! `conn.rs` serves HTTP/1.x clients (plain and TLS) with it, the default engine
+//! (`proxy.engine: "hyper"` hands them to hyper's server instead); `client.rs` is the client side
+//! to main that `upstream.rs` pools; `direct.rs` forwards a request that needs nothing of the
+//! edge but the rewrite from the client's head to main's and back, without a header map.
+//! `tests/h1_codec.rs` holds the codec to hyper on every input both accept: requests to hyper's
+//! server, main's responses to hyper's client; `tests/forwarding.rs` holds the direct path to the
+//! general one.
 
 pub mod chunked;
 pub(crate) mod client;
