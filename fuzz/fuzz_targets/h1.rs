@@ -2,16 +2,59 @@
 //! time up to the point it completes) and its body decoded. Never panics; every range of a parsed
 //! head lies inside the input; a head found in pieces is the head found whole; a chunked body's
 //! decoder never consumes more than it is given nor yields data outside it; and a refused head
-//! is refused however it arrives. (Agreement with hyper's server: proxy/tests/h1_codec.rs.)
+//! is refused however it arrives. And on every input both accept, the codec and hyper agree:
+//! the same method, target, version, fields and body as hyper's server, and the same status,
+//! fields and body as hyper's client reading it as main's answer (the comparison of
+//! proxy/tests/h1_codec.rs, on random bytes; hyper runs on an in-memory connection).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[allow(dead_code)]
+#[path = "../../proxy/tests/support/h1_twins.rs"]
+mod twins;
 use sitecar_proxy::h1::{parse_request, parse_response, BodyKind, ChunkedDecoder, Limits};
 
 const LIMITS: Limits = Limits { max_head_bytes: 4096, max_headers: 32 };
 
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for hyper");
+}
+
+/// The codec against hyper on both sides: what the codec accepts, hyper accepts, and reads alike.
+fn agrees_with_hyper(data: &[u8]) {
+    RUNTIME.with(|rt| {
+        if let Some(ours) = twins::ours(data) {
+            let text = String::from_utf8_lossy(data);
+            let theirs = rt.block_on(twins::hypers(data));
+            let theirs = theirs.unwrap_or_else(|| panic!("the codec accepts a request hyper's server refuses: {text:?}"));
+            assert_eq!(
+                (&ours.method, &ours.target, ours.http10, &ours.fields),
+                (&theirs.method, &theirs.target, theirs.http10, &theirs.fields),
+                "head of {text:?}"
+            );
+            if let (Some(a), Some(b)) = (&ours.body, &theirs.body) {
+                assert_eq!(a, b, "body of {text:?}");
+            }
+        }
+        for head_request in [false, true] {
+            if let Some(ours) = twins::our_answer(data, head_request) {
+                let text = String::from_utf8_lossy(data);
+                let theirs = rt.block_on(twins::hypers_answer(data, head_request));
+                let theirs = theirs.unwrap_or_else(|| panic!("the codec reads an answer hyper's client refuses: {text:?} (HEAD: {head_request})"));
+                assert_eq!((ours.status, ours.http10, &ours.fields), (theirs.status, theirs.http10, &theirs.fields), "head of {text:?}");
+                if let (Some(a), Some(b)) = (&ours.body, &theirs.body) {
+                    assert_eq!(a, b, "body of {text:?} (HEAD: {head_request})");
+                }
+            }
+        }
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    agrees_with_hyper(data);
     // Main's response heads: never a panic, every range inside the head, no body after HEAD.
     for head_request in [false, true] {
         if let Ok(Some(r)) = parse_response(data, head_request, LIMITS.max_head_bytes, LIMITS.max_headers) {

@@ -49,7 +49,10 @@ pub fn instructions(sitecar: &str, dir: &std::path::Path, origin: &Server, reque
     let probes = [
         Probe::h1("HTTP/1.1 keep-alive, 8 connections", "/small", 8),
         Probe::h1("HTTP/1.1 keep-alive, 64 connections", "/small", 64),
-        Probe { flags: vec!["--engine".into(), "hyper".into()], ..Probe::h1("HTTP/1.1 keep-alive, 8 connections, hyper's server", "/small", 8) },
+        Probe {
+            flags: vec!["--engine".into(), "hyper".into()],
+            ..Probe::h1("HTTP/1.1 keep-alive, 8 connections, hyper's server", "/small", 8)
+        },
         Probe { flags: vec!["--cache".into()], ..Probe::h1("cache hit, HTTP/1.1, 8 connections", "/cacheable", 8) },
         Probe { h2: true, ..Probe::h1("h2c, 8 connections x 10 streams", "/small", 8) },
         Probe {

@@ -20,13 +20,13 @@ use crate::body::{RequestBody, UpstreamBody};
 use crate::cache::{Cache, Forwarding, Keep, Plan, Revalidated, Whole};
 use crate::compress::{compress, vary_by_encoding};
 use crate::error::ProxyError;
+use crate::h1::client::Tunnel;
 use crate::headers::{self, Peer};
 use crate::metrics::HttpMetrics;
 use crate::offload::Offload;
 use crate::origin::{Origin, OriginLimits};
 use crate::record::{Books, Recorder};
 use crate::response::{EdgeBody, Fill};
-use crate::h1::client::Tunnel;
 use crate::upstream::{MainBody, Upstream};
 
 /// Settings of the request path.

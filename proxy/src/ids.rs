@@ -27,19 +27,31 @@ pub fn random_u64() -> u64 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Writes `v` as 16 lowercase hex digits into `out[..16]`.
-fn hex16(out: &mut [u8], mut v: u64) {
-    for i in (0..16).rev() {
-        out[i] = HEX[(v & 0xf) as usize];
-        v >>= 4;
+/// Each byte's two lowercase hex digits.
+const PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
     }
+    t
+};
+
+/// `v` as 16 lowercase hex digits, a byte at a time.
+fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
+        pair.copy_from_slice(&PAIRS[byte as usize]);
+    }
+    out
 }
 
 /// A new request id: 32 lowercase hex digits, built without allocating.
 pub fn request_id() -> [u8; 32] {
     let mut id = [0u8; 32];
-    hex16(&mut id[..16], random_u64());
-    hex16(&mut id[16..], random_u64());
+    id[..16].copy_from_slice(&hex16(random_u64()));
+    id[16..].copy_from_slice(&hex16(random_u64()));
     id
 }
 
@@ -114,16 +126,14 @@ pub(crate) fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
 
 /// A new span id: 16 lowercase hex digits, never all zero.
 pub fn span_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    hex16(&mut id, random_u64() | 1);
-    id
+    hex16(random_u64() | 1)
 }
 
 /// A new trace with a new span, marked sampled or not.
 pub fn new_trace(sampled: bool) -> TraceParent {
     let mut trace_id = [0u8; 32];
-    hex16(&mut trace_id[..16], random_u64());
-    hex16(&mut trace_id[16..], random_u64() | 1);
+    trace_id[..16].copy_from_slice(&hex16(random_u64()));
+    trace_id[16..].copy_from_slice(&hex16(random_u64() | 1));
     TraceParent { trace_id, span_id: span_id(), flags: if sampled { *b"01" } else { *b"00" } }
 }
 
@@ -157,6 +167,13 @@ mod tests {
         let unsampled = new_trace(false);
         assert_eq!(parse_traceparent(&unsampled.to_bytes()), Some(unsampled));
         assert!(!unsampled.sampled());
+    }
+
+    #[test]
+    fn hex_digits_are_the_values_digits() {
+        for v in [0, 1, 0xf, 0x10, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef, random_u64()] {
+            assert_eq!(hex16(v).as_slice(), format!("{v:016x}").as_bytes());
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use crate::body::{BodyError, UpstreamBody};
 use crate::error::ProxyError;
-use crate::metrics::HttpMetrics;
 use crate::h1::client::Failure;
+use crate::metrics::HttpMetrics;
 use crate::upstream::{MainBody, SendError, Upstream};
 
 /// The pooled client to main behind its readiness gate, with its timeouts.

@@ -243,7 +243,6 @@ impl Pool {
             idle.pop_front();
         }
     }
-
 }
 
 /// A TCP connection to main within the connect timeout.

@@ -429,7 +429,7 @@ async fn a_client_that_leaves_before_the_answer_takes_its_request_to_main_with_i
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let mut got = Vec::new();
-            while !got.windows(3).any(|w| w == b"abc") && !got.windows(4).any(|w| w == b"\r\n\r\n" ) {
+            while !got.windows(3).any(|w| w == b"abc") && !got.windows(4).any(|w| w == b"\r\n\r\n") {
                 let n = s.read(&mut buf).await.unwrap();
                 assert!(n > 0, "main's connection closed before the request arrived");
                 got.extend_from_slice(&buf[..n]);
@@ -442,7 +442,11 @@ async fn a_client_that_leaves_before_the_answer_takes_its_request_to_main_with_i
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(client);
         let ended = tokio::time::timeout(Duration::from_secs(3), rx).await;
-        assert!(matches!(ended, Ok(Ok(true))), "main's connection stayed open after the client left: {:?}", String::from_utf8_lossy(request));
+        assert!(
+            matches!(ended, Ok(Ok(true))),
+            "main's connection stayed open after the client left: {:?}",
+            String::from_utf8_lossy(request)
+        );
         front.stop.cancel();
     }
 }

@@ -129,8 +129,7 @@ async fn the_direct_path_and_the_general_path_rewrite_a_request_alike() {
             }
             // The client's head alike too (names in any case; Date aside).
             let fields = |head: &str| {
-                let mut f: Vec<String> =
-                    head.lines().skip(1).map(str::to_ascii_lowercase).filter(|l| !l.starts_with("date:")).collect();
+                let mut f: Vec<String> = head.lines().skip(1).map(str::to_ascii_lowercase).filter(|l| !l.starts_with("date:")).collect();
                 f.sort();
                 f
             };

@@ -60,7 +60,8 @@ async fn rfc9110_s15_2_early_hints_reach_an_http11_client_before_the_answer() {
         let out = tokio::process::Command::new("curl").args(["-sv", "--max-time", "5", &url]).output().await.unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let hint = stderr.find("< HTTP/1.1 103 Early Hints").expect(&stderr);
-        let link = stderr.find("< link: </hint.css>; rel=preload").or_else(|| stderr.find("< Link: </hint.css>; rel=preload")).expect(&stderr);
+        let link =
+            stderr.find("< link: </hint.css>; rel=preload").or_else(|| stderr.find("< Link: </hint.css>; rel=preload")).expect(&stderr);
         let answer = stderr.find("< HTTP/1.1 200 OK").expect(&stderr);
         assert!(hint < link && link < answer, "{stderr}");
         assert!(out.status.success(), "{stderr}");

@@ -325,7 +325,9 @@ fn closed(e: &io::Error) -> bool {
 fn fields(bytes: &Bytes, ranges: &[(std::ops::Range<usize>, std::ops::Range<usize>)], hop: bool) -> Option<HeaderMap> {
     let at = |r: &std::ops::Range<usize>| bytes.get(r.clone()).unwrap_or_default();
     let plain_connection = |v: &[u8]| {
-        v.split(|c| *c == b',').map(<[u8]>::trim_ascii).all(|t| t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive"))
+        v.split(|c| *c == b',')
+            .map(<[u8]>::trim_ascii)
+            .all(|t| t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive"))
     };
     let drop_hop = hop && ranges.iter().all(|(n, v)| !at(n).eq_ignore_ascii_case(b"connection") || plain_connection(at(v)));
     let mut map = HeaderMap::with_capacity(ranges.len() + 4);
@@ -402,16 +404,7 @@ impl Sending {
         let mut out = Vec::new();
         request_head(&mut out, req.method(), target.as_bytes(), fields, framing);
         let bodiless = req.body().is_end_stream();
-        Self {
-            request: Some(Box::new(req)),
-            body: None,
-            framing,
-            out,
-            data: Bytes::new(),
-            tail: b"",
-            wrote_any: false,
-            finished: bodiless,
-        }
+        Self { request: Some(Box::new(req)), body: None, framing, out, data: Bytes::new(), tail: b"", wrote_any: false, finished: bodiless }
     }
 
     /// All of the request is written.

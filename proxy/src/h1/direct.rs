@@ -19,6 +19,7 @@ use http::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::client::{into_response, read_head, MainConn};
+use super::clock::Clock;
 use super::write::date;
 use super::{BodyKind, RequestHead, ResponseBody, ResponseHead};
 use crate::edge::EdgeService;
@@ -116,23 +117,20 @@ fn rewrite(w: &mut Vec<u8>, head: &RequestHead, bytes: &[u8], peer: &Peer, rules
         }
         field(w, name, value);
     }
-    let client_ip = peer.client_ip.as_bytes();
     match forwarded_for.filter(|v| v.iter().all(|c| *c == b'\t' || (b' '..=b'~').contains(c)) && !v.trim_ascii().is_empty()) {
         Some(prev) => {
-            let mut v = prev.to_vec();
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(client_ip);
-            field(w, b"x-forwarded-for", &v);
+            w.extend_from_slice(b"x-forwarded-for: ");
+            w.extend_from_slice(prev);
+            w.extend_from_slice(b", ");
+            w.extend_from_slice(peer.client_ip.as_bytes());
+            w.extend_from_slice(b"\r\n");
+            w.extend_from_slice(&peer.direct_fields[peer.xff_len..]);
         }
-        None => field(w, b"x-forwarded-for", client_ip),
+        // X-Forwarded-For to X-Client-Port, as formatted for the connection.
+        None => w.extend_from_slice(&peer.direct_fields),
     }
-    let proto: &[u8] = if peer.https { b"https" } else { b"http" };
-    field(w, b"x-forwarded-proto", proto);
-    field(w, b"x-appservice-proto", proto);
     field(w, b"x-forwarded-host", host);
     field(w, b"disguised-host", host);
-    field(w, b"x-client-ip", client_ip);
-    field(w, b"x-client-port", peer.client_port.as_bytes());
     field(w, b"x-original-url", target);
     let request_id = match client_id {
         Some(id) => id.to_vec(),
@@ -154,6 +152,7 @@ fn rewrite(w: &mut Vec<u8>, head: &RequestHead, bytes: &[u8], peer: &Peer, rules
     Ids { request_id, trace_id: tp.trace_id, span }
 }
 
+#[inline]
 fn field(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     w.extend_from_slice(name);
     w.push(b':');
@@ -169,6 +168,10 @@ fn connection_listed<'a>(fields: &[(std::ops::Range<usize>, std::ops::Range<usiz
     let mut listed = Vec::new();
     for (n, v) in fields {
         if !bytes[n.clone()].eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        let value = &bytes[v.clone()];
+        if value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close") {
             continue;
         }
         for token in bytes[v.clone()].split(|c| *c == b',').map(<[u8]>::trim_ascii) {
@@ -196,6 +199,7 @@ pub(crate) async fn forward<IO>(
     io: &mut IO,
     buf: &mut bytes::BytesMut,
     out: &mut Vec<u8>,
+    clock: &mut Clock,
     head: &RequestHead,
     bytes: &Bytes,
     edge: &EdgeService,
@@ -214,11 +218,12 @@ where
     let mut w = Vec::new();
     let ids = rewrite(&mut w, head, bytes, peer, config.forwarding);
     let head_request = head.method == Method::HEAD;
-    let asked = Instant::now();
+    // Main's answer is timed from here (the rewrite above takes a microsecond or two).
+    let asked = start;
     let timeout = origin.request_timeout();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let exchanged = match tokio::time::timeout_at(deadline, send(origin.upstream(), &w)).await {
-        Ok(Ok(conn)) => answer(conn, head_request, io, buf, (deadline, timeout), watch).await,
+    let deadline = tokio::time::Instant::from_std(start) + timeout;
+    let exchanged = match clock.within(deadline, send(origin.upstream(), &w)).await {
+        Ok(Ok(conn)) => answer(conn, head_request, io, buf, clock, (deadline, timeout), watch).await,
         Ok(Err(failed)) => Err(failed),
         Err(_) => Err(Failed::Answer(ProxyError::Timeout(timeout))),
     };
@@ -349,6 +354,7 @@ async fn answer<IO>(
     head_request: bool,
     io: &mut IO,
     buf: &mut bytes::BytesMut,
+    clock: &mut Clock,
     (deadline, timeout): (tokio::time::Instant, Duration),
     watch: usize,
 ) -> Result<(MainConn, ResponseHead, Bytes), Failed>
@@ -358,7 +364,7 @@ where
     let mut interims = 0;
     loop {
         let read = tokio::select! {
-            r = tokio::time::timeout_at(deadline, read_head(&mut conn, head_request)) => r,
+            r = clock.within(deadline, read_head(&mut conn, head_request)) => r,
             () = super::conn::client_gone(io, buf, watch) => return Err(Failed::Gone),
         };
         match read {
@@ -455,7 +461,15 @@ fn answer_head(
 }
 
 /// The edge's error answer for a request on the direct path, recorded.
-fn failed(edge: &EdgeService, head: &RequestHead, bytes: &[u8], peer: &Peer, ids: &Ids, e: ProxyError, start: Instant) -> Response<EdgeBody> {
+fn failed(
+    edge: &EdgeService,
+    head: &RequestHead,
+    bytes: &[u8],
+    peer: &Peer,
+    ids: &Ids,
+    e: ProxyError,
+    start: Instant,
+) -> Response<EdgeBody> {
     let (_, _, recorder) = edge.direct_view();
     let request_id = String::from_utf8_lossy(&ids.request_id);
     tracing::debug!(request_id = %request_id, error = %e, "request failed");

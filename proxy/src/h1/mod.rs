@@ -14,6 +14,7 @@
 
 pub mod chunked;
 pub(crate) mod client;
+mod clock;
 pub mod conn;
 mod direct;
 pub mod request;

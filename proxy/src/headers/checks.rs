@@ -70,6 +70,19 @@ pub fn absolute_target_host(parts: &mut http::request::Parts) {
 /// `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a reg-name of unreserved, pct-encoded
 /// and sub-delims characters, or a bracketed IP literal; an optional numeric port. Empty is allowed
 /// (a target without authority).
+/// The bytes a reg-name may hold (RFC 3986 §3.2.2: unreserved, pct-encoded's `%`, sub-delims).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=');
+        c += 1;
+    }
+    t
+};
+
 pub(crate) fn valid_host(h: &[u8]) -> bool {
     let (host, port) = if h.first() == Some(&b'[') {
         match h.iter().position(|&c| c == b']') {
@@ -88,7 +101,7 @@ pub(crate) fn valid_host(h: &[u8]) -> bool {
             None => (h, &h[h.len()..]),
         }
     };
-    let reg_name = host.first() == Some(&b'[') || host.iter().all(|c| c.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(c));
+    let reg_name = host.first() == Some(&b'[') || host.iter().all(|c| REG_NAME[*c as usize]);
     let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit) && port.len() <= 6);
     reg_name && port_ok
 }
