@@ -56,7 +56,7 @@ impl Clock {
             if now >= end {
                 return Poll::Ready(Err(Elapsed));
             }
-            self.sleep.as_mut().reset(end.min(now + self.step));
+            self.sleep.as_mut().reset(now.checked_add(self.step).map_or(end, |t| end.min(t)));
         }
     }
 }
