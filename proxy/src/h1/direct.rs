@@ -218,8 +218,7 @@ where
     let mut w = Vec::new();
     let ids = rewrite(&mut w, head, bytes, peer, config.forwarding);
     let head_request = head.method == Method::HEAD;
-    // Main's answer is timed from here (the rewrite above takes a microsecond or two).
-    let asked = start;
+    // Main's answer is timed from the start (the rewrite takes a microsecond or two).
     let timeout = origin.request_timeout();
     let deadline = tokio::time::Instant::from_std(start) + timeout;
     let exchanged = match clock.within(deadline, send(origin.upstream(), &w)).await {
@@ -244,7 +243,7 @@ where
         }
         Err(Failed::Answer(e)) => return Outcome::Answer(failed(edge, head, bytes, peer, &ids, e, start)),
     };
-    let took = asked.elapsed();
+    let took = start.elapsed();
     let status = StatusCode::from_u16(rh.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if matches!(rh.body, ResponseBody::Chunked | ResponseBody::UntilClose) || rh.status == 101 {
         // Framed by chunks or by the end of the connection: the general writer frames it anew.
